@@ -1,0 +1,296 @@
+"""The NAS-Bench-201 network with the architecture as data.
+
+Read top to bottom like Fig. 1 of NAS-Bench-201 (Dong & Yang, ICLR 2020):
+
+    stem (3x3 conv + BN)
+    -> stage 1: N cells at C channels
+    -> ResNet reduction block (stride 2) -> stage 2: N cells at 2C
+    -> ResNet reduction block (stride 2) -> stage 3: N cells at 4C
+    -> BN + ReLU -> global average pool -> linear
+
+Every cell of the network shares one architecture, given at call time as edge-op weights
+`arch: [6, 5]` (one-hot for a single cell; 1/k on k active ops for a TE-NAS supernet) or as op
+indices `arch: [6]`. Each edge computes all five ops and sums them weighted, so a single XLA
+compilation serves every cell, also under `vmap` over many cells. An op with weight 0 contributes
+nothing and its parameters get zero gradient, so gradients (and the NTK) equal those of the
+standalone cell. Layout is NHWC.
+
+Ops as NB201 defines them: `nor_conv_kxk` = ReLU -> Conv(k, no bias) -> BN; `avg_pool_3x3` =
+3x3 average pool, stride 1, padding 1 not counted; `skip_connect` = identity; `none` = zero.
+
+Every ReLU output is sown into the `intermediates` collection under the name `relu`, zeroed where
+its op is inactive (so that inactive ops add only constant columns to activation patterns); the
+linear-region proxy reads them with `mutable=["intermediates"]`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from micronas_jax import space
+
+Variables = Any  # {"params": ..., "batch_stats": ...}
+
+INITS = ("torch-default", "kaiming-normal")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+  """Shape of an NB201 network.
+
+  Attributes:
+    channels: C, the channels of stage 1 (stage s has C * 2**s).
+    cells_per_stage: N, cells in each stage.
+    num_stages: stages; a stride-2 ResNet block sits between consecutive stages.
+    num_classes: outputs of the linear head.
+    resolution: input height and width.
+    in_channels: input channels (3 for images).
+    stem: whether a 3x3 conv + BN maps the input to C channels; without it in_channels must be C.
+    init: weight initialization, one of INITS. "torch-default" is PyTorch's default
+      (kaiming-uniform with a=sqrt(5): U(+-1/sqrt(fan_in)) for weights and linear biases), which is
+      what the TE-NAS reference code actually ran; "kaiming-normal" is N(0, 2/fan_in) with zero
+      biases, what that code meant to ask for.
+    bn_momentum: flax convention, running = m * running + (1 - m) * batch (PyTorch's 0.1 is 0.9).
+      Proxies use 0: one training-mode pass then stores the batch's own statistics.
+  """
+  channels: int = 16
+  cells_per_stage: int = 5
+  num_stages: int = 3
+  num_classes: int = 10
+  resolution: int = 32
+  in_channels: int = 3
+  stem: bool = True
+  init: str = "torch-default"
+  bn_momentum: float = 0.9
+
+  def __post_init__(self):
+    if self.init not in INITS:
+      raise ValueError(f"Unknown init {self.init!r}; known: {', '.join(INITS)}")
+    if not self.stem and self.in_channels != self.channels:
+      raise ValueError(f"without a stem in_channels ({self.in_channels}) must equal channels "
+                       f"({self.channels})")
+    for name in ("channels", "cells_per_stage", "num_stages", "num_classes", "resolution",
+                 "in_channels"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.resolution % 2**(self.num_stages - 1):
+      # The reduction block's conv and shortcut only agree in size on even inputs.
+      raise ValueError(f"resolution {self.resolution} must be divisible by "
+                       f"{2**(self.num_stages - 1)} for {self.num_stages} stages")
+
+  @property
+  def stage_channels(self) -> tuple[int, ...]:
+    return tuple(self.channels * 2**s for s in range(self.num_stages))
+
+  @property
+  def stage_resolutions(self) -> tuple[int, ...]:
+    return tuple(self.resolution // 2**s for s in range(self.num_stages))
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    return (self.resolution, self.resolution, self.in_channels)
+
+
+# The full network of the benchmark (CIFAR-10), and the two proxy networks of TE-NAS.
+NB201_CIFAR10 = NetworkConfig()
+NTK_NETWORK = NetworkConfig(channels=3, cells_per_stage=1, bn_momentum=0.0)
+LR_NETWORK = NetworkConfig(channels=1, cells_per_stage=1, num_stages=1, resolution=3,
+                           in_channels=1, stem=False, bn_momentum=0.0)
+
+
+def _torch_default_bias_init(fan_in: int):
+  bound = 1.0 / math.sqrt(fan_in)
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def _kernel_init(init: str):
+  if init == "torch-default":
+    # gain**2 = 2 / (1 + a**2) with a = sqrt(5), so the bound is sqrt(3 * (1/3) / fan_in).
+    return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+  return nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+
+
+class ConvBN(nn.Module):
+  """Conv (no bias) -> BN. Input `[B, H, W, C_in]` -> `[B, H', W', features]`."""
+  features: int
+  kernel: int
+  stride: int = 1
+  config: NetworkConfig = NB201_CIFAR10
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    pad = self.kernel // 2
+    x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.stride,
+                padding=((pad, pad), (pad, pad)), use_bias=False,
+                kernel_init=_kernel_init(self.config.init), name="conv")(x)
+    return nn.BatchNorm(use_running_average=not train, momentum=self.config.bn_momentum,
+                        epsilon=1e-5, name="bn")(x)
+
+
+def avg_pool_3x3(x):
+  """3x3 average pool, stride 1, padding 1 excluded from the count (NB201's avg_pool_3x3)."""
+  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+
+
+class Edge(nn.Module):
+  """One cell edge: the weighted sum of the five ops. `x: [B, H, W, C]`, `weights: [5]`."""
+  features: int
+  config: NetworkConfig
+
+  @nn.compact
+  def __call__(self, x, weights, train: bool):
+    activated = nn.relu(x)
+    conv_active = (weights[space.CONV1X1] != 0) | (weights[space.CONV3X3] != 0)
+    self.sow("intermediates", "relu", jnp.where(conv_active, activated, 0.0))
+    outputs = {
+        space.SKIP: x,
+        space.CONV1X1: ConvBN(self.features, 1, config=self.config, name="conv1x1")(activated, train),
+        space.CONV3X3: ConvBN(self.features, 3, config=self.config, name="conv3x3")(activated, train),
+        space.POOL: avg_pool_3x3(x),
+    }
+    return sum(weights[op] * out for op, out in outputs.items())
+
+
+class Cell(nn.Module):
+  """The NB201 cell: node j = sum over i < j of edge_ij(node i); output node 3.
+
+  `x: [B, H, W, C]`, `arch: [6, 5]` edge-op weights.
+  """
+  features: int
+  config: NetworkConfig
+
+  @nn.compact
+  def __call__(self, x, arch, train: bool):
+    nodes = [x]
+    for to_node in range(1, space.NUM_NODES):
+      node = 0.0
+      for edge, (target, source) in enumerate(space.EDGES):
+        if target == to_node:
+          edge_fn = Edge(self.features, self.config, name=f"edge_{target}_{source}")
+          node = node + edge_fn(nodes[source], arch[edge], train)
+      nodes.append(node)
+    return nodes[-1]
+
+
+class ReductionBlock(nn.Module):
+  """NB201's ResNet basic block with stride 2: two ReLU-conv-BN plus avg-pool + 1x1 shortcut."""
+  features: int
+  config: NetworkConfig
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    y = nn.relu(x)
+    self.sow("intermediates", "relu", y)
+    y = ConvBN(self.features, 3, stride=2, config=self.config, name="conv_a")(y, train)
+    y = nn.relu(y)
+    self.sow("intermediates", "relu", y)
+    y = ConvBN(self.features, 3, config=self.config, name="conv_b")(y, train)
+    shortcut = nn.avg_pool(x, (2, 2), strides=(2, 2))
+    shortcut = nn.Conv(self.features, (1, 1), use_bias=False,
+                       kernel_init=_kernel_init(self.config.init), name="shortcut")(shortcut)
+    return shortcut + y
+
+
+class Network(nn.Module):
+  """The NB201 network. `x: [B, H, W, in_channels]`, `arch: [6]` ints or `[6, 5]` -> logits."""
+  config: NetworkConfig
+
+  @nn.compact
+  def __call__(self, x, arch, train: bool = True):
+    cfg = self.config
+    arch = jnp.asarray(arch)
+    if arch.ndim == 1:
+      arch = jax.nn.one_hot(arch, space.NUM_OPS, dtype=x.dtype)
+    chex.assert_shape(arch, (space.NUM_EDGES, space.NUM_OPS))
+    chex.assert_shape(x, (None, *cfg.input_shape))
+
+    if cfg.stem:
+      x = ConvBN(cfg.channels, 3, config=cfg, name="stem")(x, train)
+    for stage, features in enumerate(cfg.stage_channels):
+      if stage > 0:
+        x = ReductionBlock(features, cfg, name=f"reduction_{stage}")(x, train)
+      for cell in range(cfg.cells_per_stage):
+        x = Cell(features, cfg, name=f"stage{stage + 1}_cell{cell}")(x, arch, train)
+    x = nn.BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum, epsilon=1e-5,
+                     name="head_bn")(x)
+    x = nn.relu(x)
+    self.sow("intermediates", "relu", x)
+    x = jnp.mean(x, axis=(1, 2))
+    bias_init = (_torch_default_bias_init(x.shape[-1]) if cfg.init == "torch-default"
+                 else nn.initializers.zeros)
+    return nn.Dense(cfg.num_classes, kernel_init=_kernel_init(cfg.init), bias_init=bias_init,
+                    name="classifier")(x)
+
+
+@functools.lru_cache(maxsize=None)
+def network(config: NetworkConfig) -> Network:
+  """The flax module for `config` (cached, so jitted callers see one hashable module)."""
+  return Network(config)
+
+
+def init(key: jax.Array, config: NetworkConfig) -> Variables:
+  """Draws fresh variables {"params", "batch_stats"} holding the weights of every op."""
+  dummy_x = jnp.zeros((1, *config.input_shape), jnp.float32)
+  dummy_arch = jnp.zeros((space.NUM_EDGES,), jnp.int32)
+  return network(config).init(key, dummy_x, dummy_arch, train=False)
+
+
+def apply(variables: Variables, arch: jax.Array, x: jax.Array, config: NetworkConfig,
+          train: bool = True) -> tuple[jax.Array, Variables]:
+  """Logits `[B, num_classes]` and updated batch statistics.
+
+  With `train=True`, BN normalizes with the batch's statistics (TE-NAS semantics) and returns the
+  updated running statistics; with `train=False` it uses the stored running statistics.
+  """
+  if train:
+    logits, updates = network(config).apply(variables, x, arch, train=True,
+                                            mutable=["batch_stats"])
+    return logits, updates["batch_stats"]
+  return network(config).apply(variables, x, arch, train=False), variables["batch_stats"]
+
+
+def relu_patterns(variables: Variables, arch: jax.Array, x: jax.Array, config: NetworkConfig,
+                  train: bool = True) -> jax.Array:
+  """Sign pattern of every ReLU in the network, `[B, num_units]` bool (inactive ops give False)."""
+  _, state = network(config).apply(variables, x, arch, train=train,
+                                   mutable=["batch_stats", "intermediates"])
+  leaves = jax.tree_util.tree_leaves(state["intermediates"])
+  return jnp.concatenate([leaf.reshape(leaf.shape[0], -1) > 0 for leaf in leaves], axis=1)
+
+
+def _path_names(path) -> tuple[str, ...]:
+  return tuple(getattr(entry, "key", str(entry)) for entry in path)
+
+
+def param_op(path_names: tuple[str, ...]) -> int | None:
+  """The cell op (space.CONV1X1 or CONV3X3) a parameter belongs to, or None outside cell ops."""
+  if any(name.startswith("edge_") for name in path_names):
+    if "conv1x1" in path_names:
+      return space.CONV1X1
+    if "conv3x3" in path_names:
+      return space.CONV3X3
+  return None
+
+
+def count_active_params(params, ops: np.ndarray) -> int:
+  """Parameters of the standalone cell network `ops: [6]`: every weight except inactive ops'."""
+  ops = space.validate_ops(ops)
+  total = 0
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    names = _path_names(path)
+    op = param_op(names)
+    if op is not None:
+      edge_name = next(name for name in names if name.startswith("edge_"))
+      target, source = (int(part) for part in edge_name.split("_")[1:])
+      if ops[space.EDGES.index((target, source))] != op:
+        continue
+    total += int(np.prod(leaf.shape))
+  return total
