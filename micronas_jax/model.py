@@ -140,29 +140,89 @@ def avg_pool_3x3(x):
   return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
 
 
+def batch_norm(x, scale, bias, mean, var, train: bool, epsilon: float = 1e-5):
+  """BN over all axes but the last. Returns (y, batch_mean, batch_var); in eval mode uses `mean`,
+  `var` and returns them unchanged. `x: [B, H, W, C]`, the rest `[C]`."""
+  if train:
+    mean = jnp.mean(x, axis=(0, 1, 2))
+    var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+  return (x - mean) * jax.lax.rsqrt(var + epsilon) * scale + bias, mean, var
+
+
+def conv(x, kernel, stride: int = 1):
+  """Bias-free NHWC conv with padding k // 2 (PyTorch's), `kernel: [k, k, C_in, C_out]`."""
+  pad = kernel.shape[0] // 2
+  return jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
 class Edge(nn.Module):
-  """One cell edge: the weighted sum of the five ops. `x: [B, H, W, C]`, `weights: [5]`."""
+  """One cell edge. `x: [B, H, W, C]`; `choice`: an op index (int scalar) or op weights `[5]`.
+
+  With an op index the edge runs only that op (`lax.switch`; under `vmap` over cells JAX turns
+  the switch into a select over all ops). With weights it returns the weighted sum of all five
+  (the TE-NAS supernet). The two convs' parameters are held here as plain arrays, not as flax
+  submodules, because a flax submodule cannot be called inside `lax.switch`.
+  """
   features: int
   config: NetworkConfig
 
+  def _conv_bn_variables(self, name: str, kernel: int, in_features: int):
+    kernel_param = self.param(f"{name}_kernel", _kernel_init(self.config.init),
+                              (kernel, kernel, in_features, self.features))
+    scale = self.param(f"{name}_bn_scale", nn.initializers.ones, (self.features,))
+    bias = self.param(f"{name}_bn_bias", nn.initializers.zeros, (self.features,))
+    mean = self.variable("batch_stats", f"{name}_bn_mean", jnp.zeros, (self.features,))
+    var = self.variable("batch_stats", f"{name}_bn_var", jnp.ones, (self.features,))
+    return kernel_param, scale, bias, mean, var
+
   @nn.compact
-  def __call__(self, x, weights, train: bool):
+  def __call__(self, x, choice, train: bool):
+    convs = {op: self._conv_bn_variables(name, kernel, x.shape[-1])
+             for op, name, kernel in ((space.CONV1X1, "conv1x1", 1), (space.CONV3X3, "conv3x3", 3))}
+    stats = {op: (variables[3].value, variables[4].value) for op, variables in convs.items()}
     activated = nn.relu(x)
-    conv_active = (weights[space.CONV1X1] != 0) | (weights[space.CONV3X3] != 0)
-    self.sow("intermediates", "relu", jnp.where(conv_active, activated, 0.0))
-    outputs = {
-        space.SKIP: x,
-        space.CONV1X1: ConvBN(self.features, 1, config=self.config, name="conv1x1")(activated, train),
-        space.CONV3X3: ConvBN(self.features, 3, config=self.config, name="conv3x3")(activated, train),
-        space.POOL: avg_pool_3x3(x),
+
+    def conv_branch(op):
+      def run(x_in, activated_in, stats_in):
+        kernel, scale, bias = convs[op][:3]
+        out, mean, var = batch_norm(conv(activated_in, kernel), scale, bias, *stats_in[op], train)
+        return out, {**stats_in, op: (mean, var)}
+      return run
+
+    branches = {
+        space.NONE: lambda x_in, activated_in, stats_in: (jnp.zeros_like(x_in), stats_in),
+        space.SKIP: lambda x_in, activated_in, stats_in: (x_in, stats_in),
+        space.CONV1X1: conv_branch(space.CONV1X1),
+        space.CONV3X3: conv_branch(space.CONV3X3),
+        space.POOL: lambda x_in, activated_in, stats_in: (avg_pool_3x3(x_in), stats_in),
     }
-    return sum(weights[op] * out for op, out in outputs.items())
+    choice = jnp.asarray(choice)
+    if choice.ndim == 0:
+      conv_active = (choice == space.CONV1X1) | (choice == space.CONV3X3)
+      out, new_stats = jax.lax.switch(choice, [branches[op] for op in range(space.NUM_OPS)],
+                                      x, activated, stats)
+    else:
+      conv_active = (choice[space.CONV1X1] != 0) | (choice[space.CONV3X3] != 0)
+      out, new_stats = 0.0, dict(stats)
+      for op, branch in branches.items():
+        op_out, op_stats = branch(x, activated, stats)
+        out = out + choice[op] * op_out
+        if op in convs:
+          new_stats[op] = op_stats[op]
+    self.sow("intermediates", "relu", jnp.where(conv_active, activated, 0.0))
+    if train and not self.is_initializing():
+      momentum = self.config.bn_momentum
+      for op, (mean, var) in new_stats.items():
+        convs[op][3].value = momentum * convs[op][3].value + (1 - momentum) * mean
+        convs[op][4].value = momentum * convs[op][4].value + (1 - momentum) * var
+    return out
 
 
 class Cell(nn.Module):
   """The NB201 cell: node j = sum over i < j of edge_ij(node i); output node 3.
 
-  `x: [B, H, W, C]`, `arch: [6, 5]` edge-op weights.
+  `x: [B, H, W, C]`, `arch: [6]` op indices or `[6, 5]` edge-op weights.
   """
   features: int
   config: NetworkConfig
@@ -208,8 +268,9 @@ class Network(nn.Module):
     cfg = self.config
     arch = jnp.asarray(arch)
     if arch.ndim == 1:
-      arch = jax.nn.one_hot(arch, space.NUM_OPS, dtype=x.dtype)
-    chex.assert_shape(arch, (space.NUM_EDGES, space.NUM_OPS))
+      chex.assert_shape(arch, (space.NUM_EDGES,))
+    else:
+      chex.assert_shape(arch, (space.NUM_EDGES, space.NUM_OPS))
     chex.assert_shape(x, (None, *cfg.input_shape))
 
     if cfg.stem:
@@ -273,9 +334,9 @@ def _path_names(path) -> tuple[str, ...]:
 def param_op(path_names: tuple[str, ...]) -> int | None:
   """The cell op (space.CONV1X1 or CONV3X3) a parameter belongs to, or None outside cell ops."""
   if any(name.startswith("edge_") for name in path_names):
-    if "conv1x1" in path_names:
+    if path_names[-1].startswith("conv1x1"):
       return space.CONV1X1
-    if "conv3x3" in path_names:
+    if path_names[-1].startswith("conv3x3"):
       return space.CONV3X3
   return None
 

@@ -34,11 +34,25 @@ def test_one_compilation_serves_twenty_cells(tiny_variables, batch):
   assert len({np.asarray(o).tobytes() for o in outputs}) == 20
 
 
-def test_int_arch_equals_one_hot_weights(tiny_variables, batch):
-  ops = space.arch_at(1)
-  by_index, _ = model.apply(tiny_variables, ops, batch, TINY)
-  by_weights, _ = model.apply(tiny_variables, space.one_hot(ops), batch, TINY)
-  np.testing.assert_allclose(by_index, by_weights, rtol=1e-6, atol=1e-6)
+@pytest.mark.parametrize("index", [0, 1, 1462, 6111])
+@pytest.mark.parametrize("train", [True, False])
+def test_int_arch_equals_one_hot_weights(tiny_variables, batch, index, train):
+  # The op-index path runs lax.switch; the weights path sums all ops weighted: same network.
+  ops = space.arch_at(index)
+  by_index, stats_by_index = model.apply(tiny_variables, ops, batch, TINY, train=train)
+  by_weights, stats_by_weights = model.apply(tiny_variables, space.one_hot(ops), batch, TINY,
+                                             train=train)
+  np.testing.assert_allclose(by_index, by_weights, rtol=1e-5, atol=1e-6)
+  # Running statistics of the active ops agree; inactive ops keep theirs under the switch.
+  for path, leaf in jax.tree_util.tree_leaves_with_path(stats_by_index):
+    if "conv" not in jax.tree_util.keystr(path):
+      np.testing.assert_allclose(leaf, _get(stats_by_weights, path), rtol=1e-5, atol=1e-6)
+
+
+def _get(tree, path):
+  for entry in path:
+    tree = tree[entry.key]
+  return tree
 
 
 def _cell_output(ops, x, features=2):
@@ -107,8 +121,8 @@ def test_torch_default_init_bounds(tiny_variables):
 
 def test_kaiming_normal_init_has_he_variance():
   config = model.NetworkConfig(channels=16, cells_per_stage=1, init="kaiming-normal")
-  kernel = model.init(jax.random.key(0), config)["params"]["stage3_cell0"]["edge_1_0"]["conv3x3"]
-  std = float(np.std(kernel["conv"]["kernel"]))
+  edge = model.init(jax.random.key(0), config)["params"]["stage3_cell0"]["edge_1_0"]
+  std = float(np.std(edge["conv3x3_kernel"]))
   assert abs(std - np.sqrt(2 / (9 * 64))) < 0.05 * np.sqrt(2 / (9 * 64))
 
 
