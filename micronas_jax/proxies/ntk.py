@@ -87,9 +87,12 @@ def condition_number(kernel: jax.Array, sentinel: float = SINGULAR_SENTINEL):
   positive, or whose ratio is not finite, gives `(sentinel, False)`: the reference code turned NaN
   into 100000 and let a negative ratio through, which ranks a singular kernel as the best.
   """
-  eigenvalues = jnp.linalg.eigvalsh(kernel.astype(jnp.float32))
+  kernel = kernel.astype(jnp.float32)
+  finite = jnp.all(jnp.isfinite(kernel))
+  # LAPACK's eigensolver may crash on NaN input: hand it the identity instead and flag the row.
+  eigenvalues = jnp.linalg.eigvalsh(jnp.where(finite, kernel, jnp.eye(kernel.shape[0])))
   kappa = eigenvalues[-1] / eigenvalues[0]
-  valid = (eigenvalues[0] > 0) & jnp.isfinite(kappa)
+  valid = finite & (eigenvalues[0] > 0) & jnp.isfinite(kappa)
   return jnp.where(valid, kappa, sentinel), valid
 
 
