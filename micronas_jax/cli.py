@@ -12,6 +12,8 @@ import sys
 import click
 
 from micronas_jax import cost, space
+from micronas_jax.hardware import latency, profile
+from micronas_jax.hardware import memory as hw_memory
 
 
 class InputError(click.ClickException):
@@ -95,6 +97,182 @@ def space_list(out):
       stream.close()
   if out:
     click.echo(f"wrote {len(archs)} cells to {out}", err=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hardware (issue 5): latency LUTs (plan, build, fit) and the `hw` report of one cell.
+
+
+def _lut_errors(call, *args, **kwargs):
+  """Runs a hardware library call, turning its bad-input errors into one-line exit-2 errors."""
+  try:
+    return call(*args, **kwargs)
+  except latency.LUTError as error:
+    raise InputError(str(error)) from None
+
+
+def _check_choice(value: str, option: str, choices) -> str:
+  if value not in choices:
+    raise InputError(f"{option}: unknown value {value!r}; known: {', '.join(choices)}")
+  return value
+
+
+def _write_text(path: str, text: str) -> None:
+  try:
+    with open(path, "w", newline="") as f:
+      f.write(text)
+  except OSError as error:
+    raise InputError(f"{path}: cannot write: {error.strerror}") from None
+
+
+def _save_lut(lut, path: str) -> None:
+  _write_text(path, json.dumps(latency.to_dict(lut), indent=2) + "\n")
+
+
+@cli.group("lut")
+def lut_group():
+  """Latency lookup tables: plan the entries to profile, build a LUT, or fit one from timings."""
+
+
+@lut_group.command("plan", epilog="""\b
+Examples:
+  micronas-jax lut plan --out plan.csv
+  (fill the latency column on your board, then: micronas-jax lut build plan.csv ...)
+""")
+@click.option("--out", default=None, help="CSV file to write (default: standard output).")
+def lut_plan(out):
+  """Every LUT entry to profile (op, stage, channels, height, width) with an empty latency."""
+  text = profile.plan_csv()
+  if not out:
+    click.echo(text, nl=False)
+    return
+  _write_text(out, text)
+  click.echo(f"wrote {text.count(chr(10)) - 1} entries to {out}", err=True)
+
+
+@lut_group.command("build", epilog="""\b
+Examples:
+  micronas-jax lut build plan.csv --device 'my board' --unit ms --out my.json
+  micronas-jax lut build plan.csv --device f746 --unit cycles --clock-mhz 216 \\
+      --sram-kb 320 --flash-kb 1024 --out f746.json
+""")
+@click.argument("plan")
+@click.option("--device", required=True, help="Name of the device the plan was profiled on.")
+@click.option("--unit", required=True, help=f"Unit of the latency column: {', '.join(latency.UNITS)}.")
+@click.option("--out", required=True, help="LUT JSON file to write.")
+@click.option("--clock-mhz", type=float, default=None, help="Clock (required with --unit cycles).")
+@click.option("--semantics", default="every-op", show_default=True,
+              help=f"Runtime semantics: {', '.join(latency.SEMANTICS)}.")
+@click.option("--sram-kb", type=float, default=None, help="Board SRAM (KB = 1024 bytes).")
+@click.option("--flash-kb", type=float, default=None, help="Board flash (KB).")
+@click.option("--runtime-sram-kb", type=float, default=0.0, show_default=True,
+              help="SRAM the runtime needs besides tensors (KB).")
+@click.option("--runtime-flash-kb", type=float, default=0.0, show_default=True,
+              help="Flash of the runtime code (KB).")
+def lut_build(plan, device, unit, out, clock_mhz, semantics, sram_kb, flash_kb, runtime_sram_kb,
+              runtime_flash_kb):
+  """Validates a filled plan CSV (every entry, once, non-negative) and writes the LUT."""
+  _check_choice(unit, "--unit", latency.UNITS)
+  _check_choice(semantics, "--semantics", latency.SEMANTICS)
+  sizes = {"--sram-kb": sram_kb, "--flash-kb": flash_kb, "--runtime-sram-kb": runtime_sram_kb,
+           "--runtime-flash-kb": runtime_flash_kb, "--clock-mhz": clock_mhz}
+  for option, value in sizes.items():
+    if value is not None and value < 0:
+      raise InputError(f"{option}: must be non-negative, got {value}")
+  if (sram_kb is None) != (flash_kb is None):
+    raise InputError("--sram-kb and --flash-kb: give both (the board's memory) or neither")
+  memory = None
+  if sram_kb is not None:
+    memory = latency.Memory(*(round(kb * 1024) for kb in (sram_kb, flash_kb, runtime_sram_kb,
+                                                          runtime_flash_kb)))
+  lut = _lut_errors(profile.build, plan, device, unit, clock_mhz, semantics, memory)
+  _save_lut(lut, out)
+  click.echo(f"wrote LUT for {device} ({unit}, {semantics}) to {out}", err=True)
+
+
+@lut_group.command("fit", epilog="""\b
+Examples:
+  micronas-jax lut fit timings.csv --out fitted.json
+  micronas-jax lut fit timings.csv --semantics dead-code --device 'Raspberry Pi 4' --out pi.json
+timings.csv has a column index (benchmark index) or arch, and latency_ms.
+""")
+@click.argument("timings")
+@click.option("--out", required=True, help="LUT JSON file to write (unit ms).")
+@click.option("--device", default="fitted", show_default=True, help="Name of the timed device.")
+@click.option("--semantics", default="every-op", show_default=True,
+              help=f"Runtime semantics of the timings: {', '.join(latency.SEMANTICS)}.")
+def lut_fit(timings, out, device, semantics):
+  """Fits per-op costs and the constant to whole-network timings (non-negative least squares)."""
+  _check_choice(semantics, "--semantics", latency.SEMANTICS)
+  archs, times = _lut_errors(profile.read_timings, timings)
+  try:
+    lut = latency.fit(archs, times, dead_code=semantics == "dead-code", device=device,
+                      source=timings)
+  except ValueError as error:
+    raise InputError(f"{timings}: {error}") from None
+  _save_lut(lut, out)
+  click.echo(f"fitted {len(times)} timings ({semantics}) into {out}", err=True)
+
+
+def hw_report(ops, lut, dead_code: bool | None = None) -> dict:
+  """The JSON-ready hardware report of one cell on the LUT's device."""
+  dead_code = lut.semantics == "dead-code" if dead_code is None else dead_code
+  memory = lut.memory
+  runtime = (memory.runtime_sram_bytes, memory.runtime_flash_bytes) if memory else (0, 0)
+  sram = int(hw_memory.peak_sram(ops, lut.config, runtime[0], dead_code))
+  flash = int(hw_memory.flash(ops, lut.config, runtime[1], dead_code))
+  report = {
+      "index": space.index_of(ops),
+      "arch": space.format_arch(ops),
+      "device": lut.device,
+      "measured": lut.provenance.get("measured"),
+      "semantics": "dead-code" if dead_code else "every-op",
+      "latency_ms": round(float(latency.estimate(ops, lut, dead_code)), 4),
+      "peak_sram_bytes": sram,
+      "flash_bytes": flash,
+      "flops_m": round(float(cost.flops(ops, lut.config)) / 1e6, 6),
+      "params_m": round(float(cost.params(ops, lut.config)) / 1e6, 6),
+  }
+  if memory:
+    report.update(sram_capacity_bytes=memory.sram_bytes, flash_capacity_bytes=memory.flash_bytes,
+                  fits_sram=sram <= memory.sram_bytes, fits_flash=flash <= memory.flash_bytes)
+  return report
+
+
+@cli.command("hw", epilog="""\b
+Examples:
+  micronas-jax hw 1462
+  micronas-jax hw 1462 --board stm32f746 --json
+  micronas-jax hw '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|' --lut my.json
+""")
+@click.argument("cell", type=ArchParam(), metavar="ARCH_OR_INDEX")
+@click.option("--board", default="stm32f746", show_default=True,
+              help="Packaged LUT to use: " + ", ".join(latency.boards()) + ".")
+@click.option("--lut", "lut_path", default=None, help="A LUT JSON file (overrides --board).")
+@click.option("--semantics", default=None,
+              help="Override the LUT's runtime semantics: every-op or dead-code.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def hw(cell, board, lut_path, semantics, as_json):
+  """Latency, peak SRAM, flash, FLOPs and params of one cell, and whether it fits the board."""
+  if semantics is not None:
+    _check_choice(semantics, "--semantics", latency.SEMANTICS)
+  lut = _lut_errors(latency.load, lut_path) if lut_path else _lut_errors(latency.board, board)
+  report = hw_report(cell, lut, None if semantics is None else semantics == "dead-code")
+  if as_json:
+    click.echo(json.dumps(report, indent=2))
+    return
+  source = "measured" if report["measured"] else "NOT measured (analytic estimate)"
+  verdict = lambda key: "" if key not in report else (" (fits)" if report[key] else
+                                                      " (does NOT fit)")
+  capacity = lambda key: f" of {report[key] / 1024:.0f} KB" if key in report else ""
+  click.echo(f"device   {report['device']}  [{source}]\n"
+             f"index    {report['index']}\narch     {report['arch']}\n"
+             f"latency  {report['latency_ms']:.3f} ms  ({report['semantics']})\n"
+             f"SRAM     {report['peak_sram_bytes'] / 1024:.1f} KB peak"
+             f"{capacity('sram_capacity_bytes')}{verdict('fits_sram')}\n"
+             f"flash    {report['flash_bytes'] / 1024:.1f} KB"
+             f"{capacity('flash_capacity_bytes')}{verdict('fits_flash')}\n"
+             f"FLOPs    {report['flops_m']:.2f} M\nparams   {report['params_m']:.6f} M")
 
 
 def main():

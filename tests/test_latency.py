@@ -1,0 +1,199 @@
+import json
+import time
+
+import numpy as np
+import pytest
+
+from micronas_jax import space
+from micronas_jax.hardware import analytic, latency, profile, stm32f746
+from micronas_jax.model import NB201_CIFAR10, NetworkConfig
+
+N, S, C1, C3, P = space.NONE, space.SKIP, space.CONV1X1, space.CONV3X3, space.POOL
+
+
+def toy_lut(semantics="every-op", unit="ms", clock_mhz=None):
+  """A LUT with distinct, easy numbers: lut[s][op] = 10 * (s + 1) + op."""
+  ops = 10.0 * np.arange(1, 4)[:, None] + np.arange(5)[None, :]
+  return latency.LUT(device="toy", unit=unit, semantics=semantics,
+                     provenance={"method": "test", "measured": False}, config=NB201_CIFAR10,
+                     ops=ops, stem=1.0, reductions=(2.0, 3.0), head=4.0, overhead=5.0,
+                     clock_mhz=clock_mhz)
+
+
+def test_estimate_equals_hand_sum():
+  ops = np.array([C3, S, N, P, C1, C3])
+  # fixed: 5 + 1 + 2 + 3 + 4 = 15; per cell, stage s: sum of 10(s+1) + op over the 6 edges
+  # = 60(s+1) + (3+1+0+4+2+3) = 60(s+1) + 13; N=5 cells: 5 * (73 + 133 + 193) = 1995.
+  assert latency.estimate(ops, toy_lut()) == pytest.approx(15 + 1995)
+
+
+def test_estimate_loops_match_vectorized_for_all_cells():
+  lut = toy_lut()
+  archs = space.all_archs()
+  fast = latency.estimate(archs, lut)
+  for ops in archs[::997]:
+    slow = lut.overhead + lut.stem + sum(lut.reductions) + lut.head
+    for stage in range(3):
+      for _ in range(5):
+        slow += sum(lut.ops[stage, op] for op in ops)
+    assert fast[space.index_of(ops)] == pytest.approx(slow)
+
+
+def test_estimate_all_cells_well_under_a_second():
+  lut = latency.board("stm32f746")
+  start = time.perf_counter()
+  result = latency.estimate(space.all_archs(), lut)
+  assert time.perf_counter() - start < 0.5
+  assert result.shape == (15625,) and (result > 0).all()
+
+
+def test_cycles_convert_with_clock():
+  cycles = toy_lut(unit="cycles", clock_mhz=200.0)
+  # 2010 cycles at 200 MHz = 2010 / 200e3 ms
+  assert latency.estimate(np.array([C3, S, N, P, C1, C3]), cycles) == pytest.approx(2010 / 2e5)
+
+
+def test_reaches_output_drops_ops_that_do_not_feed_the_output():
+  # node 1 = conv(x) feeds only node 2, which reaches node 3 through 'none' only: both dead.
+  ops = np.array([C3, N, C3, S, N, N])
+  assert latency.reaches_output(ops).tolist() == [False, False, False, True, False, False]
+  assert latency.reaches_output(space.arch_at(1462)).all()
+
+
+def test_ops_fed_by_a_zero_node_still_run_under_dead_code():
+  # node 1 has no input (zero) but its conv feeds the output: HW-NAS-Bench timings charge it.
+  ops = np.array([N, N, N, S, C3, N])
+  assert latency.reaches_output(ops).tolist() == [False, False, False, True, True, False]
+  assert latency.output_reachable(ops)
+
+
+def test_dead_code_estimate_by_hand():
+  lut = toy_lut("dead-code")
+  ops = np.array([C3, N, C3, S, N, N])  # only 3<-0 skip runs
+  # 15 fixed + 5 cells * (11 + 21 + 31) for the skip at each stage
+  assert latency.estimate(ops, lut) == pytest.approx(15 + 5 * 63)
+  assert latency.estimate(ops, lut, dead_code=False) == pytest.approx(
+      15 + 5 * sum(6 * 10 * (s + 1) + 3 + 3 + 1 for s in range(3)))
+
+
+def test_folded_network_costs_only_the_overhead():
+  ops = np.array([C3, C3, C3, N, N, N])  # node 3 has no input: the network is a constant
+  assert not latency.output_reachable(ops)
+  assert latency.estimate(ops, toy_lut("dead-code")) == 5.0
+  assert (~latency.output_reachable(space.all_archs())).sum() == 341  # data README's count
+
+
+def test_json_round_trip(tmp_path):
+  lut = toy_lut(unit="cycles", clock_mhz=216)
+  path = tmp_path / "lut.json"
+  latency.save(lut, path)
+  again = latency.load(path)
+  np.testing.assert_allclose(again.ops, lut.ops)
+  assert (again.stem, again.reductions, again.head, again.overhead) == (1, (2, 3), 4, 5)
+  assert again.clock_mhz == 216 and again.unit == "cycles"
+
+
+def test_packaged_lut_equals_its_generator():
+  packaged = latency.to_dict(latency.board("stm32f746"))
+  assert packaged == json.loads(json.dumps(latency.to_dict(stm32f746.lut())))
+
+
+def test_default_lut_cites_every_constant_and_says_not_measured():
+  lut = latency.board("stm32f746")
+  assert lut.provenance["measured"] is False and "NOT MEASURED" in lut.provenance["note"]
+  for name, constant in lut.constants.items():
+    assert constant["status"] in ("[V]", "[D]"), name
+    assert "facts §" in constant["source"], name
+  assert lut.memory.sram_bytes == 320 * 1024 and lut.memory.flash_bytes == 1024 * 1024
+
+
+def test_analytic_conv3x3_entry_by_hand():
+  model = analytic.Model(cycles_per_mac=2.0, cycles_per_layer=100.0, overhead_cycles=7.0)
+  cycles = analytic.entry_cycles(model, NB201_CIFAR10)
+  # stage 1: E = 16*32*32 = 16384; ReLU E + conv 9*16*E + add E; 3 layers
+  assert cycles["ops"][0, C3] == 2.0 * (16384 + 9 * 16 * 16384 + 16384) + 300
+  assert cycles["ops"][0, P] == 2.0 * 10 * 16384 + 200
+  assert cycles["ops"][2, N] == 0 and cycles["overhead"] == 7.0
+
+
+def _shaped_lut(config):
+  """A LUT whose stage split matches the fit's prior, so the fit can recover it exactly."""
+  shares, fixed = latency._stage_shares(config)
+  totals = np.array([0.0, 0.4, 2.5, 9.0, 1.7])
+  return latency.LUT(device="synthetic", unit="ms", semantics="every-op",
+                     provenance={"method": "test", "measured": False}, config=config,
+                     ops=totals * shares / config.cells_per_stage, stem=3.0 * fixed[0],
+                     reductions=tuple(3.0 * fixed[1:-1]), head=3.0 * fixed[-1], overhead=0.0)
+
+
+@pytest.mark.parametrize("dead_code", [False, True])
+def test_fit_recovers_synthetic_lut_from_noiseless_timings(dead_code):
+  truth = _shaped_lut(NB201_CIFAR10)
+  if dead_code:
+    truth = latency.LUT(**{**truth.__dict__, "overhead": 0.05, "semantics": "dead-code"})
+  archs = space.all_archs()[np.random.default_rng(0).permutation(15625)[:300]]
+  fitted = latency.fit(archs, latency.estimate(archs, truth), dead_code=dead_code)
+  np.testing.assert_allclose(fitted.ops, truth.ops, atol=1e-9)
+  assert fitted.stem == pytest.approx(truth.stem) and fitted.head == pytest.approx(truth.head)
+  assert fitted.overhead == pytest.approx(truth.overhead, abs=1e-9)
+  np.testing.assert_allclose(latency.estimate(space.all_archs(), fitted),
+                             latency.estimate(space.all_archs(), truth), rtol=1e-9)
+
+
+def test_fit_with_any_stage_split_predicts_whole_networks():
+  truth = toy_lut()  # stage split unlike the prior: only whole-network sums are identified
+  truth = latency.LUT(**{**truth.__dict__, "ops": truth.ops * (np.arange(5) > 0)})
+  archs = space.all_archs()[:200]
+  fitted = latency.fit(archs, latency.estimate(archs, truth))
+  np.testing.assert_allclose(latency.estimate(space.all_archs(), fitted),
+                             latency.estimate(space.all_archs(), truth), rtol=1e-9)
+
+
+def test_plan_then_build_round_trip(tmp_path):
+  rows = profile.plan()
+  # 1 stem + 3 stages x 5 ops + 2 reductions + head + overhead
+  assert len(rows) == 20
+  for i, row in enumerate(rows):
+    row["latency"] = str(0.5 * i)
+  path = tmp_path / "plan.csv"
+  header = ",".join(profile.PLAN_COLUMNS)
+  path.write_text(header + "\n" + "\n".join(",".join(str(r[c]) for c in profile.PLAN_COLUMNS)
+                                            for r in rows) + "\n")
+  lut = profile.build(path, "board", "ms")
+  by_key = {(r["op"], str(r["stage"])): float(r["latency"]) for r in rows}
+  assert lut.stem == by_key[("stem", "1")] and lut.overhead == by_key[("overhead", "")]
+  assert lut.ops[1, C3] == by_key[("nor_conv_3x3", "2")]
+  assert lut.reductions == (by_key[("reduction", "2")], by_key[("reduction", "3")])
+  assert lut.head == by_key[("head", "3")]
+  saved = tmp_path / "lut.json"
+  latency.save(lut, saved)
+  assert latency.to_dict(latency.load(saved)) == latency.to_dict(lut)
+
+
+def test_plan_for_a_small_network_follows_its_shape():
+  config = NetworkConfig(channels=2, cells_per_stage=1, resolution=8)
+  rows = profile.plan(config)
+  conv = [r for r in rows if r["op"] == "nor_conv_3x3"]
+  assert [(r["channels"], r["height"]) for r in conv] == [(2, 8), (4, 4), (8, 2)]
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["stages"][1]["ops"].pop("avg_pool_3x3"), "stages[1].ops: missing op 'avg_pool_3x3'"),
+    (lambda d: d["stages"].pop(), "stages: expected a list of 3 stages"),
+    (lambda d: d.update(unit="seconds"), "unit: unknown value 'seconds'"),
+    (lambda d: d.update(stem=-1), "stem: must be non-negative"),
+    (lambda d: d["stages"][0]["ops"].update(nor_conv_3x3="fast"), "nor_conv_3x3: must be a non-negative number"),
+    (lambda d: d.pop("overhead"), "missing field 'overhead'"),
+    (lambda d: d.update(reductions=[1.0]), "reductions: expected a list of 2"),
+    (lambda d: d["stages"][2].update(channels=32), "stages[2].channels: stage 3"),
+    (lambda d: d.update(clock_mhz=None, unit="cycles"), "clock_mhz: a positive clock is required"),
+    (lambda d: d.update(semantics="lazy"), "semantics: unknown value 'lazy'"),
+    (lambda d: d.update(stagez=[]), "unknown field 'stagez'"),
+    (lambda d: d["memory"].update(sram_bytes=True), "memory.sram_bytes: must be a non-negative"),
+])
+def test_schema_check_names_the_field(mutate, message):
+  data = latency.to_dict(stm32f746.lut())
+  mutate(data)
+  with pytest.raises(latency.LUTError, match=None) as error:
+    latency.from_dict(data, "my.json")
+  assert str(error.value).startswith("my.json: ") and message in str(error.value)
