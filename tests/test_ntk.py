@@ -29,13 +29,17 @@ def _weight_vector(grads) -> np.ndarray:
 
 
 def _slow_exact_ntk(variables, ops, x) -> np.ndarray:
-  """One jax.grad per sample of logits[i].sum() through the whole batch (BN couples samples)."""
-  rows = []
-  for i in range(x.shape[0]):
-    def sample_logit_sum(params):
-      logits, _ = model.apply({**variables, "params": params}, ops, x, TINY, train=True)
-      return logits[i].sum()
-    rows.append(_weight_vector(jax.grad(sample_logit_sum)(variables["params"])))
+  """One jax.grad per sample of logits[i].sum() through the whole batch (BN couples samples).
+
+  Jitted only because op-by-op execution of the switch is slow; the loop stays per sample.
+  """
+  @jax.jit
+  @jax.grad
+  def sample_logit_sum(params, i):
+    logits, _ = model.apply({**variables, "params": params}, ops, x, TINY, train=True)
+    return logits[i].sum()
+
+  rows = [_weight_vector(sample_logit_sum(variables["params"], i)) for i in range(x.shape[0])]
   jacobian = np.stack(rows).astype(np.float64)
   return jacobian @ jacobian.T
 
@@ -43,12 +47,13 @@ def _slow_exact_ntk(variables, ops, x) -> np.ndarray:
 def _slow_fast_ntk(variables, ops, x) -> np.ndarray:
   """Per-sample gradients with BN statistics computed on the batch (numpy) and held fixed."""
   _, batch_stats = model.apply(variables, ops, x, TINY, train=True)  # momentum 0: batch stats
-  rows = []
-  for i in range(x.shape[0]):
-    def logit_sum(params):
-      network_vars = {"params": params, "batch_stats": batch_stats}
-      return model.apply(network_vars, ops, x[i:i + 1], TINY, train=False)[0].sum()
-    rows.append(_weight_vector(jax.grad(logit_sum)(variables["params"])))
+  @jax.jit
+  @jax.grad
+  def logit_sum(params, sample):
+    network_vars = {"params": params, "batch_stats": batch_stats}
+    return model.apply(network_vars, ops, sample[None], TINY, train=False)[0].sum()
+
+  rows = [_weight_vector(logit_sum(variables["params"], sample)) for sample in x]
   jacobian = np.stack(rows).astype(np.float64)
   return jacobian @ jacobian.T
 
