@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import csv
 import json
+import pathlib
 import sys
 
 import click
+import numpy as np
 
-from micronas_jax import cost, space
+from micronas_jax import cost, model, space
 from micronas_jax.hardware import latency, profile
 from micronas_jax.hardware import memory as hw_memory
 
@@ -273,6 +275,143 @@ def hw(cell, board, lut_path, semantics, as_json):
              f"flash    {report['flash_bytes'] / 1024:.1f} KB"
              f"{capacity('flash_capacity_bytes')}{verdict('fits_flash')}\n"
              f"FLOPs    {report['flops_m']:.2f} M\nparams   {report['params_m']:.6f} M")
+
+
+# --- scoring: training-free proxies over many cells ------------------------------------------
+
+
+def _read_arch_file(path: str) -> np.ndarray:
+  """Benchmark indices from a file of indices or arch strings, one per line ('#' comments)."""
+  indices = []
+  with open(path) as f:
+    for number, line in enumerate(f, start=1):
+      text = line.split("#", 1)[0].strip()
+      if not text:
+        continue
+      try:
+        indices.append(space.index_of(space.resolve(text)))
+      except space.ArchError as error:
+        raise InputError(f"{path}:{number}: {error}") from None
+  if not indices:
+    raise InputError(f"{path}: no cells listed")
+  return np.asarray(indices, np.int32)
+
+
+def _parse_lr_samples(text: str) -> tuple[int, int]:
+  batches, sep, batch = text.lower().partition("x")
+  if not (sep and batches.isdigit() and batch.isdigit()):
+    raise InputError(f"--lr-samples {text!r}: expected BATCHESxSAMPLES, e.g. 3x1000")
+  return int(batches), int(batch)
+
+
+@cli.command("score", epilog="""\b
+Examples:
+  micronas-jax score --indices 0:64 --proxies ntk,lr,flops,params --out s.sqlite
+  micronas-jax score --indices 0:15625 --proxies ntk_fast,lr --repeats 3 --out space.sqlite
+  micronas-jax score --archs cells.txt --data ~/cifar-10-batches-py --out real.sqlite
+Rerunning a command resumes it: cells already in --out are skipped.
+""")
+@click.option("--indices", default="0:15625", show_default=True,
+              help="Benchmark indices: START:STOP or a comma-separated list.")
+@click.option("--archs", "archs_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File of indices or arch strings, one per line (instead of --indices).")
+@click.option("--proxies", "proxy_names", default="ntk,lr,flops,params", show_default=True,
+              help="Comma-separated: ntk (exact), ntk_fast, lr, flops, params.")
+@click.option("--repeats", type=int, default=3, show_default=True,
+              help="Draws of weights and inputs averaged per proxy.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", default="scores.sqlite", show_default=True, help="SQLite store to fill.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="NTK batch (TE-NAS: 72).")
+@click.option("--lr-samples", default="3x1000", show_default=True,
+              help="Linear-region inputs: BATCHESxSAMPLES of 3x3.")
+@click.option("--init", type=click.Choice(model.INITS), default="torch-default", show_default=True)
+@click.option("--data", "data_path", type=click.Path(), default=None,
+              help="CIFAR-10 python directory or .npz of [N,32,32,3] images (default: random normal).")
+@click.option("--cells-per-step", type=int, default=None,
+              help="Cells per jitted step (default: 1 on CPU, 32 per device on GPU/TPU).")
+@click.option("--distributed", is_flag=True,
+              help="Call jax.distributed.initialize(); each process scores its share of the cells "
+                   "into OUT with a .processKofN suffix.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, lr_samples, init,
+          data_path, cells_per_step, distributed, progress):
+  """Scores cells with training-free proxies into a resumable SQLite store."""
+  import jax
+  from tqdm import tqdm
+
+  from micronas_jax import data as data_module
+  from micronas_jax import scoring, store
+
+  try:
+    selected = _read_arch_file(archs_file) if archs_file else space.parse_index_range(indices)
+  except space.ArchError as error:
+    raise InputError(f"--indices: {error}") from None
+  lr_batches, lr_batch = _parse_lr_samples(lr_samples)
+  images = None
+  if data_path:
+    try:
+      images = data_module.load_images(data_path)
+    except data_module.DataError as error:
+      raise InputError(str(error)) from None
+  try:
+    config = scoring.ScoreConfig(
+        proxies=tuple(p.strip() for p in proxy_names.split(",") if p.strip()), repeats=repeats,
+        init=init, ntk_batch=batch_size, lr_batches=lr_batches, lr_batch=lr_batch,
+        data=None if images is None else data_module.fingerprint(images))
+  except ValueError as error:
+    raise InputError(str(error)) from None
+  if distributed:
+    jax.distributed.initialize()
+  if jax.process_count() > 1:
+    out_path = pathlib.Path(out)
+    out = str(out_path.with_name(f"{out_path.stem}.process{jax.process_index()}of"
+                                 f"{jax.process_count()}{out_path.suffix}"))
+    selected = selected[jax.process_index()::jax.process_count()]
+  step = cells_per_step or scoring.default_cells_per_step()
+  try:
+    scorer = scoring.Scorer(config, cells_per_step=step, images=images)
+    results = store.ScoreStore(out, config.to_dict(), config.hash(), config.proxies)
+  except (ValueError, store.StoreError) as error:
+    raise InputError(str(error)) from None
+  with results:
+    done = results.done(seed)
+    todo = np.asarray([i for i in dict.fromkeys(selected.tolist()) if i not in done], np.int32)
+    click.echo(f"{len(selected)} cells selected, {len(selected) - len(todo)} already in {out}, "
+               f"{len(todo)} to score on {jax.local_device_count()} {jax.default_backend()} "
+               f"device(s), {step} per step", err=True)
+    with tqdm(total=len(todo), unit="cell", disable=not progress, dynamic_ncols=True) as bar:
+      def write(rows):
+        results.write(rows, seed)
+        bar.update(len(rows))
+      scoring.score_indices(todo, scorer, seed, write)
+  click.echo(f"{out}: {len(todo)} cells scored (config {config.hash()}, seed {seed})", err=True)
+
+
+@cli.group("table")
+def table_group():
+  """Score tables written by `micronas-jax score`."""
+
+
+@table_group.command("export", epilog="""\b
+Examples:
+  micronas-jax table export scores.sqlite --csv scores.csv
+  micronas-jax table export scores.sqlite --parquet scores.parquet
+""")
+@click.argument("store_path", metavar="STORE")
+@click.option("--csv", "csv_out", default=None, help="CSV file to write.")
+@click.option("--parquet", "parquet_out", default=None, help="Parquet file to write (needs pyarrow).")
+def table_export(store_path, csv_out, parquet_out):
+  """Exports every row of a score store to CSV or Parquet."""
+  from micronas_jax import store
+
+  if bool(csv_out) == bool(parquet_out):
+    raise InputError("give exactly one of --csv FILE or --parquet FILE")
+  try:
+    count = (store.export_csv(store_path, csv_out) if csv_out
+             else store.export_parquet(store_path, parquet_out))
+  except store.StoreError as error:
+    raise InputError(str(error)) from None
+  click.echo(f"wrote {count} rows to {csv_out or parquet_out}", err=True)
 
 
 def main():
