@@ -322,6 +322,10 @@ Rerunning a command resumes it: cells already in --out are skipped.
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", default="scores.sqlite", show_default=True, help="SQLite store to fill.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="NTK batch (TE-NAS: 72).")
+@click.option("--ntk-channels", type=int, default=3, show_default=True, help="NTK network's C.")
+@click.option("--ntk-cells", type=int, default=1, show_default=True, help="NTK network's N.")
+@click.option("--ntk-resolution", type=int, default=32, show_default=True,
+              help="NTK input size (random inputs; real images are resized).")
 @click.option("--lr-samples", default="3x1000", show_default=True,
               help="Linear-region inputs: BATCHESxSAMPLES of 3x3.")
 @click.option("--init", type=click.Choice(model.INITS), default="torch-default", show_default=True)
@@ -333,8 +337,9 @@ Rerunning a command resumes it: cells already in --out are skipped.
               help="Call jax.distributed.initialize(); each process scores its share of the cells "
                    "into OUT with a .processKofN suffix.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, lr_samples, init,
-          data_path, cells_per_step, distributed, progress):
+def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_channels,
+          ntk_cells, ntk_resolution, lr_samples, init, data_path, cells_per_step, distributed,
+          progress):
   """Scores cells with training-free proxies into a resumable SQLite store."""
   import jax
   from tqdm import tqdm
@@ -356,7 +361,8 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, lr_s
   try:
     config = scoring.ScoreConfig(
         proxies=tuple(p.strip() for p in proxy_names.split(",") if p.strip()), repeats=repeats,
-        init=init, ntk_batch=batch_size, lr_batches=lr_batches, lr_batch=lr_batch,
+        init=init, ntk_batch=batch_size, ntk_channels=ntk_channels, ntk_cells=ntk_cells,
+        ntk_resolution=ntk_resolution, lr_batches=lr_batches, lr_batch=lr_batch,
         data=None if images is None else data_module.fingerprint(images))
   except ValueError as error:
     raise InputError(str(error)) from None

@@ -153,10 +153,16 @@ class Scorer:
                        f"{len(devices)} local devices")
     self._cells_sharding = None
     if self.cells_per_step > 1 and len(devices) > 1:
-      # jit follows the sharding of its input: cells split over devices, the rest replicated.
-      self._cells_sharding = NamedSharding(Mesh(np.asarray(devices), ("cells",)),
-                                           PartitionSpec("cells"))
-    self._draw = jax.jit(self._score_draw)
+      # shard_map: each device scores its slice of the chunk with the whole draw replicated.
+      # (Letting the SPMD partitioner split the traced function gave wrong NTK values on CPU.)
+      mesh = Mesh(np.asarray(devices), ("cells",))
+      self._cells_sharding = NamedSharding(mesh, PartitionSpec("cells"))
+      self._draw = jax.jit(jax.shard_map(
+          self._score_draw, mesh=mesh,
+          in_specs=(PartitionSpec("cells"), PartitionSpec(), PartitionSpec()),
+          out_specs=PartitionSpec("cells"), check_vma=False))
+    else:
+      self._draw = jax.jit(self._score_draw)
 
   def _score_draw(self, archs, key, images):
     """Proxy values and validity `[n]` of cells `archs: [n, 6]` for the draw `key`."""
