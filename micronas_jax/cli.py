@@ -332,7 +332,7 @@ Rerunning a command resumes it: cells already in --out are skipped.
 @click.option("--data", "data_path", type=click.Path(), default=None,
               help="CIFAR-10 python directory or .npz of [N,32,32,3] images (default: random normal).")
 @click.option("--cells-per-step", type=int, default=None,
-              help="Cells per jitted step (default: 1 on CPU, 32 per device on GPU/TPU).")
+              help="Cells per jitted step (default: 1 on CPU, 128 per device on GPU/TPU).")
 @click.option("--distributed", is_flag=True,
               help="Call jax.distributed.initialize(); each process scores its share of the cells "
                    "into OUT with a .processKofN suffix.")

@@ -218,9 +218,10 @@ class Scorer:
 
 
 def default_cells_per_step() -> int:
-  """1 on a CPU (one op per edge via lax.switch); 32 per device on an accelerator."""
+  """1 on a CPU (one op per edge via lax.switch); 128 per device on an accelerator (measured
+  best of 32 and 128 on an H100, benchmarks/RESULTS.md)."""
   devices = jax.local_devices()
-  return 1 if devices[0].platform == "cpu" else 32 * len(devices)
+  return 1 if devices[0].platform == "cpu" else 128 * len(devices)
 
 
 def chunks(indices: np.ndarray, size: int) -> Iterable[tuple[np.ndarray, int]]:
