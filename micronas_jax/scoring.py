@@ -28,7 +28,6 @@ ANALYTIC = {
     "flops": lambda archs: cost.flops(archs) / 1e6,   # M, full CIFAR-10 network (C=16, N=5)
     "params": lambda archs: cost.params(archs) / 1e6,  # M
 }
-ANALYTIC_DIRECTION = {"flops": False, "params": False}  # fewer is cheaper, not "better"
 
 
 @dataclasses.dataclass(frozen=True)
