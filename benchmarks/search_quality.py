@@ -20,6 +20,7 @@ import argparse
 import csv
 import datetime
 import json
+import os
 import pathlib
 import platform
 import sys
@@ -89,7 +90,8 @@ def summary(mode, repeats, rows, times, compilations) -> dict:
           "steady_seconds": float(np.mean(times[1:])) if len(times) > 1 else None,
           "compilations": compilations,
           "device": f"{device.platform} ({getattr(device, 'device_kind', '')}, "
-                    f"{jax.local_device_count()} device(s); host {platform.machine()})",
+                    f"{jax.local_device_count()} device(s); host {platform.machine()}, "
+                    f"{os.cpu_count()} cores)",
           "jax": jax.__version__, "python": platform.python_version(),
           "date": datetime.date.today().isoformat(), "seeds": len(rows)}
 
@@ -154,13 +156,14 @@ def main():
   parser.add_argument("--load-json", type=pathlib.Path, default=None,
                       help="render a saved run instead of running")
   parser.add_argument("--no-write", action="store_true", help="only print the table")
+  parser.add_argument("--note", default=None, help="a line to add (e.g. how loaded the machine was)")
   args = parser.parse_args()
   if args.load_json:
     saved = json.loads(args.load_json.read_text())
     result, command = saved["result"], saved["command"]
   else:
     command = "python3 benchmarks/search_quality.py " + " ".join(
-        a for a in sys.argv[1:] if not a.startswith("--save-json") and not a.endswith(".json"))
+        a for a in sys.argv[1:] if a not in ("--save-json", "--no-write") and not a.endswith(".json"))
     start = time.perf_counter()
     def save(result):
       if args.save_json:
@@ -168,6 +171,8 @@ def main():
     result = run(args.mode, args.seeds, load_accuracy(args.data), args.repeats, save)
     print(f"total {time.perf_counter() - start:.0f} s", file=sys.stderr)
   text = render(result, command)
+  if args.note:
+    text += f"- Note: {args.note}\n"
   print(text)
   if not args.no_write:
     write_subsection(REPO / "benchmarks/RESULTS.md", text)
