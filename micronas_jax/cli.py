@@ -6,6 +6,7 @@ string, an unknown op, an index out of range, a bad option), always as one line 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import pathlib
 import sys
@@ -418,6 +419,182 @@ def table_export(store_path, csv_out, parquet_out):
   except store.StoreError as error:
     raise InputError(str(error)) from None
   click.echo(f"wrote {count} rows to {csv_out or parquet_out}", err=True)
+
+
+# --- search (issue 6): pruning or score-table search under hardware limits ---------------------
+
+
+def _benchmark_accuracy(path: str, index: int) -> float:
+  """Test accuracy of benchmark `index` from a CSV with columns index and test_acc."""
+  try:
+    with open(path, newline="") as f:
+      reader = csv.DictReader(f)
+      if not {"index", "test_acc"} <= set(reader.fieldnames or ()):
+        raise InputError(f"{path}: --benchmark needs columns index and test_acc")
+      for row in reader:
+        if int(row["index"]) == index:
+          return float(row["test_acc"])
+  except OSError as error:
+    raise InputError(f"{path}: cannot read: {error.strerror}") from None
+  except ValueError:
+    raise InputError(f"{path}: malformed index or test_acc value") from None
+  raise InputError(f"{path}: no row for benchmark index {index}")
+
+
+def search_report(ops, lut, method: str, indicators: dict, seconds: float, details: dict) -> dict:
+  """The JSON-ready report of a search: the cell, its indicators and hardware costs."""
+  from micronas_jax.search import objective
+
+  costs = {name: float(values) for name, values in objective.cell_costs(ops, lut).items()}
+  return {"index": space.index_of(ops), "arch": space.format_arch(ops), "method": method,
+          "device": lut.device, "indicators": indicators,
+          "latency_ms": round(costs["latency_ms"], 4), "sram_kb": round(costs["sram_kb"], 2),
+          "flash_kb": round(costs["flash_kb"], 2), "flops_m": round(costs["flops_m"], 4),
+          "params_m": round(costs["params_m"], 6), "search_seconds": round(seconds, 2),
+          **details}
+
+
+@cli.command("search", epilog="""\b
+Examples:
+  micronas-jax search --board stm32f746 --fast
+  micronas-jax search --board stm32f746 --max-latency-ms 300 --w-latency 0.2 --out r.json
+  micronas-jax search --method table --scores space.sqlite --max-sram-kb 64 --plot pareto.png
+  micronas-jax search --fast --benchmark ../shared/data/nb201/cifar10.csv
+Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a GPU.
+""")
+@click.option("--board", default="stm32f746", show_default=True,
+              help="Packaged LUT to use: " + ", ".join(latency.boards()) + ".")
+@click.option("--lut", "lut_path", default=None, help="A LUT JSON file (overrides --board).")
+@click.option("--max-latency-ms", type=float, default=None, help="Latency limit (ms).")
+@click.option("--max-sram-kb", type=float, default=None,
+              help="Peak SRAM limit (KB); the board's SRAM always applies.")
+@click.option("--max-flash-kb", type=float, default=None,
+              help="Flash limit (KB); the board's flash always applies.")
+@click.option("--max-flops-m", type=float, default=None, help="FLOPs limit (M, NB201 rules).")
+@click.option("--w-flops", type=float, default=0.0, show_default=True,
+              help="Weight of the FLOPs rank; NTK and LR share 1 - w_flops - w_latency.")
+@click.option("--w-latency", type=float, default=0.0, show_default=True,
+              help="Weight of the latency rank.")
+@click.option("--method", type=click.Choice(["prune", "table"]), default="prune",
+              show_default=True, help="Prune a supernet (TE-NAS/MicroNAS) or search a score table.")
+@click.option("--scores", "scores_path", default=None,
+              help="Score store from `micronas-jax score` (--method table).")
+@click.option("--fast", is_flag=True,
+              help="NTK with frozen BN statistics (ntk_fast): about 10x quicker than exact.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True,
+              help="Draws averaged per candidate (--method prune).")
+@click.option("--batch-size", type=int, default=32, show_default=True,
+              help="NTK batch (MicroNAS: 32, TE-NAS: 72).")
+@click.option("--out", default=None, help="JSON report to write.")
+@click.option("--plot", "plot_path", default=None,
+              help="Pareto plot PNG, objective vs latency (--method table; needs matplotlib).")
+@click.option("--benchmark", "benchmark_path", default=None,
+              help="CSV with index,test_acc: also report the chosen cell's accuracy.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m, w_flops,
+           w_latency, method, scores_path, fast, seed, repeats, batch_size, out, plot_path,
+           benchmark_path, progress):
+  """Finds the best cell for a board under hardware limits, and reports it with its evidence."""
+  from micronas_jax.search import objective
+
+  lut = _lut_errors(latency.load, lut_path) if lut_path else _lut_errors(latency.board, board)
+  try:
+    weights = objective.Weights.micronas(w_flops, w_latency)
+    limits = objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m)
+  except objective.ObjectiveError as error:
+    raise InputError(str(error)) from None
+  if method == "table" and not scores_path:
+    raise InputError("--method table needs --scores FILE (a store from `micronas-jax score`)")
+  if method == "prune" and (scores_path or plot_path):
+    raise InputError("--scores and --plot belong to --method table")
+  if benchmark_path and not pathlib.Path(benchmark_path).is_file():
+    raise InputError(f"{benchmark_path}: no such benchmark CSV")
+  if method == "prune":
+    report = _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progress)
+  else:
+    report = _search_table(lut, weights, limits, fast, scores_path, plot_path)
+  if benchmark_path:
+    report["test_acc"] = _benchmark_accuracy(benchmark_path, report["index"])
+  if out:
+    _write_text(out, json.dumps(report, indent=2) + "\n")
+  ind = report["indicators"]
+  limit_text = ", ".join(report["limits"]) or "none"
+  click.echo(f"device   {report['device']}   method {method}   limits: {limit_text}\n"
+             f"index    {report['index']}\narch     {report['arch']}\n"
+             f"NTK      {ind['ntk']:.4g} (condition number, {ind['ntk_proxy']})   "
+             f"LR {ind['lr']:.0f} (linear regions)\n"
+             f"latency  {report['latency_ms']:.3f} ms\nSRAM     {report['sram_kb']:.1f} KB peak\n"
+             f"flash    {report['flash_kb']:.1f} KB\nFLOPs    {report['flops_m']:.2f} M\n"
+             f"params   {report['params_m']:.6f} M\ntime     {report['search_seconds']:.1f} s"
+             + (f"\naccuracy {report['test_acc']:.2f} % (from {benchmark_path})"
+                if benchmark_path else "")
+             + (f"\nwrote    {out}" if out else ""))
+
+
+def _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progress) -> dict:
+  import jax
+  from tqdm import tqdm
+
+  from micronas_jax import scoring
+  from micronas_jax.search import objective, prune
+
+  try:
+    feasible, bounds = objective.space_feasibility(lut, limits)
+    config = scoring.ScoreConfig(proxies=("ntk_fast" if fast else "ntk", "lr"), repeats=repeats,
+                                 ntk_batch=batch_size)
+  except (objective.ObjectiveError, ValueError) as error:
+    raise InputError(str(error)) from None
+  searcher = prune.prune_search(config)
+  click.echo(f"pruning search ({searcher.indicators.name}, {repeats} repeats) on "
+             f"{jax.default_backend()}; compiling first (about a minute on a CPU)", err=True)
+  with_none = not feasible[(space.all_archs() != space.NONE).all(1)].any()
+  with tqdm(total=searcher.evaluations(with_none), unit="supernet", disable=not progress,
+            dynamic_ncols=True) as bar:
+    searcher.on_measure = lambda: bar.update(1)
+    try:
+      result = searcher.search(seed, weights, lut, feasible)
+    finally:
+      searcher.on_measure = None
+  details = {"seed": seed, "weights": dataclasses.asdict(weights),
+             "limits": [source for _, source in bounds.values()],
+             "start_with_none": result.start_with_none, "score_config": config.to_dict(),
+             "rounds": result.rounds}
+  indicators = {"ntk": result.ntk, "lr": result.lr, "ntk_proxy": config.proxies[0]}
+  return search_report(result.ops, lut, "prune", indicators, result.seconds, details)
+
+
+def _search_table(lut, weights, limits, fast, scores_path, plot_path) -> dict:
+  import time
+
+  from micronas_jax.search import objective, table
+
+  start = time.perf_counter()
+  try:
+    scores = table.load_scores(scores_path, "ntk_fast" if fast else "ntk")
+    result = table.search(scores, lut, weights, limits)
+  except (table.TableError, objective.ObjectiveError) as error:
+    raise InputError(str(error)) from None
+  if plot_path:
+    try:
+      table.plot_pareto(result, scores, plot_path, limits.max_latency_ms)
+    except table.TableError as error:
+      raise InputError(str(error)) from None
+  best = result.best
+  ops = space.arch_at(int(scores.indices[best]))
+  front = [{"index": int(scores.indices[i]), "objective": float(result.objective[i]),
+            "latency_ms": round(float(result.costs["latency_ms"][i]), 4)} for i in result.front]
+  details = {"weights": dataclasses.asdict(weights), "scores": str(scores_path),
+             "scored_cells": len(scores.indices), "seeds": list(scores.seeds),
+             "limits": [source for _, source in limits.bounds(lut).values()],
+             "objective": float(result.objective[best]),
+             "feasible_cells": int(result.feasible.sum()), "pareto_front": front,
+             "score_config": scores.config}
+  if plot_path:
+    details["plot"] = str(plot_path)
+  indicators = {"ntk": float(scores.ntk[best]), "lr": float(scores.lr[best]),
+                "ntk_proxy": scores.ntk_proxy}
+  return search_report(ops, lut, "table", indicators, time.perf_counter() - start, details)
 
 
 def main():

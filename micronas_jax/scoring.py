@@ -134,6 +134,17 @@ def _family_inputs(family: str, key, config: ScoreConfig, network: model.Network
   return jnp.tile(crops, (1, 1, 1, config.lr_channels)).reshape(shape)
 
 
+def family_draw(key, family: str, config: ScoreConfig, images=None):
+  """One draw of a proxy family: fresh network variables and inputs -> (variables, inputs).
+
+  The key is folded with the family's position in `proxies.FAMILIES`, so the families of one
+  draw are independent and each family's draw does not depend on which others are used.
+  """
+  network = config.networks()[family]
+  init_key, input_key = jax.random.split(jax.random.fold_in(key, proxies.FAMILIES.index(family)))
+  return model.init(init_key, network), _family_inputs(family, input_key, config, network, images)
+
+
 class Scorer:
   """Scores chunks of `cells_per_step` cells for one configuration; compiles once.
 
@@ -170,13 +181,11 @@ class Scorer:
     used = {proxies.get(name).family for name in self.config.network_proxies}
     results = {}
     with jax.default_matmul_precision("highest"):
-      for family_index, family in enumerate(proxies.FAMILIES):
+      for family in proxies.FAMILIES:
         if family not in used:
           continue
-        init_key, input_key = jax.random.split(jax.random.fold_in(key, family_index))
         network = networks[family]
-        variables = model.init(init_key, network)
-        inputs = _family_inputs(family, input_key, self.config, network, images)
+        variables, inputs = family_draw(key, family, self.config, images)
         for name in self.config.network_proxies:
           proxy = proxies.get(name)
           if proxy.family != family:
