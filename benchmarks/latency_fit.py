@@ -27,13 +27,14 @@ import jax
 import numpy as np
 from scipy import stats
 
+import _results
 from micronas_jax import space
 from micronas_jax.hardware import latency
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEVICES = ("raspi4", "pixel3")
 FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.10)
-SECTION = "## Latency LUT fit (issue 5)"
+SECTION = "Latency LUT fit (issue 5)"
 
 
 def metrics(predicted: np.ndarray, measured: np.ndarray, reachable: np.ndarray) -> dict:
@@ -98,18 +99,6 @@ def table(results: list[dict]) -> str:
   return "\n".join(lines)
 
 
-def write_section(path: pathlib.Path, body: str) -> None:
-  """Replaces (or appends) the SECTION of the Markdown file at `path` with `body`."""
-  text = path.read_text() if path.exists() else "# Benchmark results\n"
-  start = text.find(SECTION)
-  if start < 0:
-    text = text.rstrip("\n") + "\n\n" + body
-  else:
-    end = text.find("\n## ", start + len(SECTION))
-    text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
-  path.write_text(text.rstrip("\n") + "\n")
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("data_dir", nargs="?", type=pathlib.Path,
@@ -124,7 +113,6 @@ def main():
   if args.no_write:
     return
   body = "\n".join([
-      SECTION, "",
       f"Command: `python3 benchmarks/latency_fit.py --seeds {args.seeds}` "
       f"({datetime.date.today().isoformat()}; {platform.machine()} {platform.system()}, "
       f"Python {platform.python_version()}, jax {jax.__version__}, CPU only).",
@@ -137,7 +125,7 @@ def main():
       "over the 15,284 cells whose output depends on the input (the 341 others measure about "
       "0.01 ms, so a tiny absolute error there dominates the plain MAPE).".format(args.seeds - 1),
       "", rendered, ""])
-  write_section(REPO / "benchmarks/RESULTS.md", body)
+  _results.write_section(SECTION, body)
   print(f"\nwrote the section to {REPO / 'benchmarks/RESULTS.md'}", file=sys.stderr)
 
 

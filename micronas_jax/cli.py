@@ -6,12 +6,15 @@ string, an unknown op, an index out of range, a bad option), always as one line 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import pathlib
 import sys
 
 import click
+import numpy as np
 
-from micronas_jax import cost, space
+from micronas_jax import cost, model, space
 from micronas_jax.hardware import latency, profile
 from micronas_jax.hardware import memory as hw_memory
 
@@ -273,6 +276,325 @@ def hw(cell, board, lut_path, semantics, as_json):
              f"flash    {report['flash_bytes'] / 1024:.1f} KB"
              f"{capacity('flash_capacity_bytes')}{verdict('fits_flash')}\n"
              f"FLOPs    {report['flops_m']:.2f} M\nparams   {report['params_m']:.6f} M")
+
+
+# --- scoring: training-free proxies over many cells ------------------------------------------
+
+
+def _read_arch_file(path: str) -> np.ndarray:
+  """Benchmark indices from a file of indices or arch strings, one per line ('#' comments)."""
+  indices = []
+  with open(path) as f:
+    for number, line in enumerate(f, start=1):
+      text = line.split("#", 1)[0].strip()
+      if not text:
+        continue
+      try:
+        indices.append(space.index_of(space.resolve(text)))
+      except space.ArchError as error:
+        raise InputError(f"{path}:{number}: {error}") from None
+  if not indices:
+    raise InputError(f"{path}: no cells listed")
+  return np.asarray(indices, np.int32)
+
+
+def _parse_lr_samples(text: str) -> tuple[int, int]:
+  batches, sep, batch = text.lower().partition("x")
+  if not (sep and batches.isdigit() and batch.isdigit()):
+    raise InputError(f"--lr-samples {text!r}: expected BATCHESxSAMPLES, e.g. 3x1000")
+  return int(batches), int(batch)
+
+
+@cli.command("score", epilog="""\b
+Examples:
+  micronas-jax score --indices 0:64 --proxies ntk,lr,flops,params --out s.sqlite
+  micronas-jax score --indices 0:15625 --proxies ntk_fast,lr --repeats 3 --out space.sqlite
+  micronas-jax score --archs cells.txt --data ~/cifar-10-batches-py --out real.sqlite
+Rerunning a command resumes it: cells already in --out are skipped.
+""")
+@click.option("--indices", default="0:15625", show_default=True,
+              help="Benchmark indices: START:STOP or a comma-separated list.")
+@click.option("--archs", "archs_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File of indices or arch strings, one per line (instead of --indices).")
+@click.option("--proxies", "proxy_names", default="ntk,lr,flops,params", show_default=True,
+              help="Comma-separated: ntk (exact), ntk_fast, lr, flops, params.")
+@click.option("--repeats", type=int, default=3, show_default=True,
+              help="Draws of weights and inputs averaged per proxy.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", default="scores.sqlite", show_default=True, help="SQLite store to fill.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="NTK batch (TE-NAS: 72).")
+@click.option("--ntk-channels", type=int, default=3, show_default=True, help="NTK network's C.")
+@click.option("--ntk-cells", type=int, default=1, show_default=True, help="NTK network's N.")
+@click.option("--ntk-resolution", type=int, default=32, show_default=True,
+              help="NTK input size (random inputs; real images are resized).")
+@click.option("--lr-samples", default="3x1000", show_default=True,
+              help="Linear-region inputs: BATCHESxSAMPLES of 3x3.")
+@click.option("--init", type=click.Choice(model.INITS), default="torch-default", show_default=True)
+@click.option("--data", "data_path", type=click.Path(), default=None,
+              help="CIFAR-10 python directory or .npz of [N,32,32,3] images (default: random normal).")
+@click.option("--cells-per-step", type=int, default=None,
+              help="Cells per jitted step (default: 1 on CPU, 128 per device on GPU/TPU).")
+@click.option("--distributed", is_flag=True,
+              help="Call jax.distributed.initialize(); each process scores its share of the cells "
+                   "into OUT with a .processKofN suffix.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_channels,
+          ntk_cells, ntk_resolution, lr_samples, init, data_path, cells_per_step, distributed,
+          progress):
+  """Scores cells with training-free proxies into a resumable SQLite store."""
+  import jax
+  from tqdm import tqdm
+
+  from micronas_jax import data as data_module
+  from micronas_jax import scoring, store
+
+  try:
+    selected = _read_arch_file(archs_file) if archs_file else space.parse_index_range(indices)
+  except space.ArchError as error:
+    raise InputError(f"--indices: {error}") from None
+  lr_batches, lr_batch = _parse_lr_samples(lr_samples)
+  images = None
+  if data_path:
+    try:
+      images = data_module.load_images(data_path)
+    except data_module.DataError as error:
+      raise InputError(str(error)) from None
+  try:
+    config = scoring.ScoreConfig(
+        proxies=tuple(p.strip() for p in proxy_names.split(",") if p.strip()), repeats=repeats,
+        init=init, ntk_batch=batch_size, ntk_channels=ntk_channels, ntk_cells=ntk_cells,
+        ntk_resolution=ntk_resolution, lr_batches=lr_batches, lr_batch=lr_batch,
+        data=None if images is None else data_module.fingerprint(images))
+  except ValueError as error:
+    raise InputError(str(error)) from None
+  if distributed:
+    jax.distributed.initialize()
+  if jax.process_count() > 1:
+    out_path = pathlib.Path(out)
+    out = str(out_path.with_name(f"{out_path.stem}.process{jax.process_index()}of"
+                                 f"{jax.process_count()}{out_path.suffix}"))
+    selected = selected[jax.process_index()::jax.process_count()]
+  step = cells_per_step or scoring.default_cells_per_step()
+  try:
+    scorer = scoring.Scorer(config, cells_per_step=step, images=images)
+    results = store.ScoreStore(out, config.to_dict(), config.hash(), config.proxies)
+  except (ValueError, store.StoreError) as error:
+    raise InputError(str(error)) from None
+  with results:
+    done = results.done(seed)
+    todo = np.asarray([i for i in dict.fromkeys(selected.tolist()) if i not in done], np.int32)
+    click.echo(f"{len(selected)} cells selected, {len(selected) - len(todo)} already in {out}, "
+               f"{len(todo)} to score on {jax.local_device_count()} {jax.default_backend()} "
+               f"device(s), {step} per step", err=True)
+    with tqdm(total=len(todo), unit="cell", disable=not progress, dynamic_ncols=True) as bar:
+      def write(rows):
+        results.write(rows, seed)
+        bar.update(len(rows))
+      scoring.score_indices(todo, scorer, seed, write)
+  click.echo(f"{out}: {len(todo)} cells scored (config {config.hash()}, seed {seed})", err=True)
+
+
+@cli.group("table")
+def table_group():
+  """Score tables written by `micronas-jax score`."""
+
+
+@table_group.command("export", epilog="""\b
+Examples:
+  micronas-jax table export scores.sqlite --csv scores.csv
+  micronas-jax table export scores.sqlite --parquet scores.parquet
+""")
+@click.argument("store_path", metavar="STORE")
+@click.option("--csv", "csv_out", default=None, help="CSV file to write.")
+@click.option("--parquet", "parquet_out", default=None, help="Parquet file to write (needs pyarrow).")
+def table_export(store_path, csv_out, parquet_out):
+  """Exports every row of a score store to CSV or Parquet."""
+  from micronas_jax import store
+
+  if bool(csv_out) == bool(parquet_out):
+    raise InputError("give exactly one of --csv FILE or --parquet FILE")
+  try:
+    count = (store.export_csv(store_path, csv_out) if csv_out
+             else store.export_parquet(store_path, parquet_out))
+  except store.StoreError as error:
+    raise InputError(str(error)) from None
+  click.echo(f"wrote {count} rows to {csv_out or parquet_out}", err=True)
+
+
+# --- search (issue 6): pruning or score-table search under hardware limits ---------------------
+
+
+def _benchmark_accuracy(path: str, index: int) -> float:
+  """Test accuracy of benchmark `index` from a CSV with columns index and test_acc."""
+  try:
+    with open(path, newline="") as f:
+      reader = csv.DictReader(f)
+      if not {"index", "test_acc"} <= set(reader.fieldnames or ()):
+        raise InputError(f"{path}: --benchmark needs columns index and test_acc")
+      for row in reader:
+        if int(row["index"]) == index:
+          return float(row["test_acc"])
+  except OSError as error:
+    raise InputError(f"{path}: cannot read: {error.strerror}") from None
+  except ValueError:
+    raise InputError(f"{path}: malformed index or test_acc value") from None
+  raise InputError(f"{path}: no row for benchmark index {index}")
+
+
+def search_report(ops, lut, method: str, indicators: dict, seconds: float, details: dict) -> dict:
+  """The JSON-ready report of a search: the cell, its indicators and hardware costs."""
+  from micronas_jax.search import objective
+
+  costs = {name: float(values) for name, values in objective.cell_costs(ops, lut).items()}
+  return {"index": space.index_of(ops), "arch": space.format_arch(ops), "method": method,
+          "device": lut.device, "indicators": indicators,
+          "latency_ms": round(costs["latency_ms"], 4), "sram_kb": round(costs["sram_kb"], 2),
+          "flash_kb": round(costs["flash_kb"], 2), "flops_m": round(costs["flops_m"], 4),
+          "params_m": round(costs["params_m"], 6), "search_seconds": round(seconds, 2),
+          **details}
+
+
+@cli.command("search", epilog="""\b
+Examples:
+  micronas-jax search --board stm32f746 --fast
+  micronas-jax search --board stm32f746 --max-latency-ms 300 --w-latency 0.2 --out r.json
+  micronas-jax search --method table --scores space.sqlite --max-sram-kb 64 --plot pareto.png
+  micronas-jax search --fast --benchmark ../shared/data/nb201/cifar10.csv
+Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a GPU.
+""")
+@click.option("--board", default="stm32f746", show_default=True,
+              help="Packaged LUT to use: " + ", ".join(latency.boards()) + ".")
+@click.option("--lut", "lut_path", default=None, help="A LUT JSON file (overrides --board).")
+@click.option("--max-latency-ms", type=float, default=None, help="Latency limit (ms).")
+@click.option("--max-sram-kb", type=float, default=None,
+              help="Peak SRAM limit (KB); the board's SRAM always applies.")
+@click.option("--max-flash-kb", type=float, default=None,
+              help="Flash limit (KB); the board's flash always applies.")
+@click.option("--max-flops-m", type=float, default=None, help="FLOPs limit (M, NB201 rules).")
+@click.option("--w-flops", type=float, default=0.0, show_default=True,
+              help="Weight of the FLOPs rank; NTK and LR share 1 - w_flops - w_latency.")
+@click.option("--w-latency", type=float, default=0.0, show_default=True,
+              help="Weight of the latency rank.")
+@click.option("--method", type=click.Choice(["prune", "table"]), default="prune",
+              show_default=True, help="Prune a supernet (TE-NAS/MicroNAS) or search a score table.")
+@click.option("--scores", "scores_path", default=None,
+              help="Score store from `micronas-jax score` (--method table).")
+@click.option("--fast", is_flag=True,
+              help="NTK with frozen BN statistics (ntk_fast): about 10x quicker than exact.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True,
+              help="Draws averaged per candidate (--method prune).")
+@click.option("--batch-size", type=int, default=32, show_default=True,
+              help="NTK batch (MicroNAS: 32, TE-NAS: 72).")
+@click.option("--out", default=None, help="JSON report to write.")
+@click.option("--plot", "plot_path", default=None,
+              help="Pareto plot PNG, objective vs latency (--method table; needs matplotlib).")
+@click.option("--benchmark", "benchmark_path", default=None,
+              help="CSV with index,test_acc: also report the chosen cell's accuracy.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m, w_flops,
+           w_latency, method, scores_path, fast, seed, repeats, batch_size, out, plot_path,
+           benchmark_path, progress):
+  """Finds the best cell for a board under hardware limits, and reports it with its evidence."""
+  from micronas_jax.search import objective
+
+  lut = _lut_errors(latency.load, lut_path) if lut_path else _lut_errors(latency.board, board)
+  try:
+    weights = objective.Weights.micronas(w_flops, w_latency)
+    limits = objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m)
+  except objective.ObjectiveError as error:
+    raise InputError(str(error)) from None
+  if method == "table" and not scores_path:
+    raise InputError("--method table needs --scores FILE (a store from `micronas-jax score`)")
+  if method == "prune" and (scores_path or plot_path):
+    raise InputError("--scores and --plot belong to --method table")
+  if benchmark_path and not pathlib.Path(benchmark_path).is_file():
+    raise InputError(f"{benchmark_path}: no such benchmark CSV")
+  if method == "prune":
+    report = _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progress)
+  else:
+    report = _search_table(lut, weights, limits, fast, scores_path, plot_path)
+  if benchmark_path:
+    report["test_acc"] = _benchmark_accuracy(benchmark_path, report["index"])
+  if out:
+    _write_text(out, json.dumps(report, indent=2) + "\n")
+  ind = report["indicators"]
+  limit_text = ", ".join(report["limits"]) or "none"
+  click.echo(f"device   {report['device']}   method {method}   limits: {limit_text}\n"
+             f"index    {report['index']}\narch     {report['arch']}\n"
+             f"NTK      {ind['ntk']:.4g} (condition number, {ind['ntk_proxy']})   "
+             f"LR {ind['lr']:.0f} (linear regions)\n"
+             f"latency  {report['latency_ms']:.3f} ms\nSRAM     {report['sram_kb']:.1f} KB peak\n"
+             f"flash    {report['flash_kb']:.1f} KB\nFLOPs    {report['flops_m']:.2f} M\n"
+             f"params   {report['params_m']:.6f} M\ntime     {report['search_seconds']:.1f} s"
+             + (f"\naccuracy {report['test_acc']:.2f} % (from {benchmark_path})"
+                if benchmark_path else "")
+             + (f"\nwrote    {out}" if out else ""))
+
+
+def _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progress) -> dict:
+  import jax
+  from tqdm import tqdm
+
+  from micronas_jax import scoring
+  from micronas_jax.search import objective, prune
+
+  try:
+    feasible, bounds = objective.space_feasibility(lut, limits)
+    config = scoring.ScoreConfig(proxies=("ntk_fast" if fast else "ntk", "lr"), repeats=repeats,
+                                 ntk_batch=batch_size)
+  except (objective.ObjectiveError, ValueError) as error:
+    raise InputError(str(error)) from None
+  searcher = prune.prune_search(config)
+  click.echo(f"pruning search ({searcher.indicators.name}, {repeats} repeats) on "
+             f"{jax.default_backend()}; compiling first (about a minute on a CPU)", err=True)
+  with_none = not feasible[(space.all_archs() != space.NONE).all(1)].any()
+  with tqdm(total=searcher.evaluations(with_none), unit="supernet", disable=not progress,
+            dynamic_ncols=True) as bar:
+    searcher.on_measure = lambda: bar.update(1)
+    try:
+      result = searcher.search(seed, weights, lut, feasible)
+    finally:
+      searcher.on_measure = None
+  details = {"seed": seed, "weights": dataclasses.asdict(weights),
+             "limits": [source for _, source in bounds.values()],
+             "start_with_none": result.start_with_none, "score_config": config.to_dict(),
+             "rounds": result.rounds}
+  indicators = {"ntk": result.ntk, "lr": result.lr, "ntk_proxy": config.proxies[0]}
+  return search_report(result.ops, lut, "prune", indicators, result.seconds, details)
+
+
+def _search_table(lut, weights, limits, fast, scores_path, plot_path) -> dict:
+  import time
+
+  from micronas_jax.search import objective, table
+
+  start = time.perf_counter()
+  try:
+    scores = table.load_scores(scores_path, "ntk_fast" if fast else "ntk")
+    result = table.search(scores, lut, weights, limits)
+  except (table.TableError, objective.ObjectiveError) as error:
+    raise InputError(str(error)) from None
+  if plot_path:
+    try:
+      table.plot_pareto(result, scores, plot_path, limits.max_latency_ms)
+    except table.TableError as error:
+      raise InputError(str(error)) from None
+  best = result.best
+  ops = space.arch_at(int(scores.indices[best]))
+  front = [{"index": int(scores.indices[i]), "objective": float(result.objective[i]),
+            "latency_ms": round(float(result.costs["latency_ms"][i]), 4)} for i in result.front]
+  details = {"weights": dataclasses.asdict(weights), "scores": str(scores_path),
+             "scored_cells": len(scores.indices), "seeds": list(scores.seeds),
+             "limits": [source for _, source in limits.bounds(lut).values()],
+             "objective": float(result.objective[best]),
+             "feasible_cells": int(result.feasible.sum()), "pareto_front": front,
+             "score_config": scores.config}
+  if plot_path:
+    details["plot"] = str(plot_path)
+  indicators = {"ntk": float(scores.ntk[best]), "lr": float(scores.lr[best]),
+                "ntk_proxy": scores.ntk_proxy}
+  return search_report(ops, lut, "table", indicators, time.perf_counter() - start, details)
 
 
 def main():

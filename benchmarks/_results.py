@@ -1,0 +1,49 @@
+"""Shared by the benchmark scripts: the machine line and generated sections of RESULTS.md."""
+from __future__ import annotations
+
+import datetime
+import pathlib
+import platform
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks/RESULTS.md"
+
+
+def machine() -> str:
+  """One line naming the date, CPU, cores, Python, jax and the accelerator JAX sees."""
+  import os
+
+  import jax
+
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  device = jax.devices()[0]
+  accelerator = "CPU only" if device.platform == "cpu" else f"{device.device_kind} x{jax.device_count()}"
+  return (f"{datetime.date.today().isoformat()}; {cpu}, {os.cpu_count()} cores; "
+          f"Python {platform.python_version()}, jax {jax.__version__}; {accelerator}")
+
+
+def command() -> str:
+  """The command line that ran this script."""
+  script = pathlib.Path(sys.argv[0]).resolve()
+  shown = script.relative_to(REPO) if script.is_relative_to(REPO) else script
+  return " ".join(["python3", str(shown), *sys.argv[1:]])
+
+
+def write_section(title: str, body: str, path: pathlib.Path = RESULTS) -> None:
+  """Replaces (or appends) the `## title` section of the Markdown file at `path` with `body`."""
+  heading = f"## {title}"
+  section = f"{heading}\n\n{body.strip()}\n"
+  text = path.read_text() if path.exists() else "# Benchmark results\n"
+  start = text.find(heading + "\n")
+  if start < 0:
+    text = text.rstrip("\n") + "\n\n" + section
+  else:
+    end = text.find("\n## ", start + len(heading))
+    text = text[:start] + section + (text[end:] if end >= 0 else "")
+  path.write_text(text.rstrip("\n") + "\n")

@@ -1,0 +1,265 @@
+"""Scoring many cells with the training-free proxies, in chunks, sharded over local devices.
+
+One draw (repeat r) uses key = fold_in(PRNGKey(seed), r): it initializes each proxy network once
+and draws its inputs once, and every cell of the run is scored with those same weights and inputs
+(common random numbers: differences between cells are not drowned by draw-to-draw noise). The
+value of a proxy is the mean over `repeats` draws; a row is valid when every draw was.
+
+A chunk of cells is scored by one jitted function with the architecture as data, so a whole
+configuration compiles once. With one cell per step the cell's ops run through `lax.switch`
+(one op per edge: fastest on a CPU); with more, cells are vmapped (every op runs, masked: what
+fills a GPU) and the chunk is sharded over all local devices along the cell axis.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from micronas_jax import cost, model, proxies, space
+
+ANALYTIC = {
+    "flops": lambda archs: cost.flops(archs) / 1e6,   # M, full CIFAR-10 network (C=16, N=5)
+    "params": lambda archs: cost.params(archs) / 1e6,  # M
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreConfig:
+  """Everything that determines a score except the cell and the seed.
+
+  Attributes:
+    proxies: names from `proxies.names()` and/or analytic columns ("flops", "params").
+    repeats: draws of (weights, inputs) averaged per proxy (TE-NAS: 3).
+    init: weight initialization (`model.INITS`).
+    ntk_channels, ntk_cells, ntk_resolution, ntk_batch: the NTK network (C, N, input size) and
+      its batch (TE-NAS: C=3, N=1, 32, batch 72; MicroNAS: batch 32).
+    lr_channels, lr_batches, lr_batch, lr_size: the linear-region network's C and its inputs,
+      `lr_batches` batches of `lr_batch` samples of size lr_size x lr_size x 1 (TE-NAS: 3 x 1000
+      of 3x3).
+    data: fingerprint of the real images used, or None for standard-normal inputs.
+  """
+  proxies: tuple[str, ...] = ("ntk", "lr", "flops", "params")
+  repeats: int = 3
+  init: str = "torch-default"
+  ntk_channels: int = 3
+  ntk_cells: int = 1
+  ntk_resolution: int = 32
+  ntk_batch: int = 32
+  lr_channels: int = 1
+  lr_batches: int = 3
+  lr_batch: int = 1000
+  lr_size: int = 3
+  data: str | None = None
+
+  def __post_init__(self):
+    known = set(proxies.names()) | set(ANALYTIC)
+    unknown = [name for name in self.proxies if name not in known]
+    if unknown or not self.proxies:
+      raise ValueError(f"Unknown proxy {', '.join(unknown) or '(none given)'}; "
+                       f"known: {', '.join(sorted(known))}")
+    if len(set(self.proxies)) != len(self.proxies):
+      raise ValueError(f"proxy listed twice in {','.join(self.proxies)}")
+    for name in ("repeats", "ntk_batch", "lr_batches", "lr_batch"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.ntk_batch < 2:
+      raise ValueError("ntk_batch must be at least 2 for a condition number")
+    self.networks()  # validates the network shapes
+
+  def networks(self) -> dict[str, model.NetworkConfig]:
+    """The proxy network of each family."""
+    return {
+        "ntk": model.NetworkConfig(channels=self.ntk_channels, cells_per_stage=self.ntk_cells,
+                                   resolution=self.ntk_resolution, init=self.init,
+                                   bn_momentum=0.0),
+        "lr": model.NetworkConfig(channels=self.lr_channels, cells_per_stage=1, num_stages=1,
+                                  resolution=self.lr_size, in_channels=self.lr_channels,
+                                  stem=False, init=self.init, bn_momentum=0.0),
+    }
+
+  @property
+  def network_proxies(self) -> tuple[str, ...]:
+    return tuple(name for name in self.proxies if name not in ANALYTIC)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self) | {"proxies": list(self.proxies)}
+
+  def hash(self) -> str:
+    """Short SHA-256 of the configuration (JSON, sorted keys)."""
+    text = json.dumps(self.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+  @classmethod
+  def from_dict(cls, data: dict) -> "ScoreConfig":
+    return cls(**{**data, "proxies": tuple(data["proxies"])})
+
+
+def _family_inputs(family: str, key, config: ScoreConfig, network: model.NetworkConfig, images):
+  """A draw of inputs: `[ntk_batch, H, W, 3]` for "ntk", `[lr_batches, lr_batch, s, s, C]` for "lr".
+
+  Standard normal without images; with images (`[N, 32, 32, 3]`, normalized), a random sample
+  of them for the NTK and random lr_size x lr_size crops of one random channel for LR (TE-NAS).
+  """
+  if family == "ntk":
+    shape = (config.ntk_batch, *network.input_shape)
+    if images is None:
+      return jax.random.normal(key, shape)
+    chosen = jax.random.choice(key, images.shape[0], (config.ntk_batch,), replace=False)
+    batch = images[chosen]
+    if batch.shape[1:] != network.input_shape:
+      batch = jax.image.resize(batch, shape, "linear")
+    return batch
+  shape = (config.lr_batches, config.lr_batch, *network.input_shape)
+  if images is None:
+    return jax.random.normal(key, shape)
+  count = config.lr_batches * config.lr_batch
+  image_key, channel_key, row_key, col_key = jax.random.split(key, 4)
+  size = config.lr_size
+  which = jax.random.randint(image_key, (count,), 0, images.shape[0])
+  channel = jax.random.randint(channel_key, (count,), 0, images.shape[3])
+  rows = jax.random.randint(row_key, (count,), 0, images.shape[1] - size + 1)
+  cols = jax.random.randint(col_key, (count,), 0, images.shape[2] - size + 1)
+
+  def crop(i, c, r, q):
+    return jax.lax.dynamic_slice(images, (i, r, q, c), (1, size, size, 1))[0]
+
+  crops = jax.vmap(crop)(which, channel, rows, cols)  # [count, s, s, 1]
+  return jnp.tile(crops, (1, 1, 1, config.lr_channels)).reshape(shape)
+
+
+def family_draw(key, family: str, config: ScoreConfig, images=None):
+  """One draw of a proxy family: fresh network variables and inputs -> (variables, inputs).
+
+  The key is folded with the family's position in `proxies.FAMILIES`, so the families of one
+  draw are independent and each family's draw does not depend on which others are used.
+  """
+  network = config.networks()[family]
+  init_key, input_key = jax.random.split(jax.random.fold_in(key, proxies.FAMILIES.index(family)))
+  return model.init(init_key, network), _family_inputs(family, input_key, config, network, images)
+
+
+class Scorer:
+  """Scores chunks of `cells_per_step` cells for one configuration; compiles once.
+
+  `scorer(archs: [n, 6] int, seed) -> {name: (values [n] float64, valid [n] bool)}` for every
+  proxy of the configuration (analytic ones included), averaged over the repeats.
+  """
+
+  def __init__(self, config: ScoreConfig, cells_per_step: int = 1, images=None):
+    self.config = config
+    self.cells_per_step = int(cells_per_step)
+    self.images = None if images is None else jnp.asarray(images, jnp.float32)
+    self.trace_count = 0
+    devices = jax.local_devices()
+    if self.cells_per_step > 1 and self.cells_per_step % len(devices):
+      raise ValueError(f"cells_per_step ({cells_per_step}) must be a multiple of the "
+                       f"{len(devices)} local devices")
+    self._cells_sharding = None
+    if self.cells_per_step > 1 and len(devices) > 1:
+      # shard_map: each device scores its slice of the chunk with the whole draw replicated.
+      # (Letting the SPMD partitioner split the traced function gave wrong NTK values on CPU.)
+      mesh = Mesh(np.asarray(devices), ("cells",))
+      self._cells_sharding = NamedSharding(mesh, PartitionSpec("cells"))
+      self._draw = jax.jit(jax.shard_map(
+          self._score_draw, mesh=mesh,
+          in_specs=(PartitionSpec("cells"), PartitionSpec(), PartitionSpec()),
+          out_specs=PartitionSpec("cells"), check_vma=False))
+    else:
+      self._draw = jax.jit(self._score_draw)
+
+  def _score_draw(self, archs, key, images):
+    """Proxy values and validity `[n]` of cells `archs: [n, 6]` for the draw `key`."""
+    self.trace_count += 1  # runs at trace time only: counts compilations
+    networks = self.config.networks()
+    used = {proxies.get(name).family for name in self.config.network_proxies}
+    results = {}
+    with jax.default_matmul_precision("highest"):
+      for family in proxies.FAMILIES:
+        if family not in used:
+          continue
+        network = networks[family]
+        variables, inputs = family_draw(key, family, self.config, images)
+        for name in self.config.network_proxies:
+          proxy = proxies.get(name)
+          if proxy.family != family:
+            continue
+          def one_cell(ops, fn=proxy.fn):
+            return fn(variables, ops, inputs, network)
+          if archs.shape[0] == 1:
+            value, valid = one_cell(archs[0])
+            results[name] = (value[None], valid[None])
+          else:
+            results[name] = jax.vmap(one_cell)(archs)
+    return results
+
+  def __call__(self, archs, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    archs = np.asarray(archs, np.int32)
+    if archs.shape != (self.cells_per_step, space.NUM_EDGES):
+      raise ValueError(f"expected archs [{self.cells_per_step}, 6], got {archs.shape}")
+    base_key = jax.random.key(seed)
+    device_archs = (jnp.asarray(archs) if self._cells_sharding is None
+                    else jax.device_put(archs, self._cells_sharding))
+    totals: dict[str, list] = {}
+    for repeat in range(self.config.repeats):
+      draw = self._draw(device_archs, jax.random.fold_in(base_key, repeat), self.images)
+      for name, (value, valid) in draw.items():
+        value, valid = np.array(value, np.float64), np.array(valid, bool)
+        if name in totals:
+          totals[name][0] += value
+          totals[name][1] &= valid
+        else:
+          totals[name] = [value, valid]
+    results = {name: (total / self.config.repeats, valid)
+               for name, (total, valid) in totals.items()}
+    for name in self.config.proxies:
+      if name in ANALYTIC:
+        results[name] = (np.asarray(ANALYTIC[name](archs), np.float64),
+                         np.ones(len(archs), bool))
+    return results
+
+
+def default_cells_per_step() -> int:
+  """1 on a CPU (one op per edge via lax.switch); 128 per device on an accelerator (measured
+  best of 32 and 128 on an H100, benchmarks/RESULTS.md)."""
+  devices = jax.local_devices()
+  return 1 if devices[0].platform == "cpu" else 128 * len(devices)
+
+
+def chunks(indices: np.ndarray, size: int) -> Iterable[tuple[np.ndarray, int]]:
+  """Splits indices into `[size]` chunks, the last padded by repeating its final index.
+
+  Yields (chunk, number of real entries): padding keeps every chunk one shape, one compilation.
+  """
+  for start in range(0, len(indices), size):
+    chunk = indices[start:start + size]
+    real = len(chunk)
+    if real < size:
+      chunk = np.concatenate([chunk, np.full(size - real, chunk[-1], chunk.dtype)])
+    yield chunk, real
+
+
+def score_indices(indices: np.ndarray, scorer: Scorer, seed: int,
+                  on_chunk: Callable[[list[dict]], None]) -> None:
+  """Scores benchmark `indices` chunk by chunk, handing each chunk's rows to `on_chunk`.
+
+  A row is {"index", "arch", name: value, name + "_valid": bool, ...} for every proxy.
+  """
+  archs = space.all_archs()
+  for chunk, real in chunks(np.asarray(indices, np.int32), scorer.cells_per_step):
+    results = scorer(archs[chunk], seed)
+    rows = []
+    for position in range(real):
+      index = int(chunk[position])
+      row = {"index": index, "arch": space.format_arch(archs[index])}
+      for name, (values, valid) in results.items():
+        row[name] = float(values[position])
+        row[f"{name}_valid"] = bool(valid[position])
+      rows.append(row)
+    on_chunk(rows)

@@ -1,0 +1,148 @@
+"""Search over a score table (`micronas-jax score`): the best cell under limits, a Pareto front.
+
+Every scored cell gets dense ranks of its NTK condition number (lower is better), LR count
+(higher), FLOPs and latency (lower) over all scored cells, and the combined objective
+S = sum_k w_k rank_k (`objective`). The best cell is the one of lowest S among the cells that
+meet every limit (ties: lower NTK rank, then lower benchmark index). The Pareto front holds the
+cells that no other scored cell beats on both S and latency.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from micronas_jax import proxies, space, store
+from micronas_jax.hardware import latency
+from micronas_jax.search import objective
+
+
+class TableError(ValueError):
+  """A score table that cannot drive the search (missing proxies, another configuration)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+  """Indicators of the scored cells, one entry per benchmark index (seeds averaged).
+
+  Attributes:
+    indices: `[n]` benchmark indices, ascending.
+    ntk, lr: `[n]` NTK condition number and LR count.
+    ntk_proxy: which NTK proxy the table holds ("ntk" or "ntk_fast").
+    config: the table's scoring configuration (a dict).
+    seeds: the seeds averaged.
+  """
+  indices: np.ndarray
+  ntk: np.ndarray
+  lr: np.ndarray
+  ntk_proxy: str
+  config: dict
+  seeds: tuple[int, ...]
+
+
+def load_scores(path: str | os.PathLike, ntk_proxy: str = "ntk") -> Scores:
+  """Reads a score store holding `ntk_proxy` and "lr"; values of several seeds are averaged."""
+  try:
+    columns, config = store.read_table(path)
+  except store.StoreError as error:
+    raise TableError(str(error)) from None
+  scored = config.get("proxies", [])
+  missing = [name for name in (ntk_proxy, "lr") if name not in scored]
+  if missing:
+    other = [name for name in ("ntk", "ntk_fast") if name != ntk_proxy and name in scored]
+    hint = (f" (it holds {other[0]}: {'add' if other[0] == 'ntk_fast' else 'drop'} --fast)"
+            if other else "")
+    raise TableError(f"{path}: scored with proxies {','.join(scored)}, the search needs "
+                     f"{' and '.join(missing)}{hint}")
+  if len(columns["index"]) == 0:
+    raise TableError(f"{path}: the score table is empty")
+  indices, inverse = np.unique(columns["index"].astype(np.int64), return_inverse=True)
+  counts = np.bincount(inverse)
+  mean = lambda name: np.bincount(inverse, columns[name].astype(np.float64)) / counts
+  return Scores(indices, mean(ntk_proxy), mean("lr"), ntk_proxy, config,
+                tuple(int(s) for s in np.unique(columns["seed"])))
+
+
+def rank_table(scores: Scores, costs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Dense ranks `[n]` of each indicator over the scored cells (1 = best)."""
+  columns = {"ntk": (scores.ntk, proxies.get(scores.ntk_proxy).higher_is_better),
+             "lr": (scores.lr, proxies.get("lr").higher_is_better),
+             "flops": (costs["flops_m"], False), "latency": (costs["latency_ms"], False)}
+  return {name: np.asarray(objective.dense_rank(values, higher))
+          for name, (values, higher) in columns.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class TableResult:
+  """The best cell and the Pareto front of a score table.
+
+  Attributes:
+    best: position in `scores.indices` of the chosen cell.
+    objective: `[n]` S of every scored cell (lower is better).
+    costs: `cell_costs` columns `[n]` of every scored cell.
+    feasible: `[n]` cells meeting every limit.
+    front: positions of the Pareto-optimal cells (S vs latency), by ascending latency.
+  """
+  best: int
+  objective: np.ndarray
+  ranks: dict
+  costs: dict
+  feasible: np.ndarray
+  front: np.ndarray
+
+
+def pareto_front(score: np.ndarray, cost: np.ndarray) -> np.ndarray:
+  """Positions of the points no other point beats on both (lower is better for both), sorted by
+  ascending cost; of equal points the first is kept."""
+  order = np.lexsort((np.arange(len(score)), score, cost))
+  front, best = [], np.inf
+  for i in order:
+    if score[i] < best:
+      front.append(i)
+      best = score[i]
+  return np.asarray(front, np.int64)
+
+
+def search(scores: Scores, lut: latency.LUT, weights: objective.Weights,
+           limits: objective.Limits) -> TableResult:
+  """The best scored cell under `limits` by S, and the Pareto front of S vs latency."""
+  archs = space.all_archs()[scores.indices]
+  costs = objective.cell_costs(archs, lut)
+  bounds = limits.bounds(lut)
+  try:
+    ok = objective.check_meetable(costs, bounds)
+  except objective.ObjectiveError as error:
+    raise objective.ObjectiveError(f"among the {len(archs)} scored cells: {error}") from None
+  ranks = rank_table(scores, costs)
+  score = np.asarray(objective.combined_score(ranks, weights), np.float64)
+  order = np.lexsort((scores.indices, ranks["ntk"], np.where(ok, score, np.inf)))
+  return TableResult(int(order[0]), score, ranks, costs, ok,
+                     pareto_front(score, costs["latency_ms"]))
+
+
+def plot_pareto(result: TableResult, scores: Scores, path: str | os.PathLike,
+                max_latency_ms: float | None = None) -> None:
+  """Writes a PNG: every scored cell (objective vs latency), the front, the chosen cell."""
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    raise TableError("the Pareto plot needs matplotlib: pip install 'micronas-jax[bench]' "
+                     "(or pip install matplotlib)") from None
+  lat = result.costs["latency_ms"]
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  ax.scatter(lat, result.objective, s=3, c="0.75", label=f"{len(lat)} scored cells")
+  front = result.front
+  ax.plot(lat[front], result.objective[front], "o-", ms=3, c="tab:blue", label="Pareto front")
+  ax.scatter(lat[result.best], result.objective[result.best], s=80, marker="*", c="tab:red",
+             zorder=3, label=f"chosen: index {scores.indices[result.best]}")
+  if max_latency_ms is not None:
+    ax.axvline(max_latency_ms, ls="--", c="tab:red", lw=1, label="latency limit")
+  ax.set_xlabel("latency (ms)")
+  ax.set_ylabel("objective S = sum w_k rank_k (lower is better)")
+  ax.legend(loc="upper right", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

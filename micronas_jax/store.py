@@ -1,0 +1,150 @@
+"""A results store for long scoring runs: SQLite in WAL mode, one row per (cell, seed, config).
+
+Each chunk of rows is committed in one transaction, so a run killed at any moment (SIGKILL
+included) leaves every committed row intact and no partial chunk; rerunning the same command
+skips the cells already stored. A store holds one scoring configuration: opening it with another
+is refused, naming the differing fields.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pathlib
+import sqlite3
+
+import numpy as np
+
+from micronas_jax import __version__
+
+
+class StoreError(ValueError):
+  """A store that cannot be used: another configuration, or not a micronas-jax store."""
+
+
+def _quote(name: str) -> str:
+  if not name.replace("_", "").isalnum():
+    raise StoreError(f"invalid column name {name!r}")
+  return f'"{name}"'
+
+
+class ScoreStore:
+  """Rows {index, arch, seed, <proxy>, <proxy>_valid} for one configuration (a JSON dict)."""
+
+  def __init__(self, path: str | os.PathLike, config: dict, config_hash: str,
+               columns: tuple[str, ...]):
+    self.path = pathlib.Path(path)
+    self.config_hash = config_hash
+    self.columns = tuple(columns)
+    self._db = sqlite3.connect(self.path)
+    self._db.execute("PRAGMA journal_mode=WAL")
+    # NORMAL keeps committed transactions across a killed process (not across power loss).
+    self._db.execute("PRAGMA synchronous=NORMAL")
+    with self._db:
+      self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+      stored = dict(self._db.execute("SELECT key, value FROM meta"))
+      if stored:
+        self._check_same_config(stored, config)
+      else:
+        value_columns = ", ".join(f"{_quote(c)} REAL, {_quote(c + '_valid')} INTEGER"
+                                  for c in self.columns)
+        self._db.execute(f"CREATE TABLE scores (\"index\" INTEGER NOT NULL, arch TEXT NOT NULL, "
+                         f"seed INTEGER NOT NULL, config_hash TEXT NOT NULL, {value_columns}, "
+                         f"PRIMARY KEY (\"index\", seed, config_hash))")
+        self._db.executemany("INSERT INTO meta VALUES (?, ?)", [
+            ("config", json.dumps(config, sort_keys=True)), ("config_hash", config_hash),
+            ("columns", json.dumps(self.columns)), ("micronas_jax_version", __version__)])
+
+  def _check_same_config(self, stored: dict, config: dict) -> None:
+    if "config_hash" not in stored:
+      raise StoreError(f"{self.path}: not a micronas-jax score store")
+    if stored["config_hash"] != self.config_hash:
+      old = json.loads(stored["config"])
+      differing = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+      details = ", ".join(f"{k}: stored {old.get(k)!r} vs now {config.get(k)!r}" for k in differing)
+      raise StoreError(f"{self.path} was made with another scoring configuration ({details}); "
+                       "use another --out file")
+
+  def done(self, seed: int) -> set[int]:
+    """Benchmark indices already stored for `seed` under this configuration."""
+    cursor = self._db.execute('SELECT "index" FROM scores WHERE seed = ? AND config_hash = ?',
+                              (seed, self.config_hash))
+    return {row[0] for row in cursor}
+
+  def write(self, rows: list[dict], seed: int) -> None:
+    """Commits rows (dicts with index, arch, each column and column + '_valid') atomically."""
+    names = ["index", "arch", "seed", "config_hash"]
+    for column in self.columns:
+      names += [column, column + "_valid"]
+    placeholders = ", ".join("?" for _ in names)
+    values = [[row["index"], row["arch"], seed, self.config_hash]
+              + [v for c in self.columns for v in (row[c], int(row[c + "_valid"]))]
+              for row in rows]
+    with self._db:
+      # OR IGNORE: a row a resumed run scores again is kept once, never duplicated.
+      self._db.executemany(f"INSERT OR IGNORE INTO scores ({', '.join(map(_quote, names))}) "
+                           f"VALUES ({placeholders})", values)
+
+  def close(self) -> None:
+    self._db.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+def open_existing(path: str | os.PathLike) -> tuple[sqlite3.Connection, dict]:
+  """Opens a store read-only-ish; returns the connection and its metadata."""
+  source = pathlib.Path(path)
+  if not source.is_file():
+    raise StoreError(f"{source}: no such score store")
+  db = sqlite3.connect(source)
+  try:
+    meta = dict(db.execute("SELECT key, value FROM meta"))
+  except sqlite3.DatabaseError:
+    db.close()
+    raise StoreError(f"{source}: not a micronas-jax score store") from None
+  if "config_hash" not in meta:
+    db.close()
+    raise StoreError(f"{source}: not a micronas-jax score store")
+  return db, meta
+
+
+def read_table(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+  """All rows of a store as columns {name: [rows]} sorted by (seed, index), and its config."""
+  db, meta = open_existing(path)
+  try:
+    cursor = db.execute('SELECT * FROM scores ORDER BY seed, "index"')
+    names = [d[0] for d in cursor.description]
+    rows = cursor.fetchall()
+  finally:
+    db.close()
+  table = {name: np.asarray([row[i] for row in rows]) for i, name in enumerate(names)}
+  return table, json.loads(meta["config"])
+
+
+def export_csv(path: str | os.PathLike, out: str | os.PathLike) -> int:
+  """Writes every row of a store to a CSV file; returns the row count."""
+  table, _ = read_table(path)
+  names = list(table)
+  count = len(table[names[0]]) if names else 0
+  with open(out, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(names)
+    for i in range(count):
+      writer.writerow([table[name][i] for name in names])
+  return count
+
+
+def export_parquet(path: str | os.PathLike, out: str | os.PathLike) -> int:
+  """Writes every row of a store to a Parquet file (needs pyarrow); returns the row count."""
+  try:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+  except ImportError:
+    raise StoreError("Parquet export needs pyarrow: pip install pyarrow") from None
+  table, _ = read_table(path)
+  pq.write_table(pa.table({name: column.tolist() for name, column in table.items()}), out)
+  return len(next(iter(table.values()), []))

@@ -1,0 +1,87 @@
+"""`micronas-jax search`: reports, JSON, benchmark accuracy and one-line bad-input errors."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from micronas_jax import cli
+from micronas_jax.search import prune
+from test_search_prune import additive
+from test_search_table import write_store
+
+
+def invoke(*args):
+  return CliRunner().invoke(cli.cli, ["search", *[str(a) for a in args]])
+
+
+def assert_one_line_error(result, message):
+  assert result.exit_code == 2, result.output
+  assert result.output.startswith("Error:") and result.output.strip().count("\n") == 0
+  assert message in result.output, result.output
+
+
+@pytest.fixture
+def toy_prune(monkeypatch):
+  """Replaces the proxy networks by synthetic indicators so a CLI search takes a second."""
+  searcher = prune.PruneSearch(additive(), repeats=1)
+  monkeypatch.setattr(prune, "prune_search", lambda config: searcher)
+  return searcher
+
+
+def test_prune_search_prints_and_writes_the_report(tmp_path, toy_prune):
+  bench = tmp_path / "acc.csv"
+  out = tmp_path / "r.json"
+  result = invoke("--fast", "--max-latency-ms", 400, "--out", out, "--benchmark", bench)
+  assert_one_line_error(result, "no such benchmark CSV")
+  result = invoke("--fast", "--max-latency-ms", 400, "--out", out, "--no-progress")
+  assert result.exit_code == 0, result.output
+  report = json.loads(out.read_text())
+  assert report["latency_ms"] <= 400 and report["flash_kb"] <= 1024
+  assert len(report["rounds"]) == 3
+  bench.write_text("index,arch,test_acc,params_m\n" + f"{report['index']},x,93.5,1.0\n")
+  result = invoke("--fast", "--max-latency-ms", 400, "--benchmark", bench, "--no-progress")
+  assert result.exit_code == 0 and "accuracy 93.50 %" in result.output, result.output
+  for field in ("index", "arch", "NTK", "latency", "SRAM", "flash", "FLOPs", "params", "time"):
+    assert field in result.output
+
+
+def test_table_search_reports_the_best_scored_cell(tmp_path):
+  scores = write_store(tmp_path / "s.sqlite", [0, 5, 1462], [30.0, 10.0, 20.0],
+                       [100.0, 300.0, 400.0])
+  result = invoke("--method", "table", "--scores", scores, "--out", tmp_path / "r.json")
+  assert result.exit_code == 0, result.output
+  report = json.loads((tmp_path / "r.json").read_text())
+  assert report["index"] == 5 and report["scored_cells"] == 3
+
+
+def test_table_plot_writes_a_png_or_says_matplotlib_is_missing(tmp_path):
+  scores = write_store(tmp_path / "s.sqlite", [0, 5, 1462], [30.0, 10.0, 20.0],
+                       [100.0, 300.0, 400.0])
+  result = invoke("--method", "table", "--scores", scores, "--plot", tmp_path / "p.png")
+  try:
+    import matplotlib  # noqa: F401
+  except ImportError:
+    assert_one_line_error(result, "needs matplotlib")
+    return
+  assert result.exit_code == 0 and (tmp_path / "p.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--w-flops", 1.5], "w_flops must lie in [0, 1]"),
+    (["--w-flops", 0.7, "--w-latency", 0.5], "is above 1"),
+    (["--board", "nosuchboard"], "nosuchboard"),
+    (["--max-latency-ms", 1], "no cell meets --max-latency-ms 1"),
+    (["--max-flash-kb", 10], "no cell meets --max-flash-kb 10"),
+    (["--max-sram-kb", -5], "must be a positive number"),
+    (["--method", "table"], "--method table needs --scores"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, toy_prune):
+  assert_one_line_error(invoke(*args, "--no-progress"), message)
+
+
+def test_a_score_table_from_another_configuration_is_refused(tmp_path):
+  scores = write_store(tmp_path / "s.sqlite", [3], [1.0], [1.0], proxies=("ntk_fast", "lr"))
+  assert_one_line_error(invoke("--method", "table", "--scores", scores),
+                        "the search needs ntk")
+  assert_one_line_error(invoke("--method", "table", "--scores", tmp_path / "none.sqlite"),
+                        "no such score store")

@@ -1,0 +1,176 @@
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from micronas_jax import cli, scoring, space, store
+
+# Tiny proxies: NTK network C=2, N=1, 8x8 inputs, batch 4; LR on 2 batches of 50 samples.
+TINY = scoring.ScoreConfig(proxies=("ntk", "lr", "flops"), repeats=2, ntk_channels=2,
+                           ntk_resolution=8, ntk_batch=4, lr_batches=2, lr_batch=50)
+TINY_ARGS = ["--batch-size", "4", "--ntk-channels", "2", "--ntk-resolution", "8",
+             "--lr-samples", "2x50", "--no-progress", "--repeats", "2"]
+
+
+def _score(indices, config=TINY, cells_per_step=1, seed=0):
+  scorer = scoring.Scorer(config, cells_per_step=cells_per_step)
+  rows = []
+  scoring.score_indices(np.asarray(indices), scorer, seed, rows.extend)
+  return rows, scorer
+
+
+def test_one_compilation_serves_a_whole_run():
+  # 5 cells in steps of 2: chunks of 2, 2 and 1 padded to 2 -> one shape, one trace.
+  rows, scorer = _score([0, 1, 2, 3, 1462], cells_per_step=2)
+  assert [row["index"] for row in rows] == [0, 1, 2, 3, 1462]
+  assert scorer.trace_count == 1
+
+
+def test_vmapped_chunks_equal_one_cell_steps():
+  config = dataclasses.replace(TINY, proxies=("ntk", "ntk_fast", "lr", "flops"))
+  switch_rows, _ = _score([1, 1462], config, cells_per_step=1)
+  vmap_rows, _ = _score([1, 1462], config, cells_per_step=2)
+  for a, b in zip(switch_rows, vmap_rows):
+    for name in config.proxies:
+      assert a[name] == pytest.approx(b[name], rel=1e-4), (a["index"], name)
+
+
+def test_scores_depend_on_seed_but_not_on_chunk_position():
+  scorer = scoring.Scorer(TINY, cells_per_step=1)
+  first, again, other = [], [], []
+  scoring.score_indices(np.asarray([7]), scorer, 0, first.extend)
+  scoring.score_indices(np.asarray([3, 7]), scorer, 0, again.extend)
+  scoring.score_indices(np.asarray([7]), scorer, 1, other.extend)
+  assert first[0]["ntk"] == pytest.approx(again[1]["ntk"], rel=1e-6)
+  assert first[0]["ntk"] != pytest.approx(other[0]["ntk"], rel=1e-4)
+
+
+def test_rows_carry_values_validity_and_analytic_costs():
+  rows, _ = _score([1462])
+  row = rows[0]
+  assert row["arch"] == space.format_arch(space.arch_at(1462))
+  assert row["flops"] == pytest.approx(220.11969) and row["flops_valid"]
+  assert row["ntk"] > 1 and row["ntk_valid"] and row["lr"] >= 1
+
+
+def test_config_rejects_unknown_proxy_and_bad_sizes():
+  with pytest.raises(ValueError, match="Unknown proxy synflowz"):
+    scoring.ScoreConfig(proxies=("ntk", "synflowz"))
+  with pytest.raises(ValueError, match="ntk_batch must be at least 2"):
+    scoring.ScoreConfig(ntk_batch=1)
+  with pytest.raises(ValueError, match="divisible"):
+    scoring.ScoreConfig(ntk_resolution=30)
+
+
+def test_sharded_scoring_equals_single_device(tmp_path):
+  # Two host devices must be forced before JAX starts, hence a fresh interpreter.
+  script = f"""
+import json, numpy as np, jax
+from micronas_jax import scoring
+config = scoring.ScoreConfig.from_dict(json.loads({json.dumps(json.dumps(dict(TINY.to_dict(), repeats=1, proxies=["ntk", "lr"])))}))
+assert jax.local_device_count() == 2
+out = {{}}
+for step in (1, 4):
+  rows = []
+  scoring.score_indices(np.arange(6), scoring.Scorer(config, cells_per_step=step), 0, rows.extend)
+  out[step] = [[r["ntk"], r["lr"]] for r in rows]
+print(json.dumps(out))
+"""
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+         "JAX_PLATFORMS": "cpu"}
+  result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  out = json.loads(result.stdout.strip().splitlines()[-1])
+  np.testing.assert_allclose(out["4"], out["1"], rtol=1e-4)
+
+
+def _stored_indices(path):
+  with sqlite3.connect(path) as db:
+    return [row[0] for row in db.execute('SELECT "index" FROM scores')]
+
+
+def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
+  out = tmp_path / "s.sqlite"
+  command = [sys.executable, "-m", "micronas_jax.cli", "score", "--indices", "0:150",
+             "--proxies", "ntk,lr", "--out", str(out), *TINY_ARGS]
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while time.time() < deadline:
+    if out.exists():
+      try:
+        if len(_stored_indices(out)) >= 1:
+          break
+      except sqlite3.OperationalError:
+        pass  # table not created yet
+    time.sleep(0.2)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  partial = _stored_indices(out)
+  assert 1 <= len(partial) < 150
+  subprocess.run(command, check=True, capture_output=True, timeout=600)
+  stored = _stored_indices(out)
+  assert sorted(stored) == list(range(150))
+  table, config = store.read_table(out)
+  assert config["ntk_batch"] == 4
+  expected, _ = _score([0, 149], config=scoring.ScoreConfig.from_dict(config))
+  assert table["ntk"][0] == pytest.approx(expected[0]["ntk"], rel=1e-4)
+  assert table["lr"][149] == pytest.approx(expected[1]["lr"])
+
+
+def test_score_command_refuses_a_store_of_another_configuration(tmp_path):
+  out = tmp_path / "s.sqlite"
+  runner = CliRunner()
+  first = runner.invoke(cli.cli, ["score", "--indices", "0:2", "--proxies", "flops,lr",
+                                  "--out", str(out), *TINY_ARGS])
+  assert first.exit_code == 0, first.output
+  second = runner.invoke(cli.cli, ["score", "--indices", "0:2", "--proxies", "flops,lr",
+                                   "--out", str(out), *TINY_ARGS[:-2], "--repeats", "3"])
+  assert second.exit_code == 2
+  assert "another scoring configuration" in second.output and "repeats" in second.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--proxies", "ntk,zico"], "Unknown proxy zico"),
+    (["--indices", "5:99999"], "leaves [0, 15625)"),
+    (["--lr-samples", "3by1000"], "expected BATCHESxSAMPLES"),
+    (["--data", "/no/such/dir"], "no such file or directory"),
+])
+def test_score_command_bad_input_is_one_line_exit_2(tmp_path, args, message):
+  result = CliRunner().invoke(cli.cli, ["score", "--out", str(tmp_path / "s.sqlite"), *args])
+  assert result.exit_code == 2, result.output
+  assert message in result.output and result.output.count("\n") == 1
+
+
+def test_score_command_reads_npz_images(tmp_path):
+  images = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+  np.savez(tmp_path / "images.npz", images=images)
+  out = tmp_path / "s.sqlite"
+  result = CliRunner().invoke(cli.cli, ["score", "--indices", "1462", "--proxies", "ntk,lr",
+                                        "--data", str(tmp_path / "images.npz"),
+                                        "--out", str(out), *TINY_ARGS])
+  assert result.exit_code == 0, result.output
+  table, config = store.read_table(out)
+  assert config["data"] is not None and table["ntk_valid"][0] == 1
+
+
+def test_table_export_writes_csv(tmp_path):
+  out = tmp_path / "s.sqlite"
+  runner = CliRunner()
+  assert runner.invoke(cli.cli, ["score", "--indices", "0:3", "--proxies", "flops,params",
+                                 "--out", str(out), "--no-progress"]).exit_code == 0
+  result = runner.invoke(cli.cli, ["table", "export", str(out), "--csv", str(tmp_path / "s.csv")])
+  assert result.exit_code == 0
+  lines = (tmp_path / "s.csv").read_text().splitlines()
+  assert len(lines) == 4 and lines[0].startswith("index,arch,seed,config_hash,flops")
+  bad = runner.invoke(cli.cli, ["table", "export", str(tmp_path / "s.csv"), "--csv", "x.csv"])
+  assert bad.exit_code == 2 and "not a micronas-jax score store" in bad.output

@@ -1,0 +1,54 @@
+"""Score-table search: the best cell under limits by the objective, and the Pareto front."""
+import numpy as np
+import pytest
+
+from micronas_jax import scoring, space, store
+from micronas_jax.hardware import latency
+from micronas_jax.search import objective, table
+
+
+def write_store(path, indices, ntk, lr, proxies=("ntk", "lr"), seed=0):
+  config = scoring.ScoreConfig(proxies=proxies)
+  with store.ScoreStore(path, config.to_dict(), config.hash(), config.proxies) as scores:
+    rows = [{"index": int(i), "arch": space.format_arch(space.arch_at(int(i))),
+             proxies[0]: float(n), proxies[0] + "_valid": True, "lr": float(r), "lr_valid": True}
+            for i, n, r in zip(indices, ntk, lr)]
+    scores.write(rows, seed)
+  return path
+
+
+def test_pareto_front_keeps_points_no_other_beats_on_both():
+  score = np.array([3.0, 1.0, 2.0, 1.0, 0.5])
+  cost = np.array([1.0, 2.0, 2.0, 3.0, 9.0])
+  # By cost: (1, 3) kept, (2, 1) kept, (2, 2) beaten, (3, 1) beaten (equal score), (9, 0.5) kept.
+  np.testing.assert_array_equal(table.pareto_front(score, cost), [0, 1, 4])
+
+
+def test_best_cell_minimizes_the_rank_sum_among_cells_meeting_the_limits(tmp_path):
+  indices = np.array([0, 5, 1462, 7000])
+  ntk = [30.0, 10.0, 20.0, 10.0]   # ranks (lower better) [3, 1, 2, 1]
+  lr = [100.0, 300.0, 400.0, 200.0]  # ranks (higher better) [4, 2, 1, 3]
+  scores = table.load_scores(write_store(tmp_path / "s.sqlite", indices, ntk, lr))
+  lut = latency.board("stm32f746")
+  result = table.search(scores, lut, objective.Weights(), objective.Limits(board_memory=False))
+  # S = [3.5, 1.5, 1.5, 2.0]: 5 and 1462 tie; the lower NTK rank (5) wins.
+  np.testing.assert_allclose(result.objective, [3.5, 1.5, 1.5, 2.0])
+  assert scores.indices[result.best] == 5
+  latency_5 = latency.estimate(space.arch_at(5), lut)
+  limited = table.search(scores, lut, objective.Weights(),
+                         objective.Limits(max_latency_ms=float(latency_5) - 1e-3))
+  assert limited.costs["latency_ms"][limited.best] < latency_5
+
+
+def test_seeds_are_averaged(tmp_path):
+  path = write_store(tmp_path / "s.sqlite", [3, 4], [10.0, 20.0], [1.0, 2.0], seed=0)
+  write_store(path, [3, 4], [30.0, 40.0], [3.0, 4.0], seed=1)
+  scores = table.load_scores(path)
+  np.testing.assert_allclose(scores.ntk, [20.0, 30.0])
+  assert scores.seeds == (0, 1)
+
+
+def test_a_table_without_the_needed_ntk_proxy_is_refused(tmp_path):
+  path = write_store(tmp_path / "s.sqlite", [3], [1.0], [1.0], proxies=("ntk_fast", "lr"))
+  with pytest.raises(table.TableError, match="needs ntk .*add --fast"):
+    table.load_scores(path, "ntk")
