@@ -211,14 +211,14 @@ def load_jax_variables(net, ops: np.ndarray, variables, config: model.NetworkCon
   net.load_state_dict({**net.state_dict(), **state})
 
 
-def torch_ntk(net, x) -> np.ndarray:
-  """TE-NAS's NTK `[B, B]` (float64 copy of the float32 result) of `net` on `x: [B, C, H, W]`.
+def per_sample_gram(net, x):
+  """J J^T `[B, B]` (torch, float32) for one forward of `x: [B, C, H, W]` in `net`'s mode.
 
-  BN in training mode; row i of J is d logits[i].sum() / d w through the whole batch's graph, for
-  every parameter named "weight" that receives a gradient.
+  Row i of J is d logits[i].sum() / d w, by `logits[i:i+1].backward(ones, retain_graph=True)`
+  through the whole batch's graph, over every parameter named "weight" that receives a gradient
+  (TE-NAS's get_ntk_n).
   """
   torch = import_torch()
-  net.train()
   net.zero_grad()
   logits = net(x)
   rows = []
@@ -229,6 +229,12 @@ def torch_ntk(net, x) -> np.ndarray:
     net.zero_grad()
   jacobian = torch.stack(rows)
   return jacobian @ jacobian.T
+
+
+def torch_ntk(net, x):
+  """TE-NAS's NTK `[B, B]` of `net` on `x: [B, C, H, W]`, BN in training mode (samples couple)."""
+  net.train()
+  return per_sample_gram(net, x)
 
 
 def freeze_batch_statistics(net, x) -> None:
@@ -251,19 +257,9 @@ def freeze_batch_statistics(net, x) -> None:
 
 
 def torch_ntk_fast(net, x):
-  """NTK `[B, B]` with BN statistics of `x` frozen (eval mode): per-sample backward passes."""
-  torch = import_torch()
+  """NTK `[B, B]` with BN statistics of `x: [B, C, H, W]` frozen (eval mode)."""
   freeze_batch_statistics(net, x)
-  net.zero_grad()
-  logits = net(x)
-  rows = []
-  for i in range(x.shape[0]):
-    logits[i:i + 1].backward(torch.ones_like(logits[i:i + 1]), retain_graph=True)
-    rows.append(torch.cat([w.grad.reshape(-1) for name, w in net.named_parameters()
-                           if "weight" in name and w.grad is not None]))
-    net.zero_grad()
-  jacobian = torch.stack(rows)
-  return jacobian @ jacobian.T
+  return per_sample_gram(net, x)
 
 
 def torch_condition_number(kernel) -> tuple[float, bool]:
