@@ -16,7 +16,7 @@ import numpy as np
 
 from micronas_jax import cost, model, space
 from micronas_jax.hardware import latency, profile
-from micronas_jax.hardware import memory as hw_memory
+from micronas_jax.hardware import costs as hw_costs
 
 
 class InputError(click.ClickException):
@@ -220,21 +220,21 @@ def lut_fit(timings, out, device, semantics):
 def hw_report(ops, lut, dead_code: bool | None = None) -> dict:
   """The JSON-ready hardware report of one cell on the LUT's device."""
   dead_code = lut.semantics == "dead-code" if dead_code is None else dead_code
+  costs = {name: float(value) for name, value in hw_costs.cell_costs(ops, lut, dead_code).items()}
   memory = lut.memory
-  runtime = (memory.runtime_sram_bytes, memory.runtime_flash_bytes) if memory else (0, 0)
-  sram = int(hw_memory.peak_sram(ops, lut.config, runtime[0], dead_code))
-  flash = int(hw_memory.flash(ops, lut.config, runtime[1], dead_code))
+  sram = round(costs["sram_kb"] * hw_costs.KB)
+  flash = round(costs["flash_kb"] * hw_costs.KB)
   report = {
       "index": space.index_of(ops),
       "arch": space.format_arch(ops),
       "device": lut.device,
       "measured": lut.provenance.get("measured"),
       "semantics": "dead-code" if dead_code else "every-op",
-      "latency_ms": round(float(latency.estimate(ops, lut, dead_code)), 4),
+      "latency_ms": round(costs["latency_ms"], 4),
       "peak_sram_bytes": sram,
       "flash_bytes": flash,
-      "flops_m": round(float(cost.flops(ops, lut.config)) / 1e6, 6),
-      "params_m": round(float(cost.params(ops, lut.config)) / 1e6, 6),
+      "flops_m": round(costs["flops_m"], 6),
+      "params_m": round(costs["params_m"], 6),
   }
   if memory:
     report.update(sram_capacity_bytes=memory.sram_bytes, flash_capacity_bytes=memory.flash_bytes,

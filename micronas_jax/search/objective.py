@@ -21,14 +21,11 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from micronas_jax import cost, space
-from micronas_jax.hardware import latency, memory
+from micronas_jax import space
+from micronas_jax.hardware import latency
+from micronas_jax.hardware.costs import COST_NAMES, KB, cell_costs  # noqa: F401 (re-exported)
 
 INDICATORS = ("ntk", "lr", "flops", "latency")
-KB = 1024
-# Cost columns of `cell_costs`: (what, unit).
-COST_NAMES = {"latency_ms": ("latency", "ms"), "sram_kb": ("peak SRAM", "KB"),
-              "flash_kb": ("flash", "KB"), "flops_m": ("FLOPs", "M"), "params_m": ("params", "M")}
 
 
 class ObjectiveError(ValueError):
@@ -135,25 +132,6 @@ class Limits:
       elif board is not None:
         bounds[column] = (board, f"the {column[:-3].upper()} of {lut.device} ({board:g} KB)")
     return bounds
-
-
-def cell_costs(archs, lut: latency.LUT) -> dict[str, np.ndarray]:
-  """Hardware costs of cells `archs: [..., 6]` on `lut`'s board -> {name: [...]} (float64).
-
-  latency_ms (the LUT's semantics), sram_kb (peak, runtime included), flash_kb (runtime
-  included), flops_m and params_m of the board's network (`lut.config`).
-  """
-  archs = np.asarray(archs)
-  dead_code = lut.semantics == "dead-code"
-  runtime_sram, runtime_flash = ((lut.memory.runtime_sram_bytes, lut.memory.runtime_flash_bytes)
-                                 if lut.memory else (0, 0))
-  return {
-      "latency_ms": latency.estimate(archs, lut),
-      "sram_kb": memory.peak_sram(archs, lut.config, runtime_sram, dead_code) / KB,
-      "flash_kb": memory.flash(archs, lut.config, runtime_flash, dead_code) / KB,
-      "flops_m": cost.flops(archs, lut.config) / 1e6,
-      "params_m": cost.params(archs, lut.config) / 1e6,
-  }
 
 
 def feasible(costs: dict[str, np.ndarray], bounds: dict) -> np.ndarray:

@@ -1,0 +1,31 @@
+"""Every hardware cost of NB201 cells on one board, in one place for the search and the CLI."""
+from __future__ import annotations
+
+import numpy as np
+
+from micronas_jax import cost
+from micronas_jax.hardware import latency, memory
+
+KB = 1024
+# Columns of `cell_costs`: (what, unit).
+COST_NAMES = {"latency_ms": ("latency", "ms"), "sram_kb": ("peak SRAM", "KB"),
+              "flash_kb": ("flash", "KB"), "flops_m": ("FLOPs", "M"), "params_m": ("params", "M")}
+
+
+def cell_costs(archs, lut: latency.LUT, dead_code: bool | None = None) -> dict[str, np.ndarray]:
+  """Hardware costs of cells `archs: [..., 6]` on `lut`'s board -> {name: [...]} (float64).
+
+  latency_ms, sram_kb (peak, runtime included), flash_kb (runtime included), flops_m and params_m
+  of the board's network (`lut.config`). `dead_code` overrides the LUT's runtime semantics.
+  """
+  archs = np.asarray(archs)
+  dead_code = lut.semantics == "dead-code" if dead_code is None else dead_code
+  runtime_sram, runtime_flash = ((lut.memory.runtime_sram_bytes, lut.memory.runtime_flash_bytes)
+                                 if lut.memory else (0, 0))
+  return {
+      "latency_ms": np.asarray(latency.estimate(archs, lut, dead_code), np.float64),
+      "sram_kb": memory.peak_sram(archs, lut.config, runtime_sram, dead_code) / KB,
+      "flash_kb": memory.flash(archs, lut.config, runtime_flash, dead_code) / KB,
+      "flops_m": cost.flops(archs, lut.config) / 1e6,
+      "params_m": cost.params(archs, lut.config) / 1e6,
+  }
