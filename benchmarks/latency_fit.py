@@ -27,7 +27,10 @@ import jax
 import numpy as np
 from scipy import stats
 
-import _results
+try:
+  from benchmarks import _results
+except ImportError:  # run as a file (python3 benchmarks/latency_fit.py): its folder is on the path
+  import _results
 from micronas_jax import space
 from micronas_jax.hardware import latency
 

@@ -18,7 +18,10 @@ import time
 import jax
 import numpy as np
 
-import _results
+try:
+  from benchmarks import _results
+except ImportError:  # run as a file (python3 benchmarks/throughput.py): its folder is on the path
+  import _results
 from micronas_jax import scoring
 
 
