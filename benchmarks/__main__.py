@@ -45,11 +45,12 @@ def main(argv: list[str] | None = None) -> int:
   if argv[0] not in SUBCOMMANDS:
     print(f"{usage()}\n\nerror: unknown subcommand {argv[0]!r}", file=sys.stderr)
     return 2
-  module = f"benchmarks.{SUBCOMMANDS[argv[0]]}"
+  script = HERE / f"{SUBCOMMANDS[argv[0]]}.py"
   saved = sys.argv
-  sys.argv = [str(HERE / f"{SUBCOMMANDS[argv[0]]}.py"), *argv[1:]]
+  sys.argv = [str(script), *argv[1:]]
   try:
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    # By path, not module name: a fresh `__main__` even where the module is already imported.
+    runpy.run_path(str(script), run_name="__main__")
   finally:
     sys.argv = saved
   return 0

@@ -10,8 +10,8 @@ The "ceiling" rows bound every model that, like a LUT, sees only how many edges 
 cell is predicted by the median latency of all cells (test set included) with the same counts.
 
 Run (about 10 s on a CPU):
-    python3 benchmarks/latency_fit.py            # prints the table, rewrites its RESULTS.md section
-    python3 benchmarks/latency_fit.py --no-write
+    python3 -m benchmarks latency-fit            # prints the table, rewrites its RESULTS.md section
+    python3 -m benchmarks latency-fit --no-write
 """
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ limit. Targets (issue 6): mean unconstrained accuracy >= 93.9%; limited pick wit
 the best feasible cell; exact search <= 5 min on a 2-core CPU (<= 15 s on an H100-class GPU),
 fast mode <= 60 s.
 
-    python3 benchmarks/search_quality.py --mode fast --seeds 10   # table; rewrites its RESULTS.md part
-    python3 benchmarks/search_quality.py --mode exact --seeds 2 --save-json out.json --no-write
-    python3 benchmarks/search_quality.py --load-json out.json     # render a saved run into RESULTS.md
+    python3 -m benchmarks search-quality --mode fast --seeds 10  # rewrites its RESULTS.md part
+    python3 -m benchmarks search-quality --mode exact --seeds 2 --save-json out.json --no-write
+    python3 -m benchmarks search-quality --load-json out.json    # render a saved run
 
 Ground truth: --data, by default ../shared/data/nb201/cifar10.csv (index, arch, test_acc,
 params_m), read by `micronas_jax.benchmark.read_accuracy` (an official NB201 .pth or NATS-Bench
