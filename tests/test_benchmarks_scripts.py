@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks import __main__ as entry
 from benchmarks import correlation, summary
-from micronas_jax import benchmark
+from micronas_jax import benchmark, scoring, space, store
 
 # --- rank statistics ------------------------------------------------------------------------
 
@@ -120,6 +120,19 @@ def test_correlation_plot_or_message_without_matplotlib(tiny, tmp_path, monkeypa
   run(tiny, "--plot", str(tmp_path / "d.png"))
   assert "skipping the plot: it needs matplotlib" in capsys.readouterr().err
   assert not (tmp_path / "d.png").exists()
+
+
+def test_correlation_reads_a_score_store(tiny, tmp_path):
+  _, truth = tiny
+  acc = benchmark.read_accuracy(truth)
+  config = scoring.ScoreConfig(proxies=("ntk", "lr"))
+  path = tmp_path / "s.sqlite"
+  with store.ScoreStore(path, config.to_dict(), config.hash(), config.proxies) as scores:
+    scores.write([{"index": i, "arch": space.format_arch(space.arch_at(i)), "ntk": -acc[i],
+                   "ntk_valid": True, "lr": acc[i], "lr_valid": i != 0} for i in range(12)], 0)
+  text = correlation.main([str(path), "--truth", str(truth), "--no-write"])
+  assert "| ntk | lower is better | 0 | 12 | 1.000 | 1.000 |" in text  # -acc, negated back
+  assert "| lr | higher is better | 1 | 12 | 1.000 | 1.000 |" in text
 
 
 def test_correlation_bad_truth_is_one_message(tiny, tmp_path):
