@@ -38,11 +38,11 @@ TE_NAS = ("ntk", "lr")
 HIGH_RHO = 0.85
 FIGURE = _results.REPO / "benchmarks/figures/correlation.png"
 ANCHORS = """\
-Anchors (NAS-Bench-201 CIFAR-10, all cells, from the papers): TE-NAS (arXiv 2102.11535) Kendall
-tau about -0.42 for the NTK condition number (0.42 once oriented) and about 0.5 for linear
-regions; zero-cost proxies (Abdelfattah et al., arXiv 2101.08134) Spearman rho 0.737 for synflow
-and 0.817 for their 3-proxy vote; AZ-NAS (arXiv 2403.19232) Spearman rho 0.913 for its
-aggregate."""
+Anchors (NAS-Bench-201, as the papers report them; not measured here): TE-NAS
+(arXiv 2102.11535) Kendall tau about -0.42 for the NTK condition number (0.42 once oriented)
+and about 0.5 for linear regions; zero-cost proxies (Abdelfattah et al., arXiv 2101.08134)
+Spearman rho 0.737 for synflow and 0.817 for their 3-proxy vote; AZ-NAS (arXiv 2403.19232)
+Spearman rho 0.913 for its aggregate."""
 
 
 def read_scores(path: pathlib.Path) -> dict[str, np.ndarray]:
@@ -211,7 +211,8 @@ def main(argv=None) -> str:
   """Runs the benchmark; returns the Markdown it printed."""
   args = parse_args(argv)
   table = read_scores(args.scores)
-  if args.sample is not None and args.sample < len(table["index"]):
+  sampled = args.sample is not None and args.sample < len(table["index"])
+  if sampled:
     keep = np.sort(np.random.default_rng(args.seed).choice(len(table["index"]), args.sample,
                                                            replace=False))
     table = {name: column[keep] for name, column in table.items()}
@@ -238,7 +239,7 @@ def main(argv=None) -> str:
            else cost.flops(space.all_archs()[indices]) / 1e6)
   quartiles = quartile_table(oriented | combined, truth, flops)
   cells = int(np.isfinite(truth).sum())
-  scope = (f"a random sample of {len(indices)} cells (seed {args.seed})" if args.sample
+  scope = (f"a random sample of {len(indices)} cells (seed {args.seed})" if sampled
            else f"all {len(indices)} cells of the table")
   if "seed" in table:
     scope += f", rows of scoring seed {table['seed'][0]}"
@@ -249,7 +250,8 @@ def main(argv=None) -> str:
       combined_text, "Within FLOPs quartiles of these cells (Kendall tau / Spearman rho):",
       quartiles, ANCHORS])
   print(rendered)
-  figure = args.plot or (None if args.no_write else FIGURE)
+  default = FIGURE.with_name(f"correlation_sample{args.sample}.png") if sampled else FIGURE
+  figure = args.plot or (None if args.no_write else default)
   plotted = figure is not None and not args.no_plot and plot(
       table, list(oriented), truth, singles, figure)
   if plotted:
@@ -261,7 +263,7 @@ def main(argv=None) -> str:
     link = figure.resolve().relative_to(_results.RESULTS.parent)
     image = f"\n\n![each score against accuracy]({link})"
   title = "Proxy correlation with CIFAR-10 accuracy"
-  if args.sample:
+  if sampled:
     title += f" (sample of {args.sample} cells)"
   _results.write_section(
       title, f"Command: `{_results.command()}` ({_results.machine()}).\n\n" + rendered + image)
