@@ -29,8 +29,11 @@ def machine() -> str:
 
 
 def command() -> str:
-  """The command line that ran this script."""
+  """The command line that ran this script, as its `python3 -m benchmarks` subcommand."""
   script = pathlib.Path(sys.argv[0]).resolve()
+  if script.parent == REPO / "benchmarks" and not script.name.startswith("_"):
+    # The entry point runs from the repository root without installing the package.
+    return " ".join(["python3 -m benchmarks", script.stem.replace("_", "-"), *sys.argv[1:]])
   shown = script.relative_to(REPO) if script.is_relative_to(REPO) else script
   return " ".join(["python3", str(shown), *sys.argv[1:]])
 

@@ -1,11 +1,21 @@
-"""Rank correlation of each proxy in a score table with NAS-Bench-201 CIFAR-10 accuracy.
+"""Rank correlation of every proxy in a score table with NAS-Bench-201 accuracy (Table I).
 
-    python3 benchmarks/correlation.py SCORES [--truth ../shared/data/nb201/cifar10.csv]
+    python3 -m benchmarks correlation SCORES [--truth ../shared/data/nb201/cifar10.csv]
+    python3 -m benchmarks correlation SCORES --sample 512 --seed 0 --no-write   # seconds
+    python3 -m benchmarks correlation SCORES --aggregate ntk_fast,lr,flops
 
-SCORES is a `micronas-jax score` store (.sqlite) or its CSV export (optionally .csv.gz). Each proxy is oriented so
-that higher means predicted-better (NTK condition number negated; FLOPs and params raw); rows flagged invalid keep
-their sentinel, as a search would see them. Prints Kendall tau and Spearman rho over all scored
-cells, plus the TE-NAS rank sum of NTK and LR, and replaces its section of RESULTS.md.
+SCORES is a `micronas-jax score` store (.sqlite) or its CSV export (optionally .csv.gz); the
+first seed's rows are used. Every numeric column is a score: registered proxies are oriented by
+their registry direction (`proxies.get(name).higher_is_better`, so the NTK condition number is
+negated), the analytic costs (flops, params) are taken as they are (bigger networks tend to be
+more accurate), and any other column raw. Rows flagged invalid keep their sentinel, as a search
+sees them; cells without ground truth are left out.
+
+Prints, over all cells of the table (or a random `--sample` of them): Kendall tau-b and Spearman
+rho with accuracy per score; rank-sum aggregates (TE-NAS's ntk+lr, each `--aggregate`, and every
+score with rho >= 0.85 together); the same within FLOPs quartiles; literature anchors. Draws a
+scatter plot per score (needs matplotlib: the `bench` extra) and replaces its section of
+benchmarks/RESULTS.md (unless --no-write).
 """
 from __future__ import annotations
 
@@ -13,69 +23,251 @@ import argparse
 import csv
 import gzip
 import pathlib
+import sys
 
 import numpy as np
-from scipy import stats
 
-import _results
-from micronas_jax import proxies, scoring, store
+try:
+  from benchmarks import _results
+except ImportError:  # run as a file (python3 benchmarks/correlation.py): its folder is on the path
+  import _results
+from micronas_jax import benchmark, cost, proxies, scoring, space, store
 
-DIRECTIONS = {name: proxies.get(name).higher_is_better for name in proxies.names()}
-# Costs are correlated as they are (bigger networks tend to be more accurate), not negated.
-DIRECTIONS |= {name: True for name in scoring.ANALYTIC}
+METADATA = ("index", "arch", "seed", "config_hash")
+TE_NAS = ("ntk", "lr")
+HIGH_RHO = 0.85
+FIGURE = _results.REPO / "benchmarks/figures/correlation.png"
+ANCHORS = """\
+Anchors (NAS-Bench-201, as the papers report them; not measured here): TE-NAS
+(arXiv 2102.11535) Kendall tau about -0.42 for the NTK condition number (0.42 once oriented)
+and about 0.5 for linear regions; zero-cost proxies (Abdelfattah et al., arXiv 2101.08134)
+Spearman rho 0.737 for synflow and 0.817 for their 3-proxy vote; AZ-NAS (arXiv 2403.19232)
+Spearman rho 0.913 for its aggregate."""
 
 
 def read_scores(path: pathlib.Path) -> dict[str, np.ndarray]:
-  """Columns of a score store or its CSV export, first seed only."""
+  """Columns `{name: [rows]}` of a score store or its CSV export, first seed only."""
   if path.suffix == ".sqlite":
     table, _ = store.read_table(path)
   else:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", newline="") as f:
       rows = list(csv.DictReader(f))
+    if not rows:
+      raise SystemExit(f"{path}: no rows")
     table = {name: np.asarray([row[name] for row in rows]) for name in rows[0]}
-  first_seed = table["seed"] == table["seed"][0]
-  return {name: column[first_seed] for name, column in table.items()}
+  if "index" not in table:
+    raise SystemExit(f"{path}: no index column")
+  if "seed" in table:
+    first_seed = table["seed"] == table["seed"][0]
+    table = {name: column[first_seed] for name, column in table.items()}
+  return table
 
 
-def main():
+def direction(name: str) -> bool | None:
+  """True/False: higher/lower is better (registry; costs count as higher); None: unregistered."""
+  if name in scoring.ANALYTIC:
+    return True
+  if name in proxies.names():
+    return proxies.get(name).higher_is_better
+  return None
+
+
+def score_columns(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Every numeric score column of `table` (not metadata, not `*_valid`) oriented higher-better."""
+  oriented = {}
+  for name, column in table.items():
+    if name in METADATA or name.endswith("_valid"):
+      continue
+    try:
+      values = column.astype(np.float64)
+    except ValueError:
+      continue  # text column: not a score
+    oriented[name] = benchmark.orient(values, direction(name) is not False)
+  return oriented
+
+
+def direction_label(name: str) -> str:
+  """How a score was oriented, for the table."""
+  if name in scoring.ANALYTIC:
+    return "cost, raw value"
+  higher = direction(name)
+  if higher is None:
+    return "unregistered, raw value"
+  return f"{'higher' if higher else 'lower'} is better"
+
+
+def aggregates(oriented: dict[str, np.ndarray], singles: dict[str, benchmark.Correlation],
+               requested: list[list[str]]) -> tuple[dict[str, np.ndarray], str]:
+  """Rank-sum aggregates: TE-NAS ntk+lr, each requested group, every score with rho >= 0.85.
+
+  Returns `{label: [n]}` and a sentence on the rho >= 0.85 group.
+  """
+  groups = {}
+  if all(name in oriented for name in TE_NAS):
+    groups["ntk+lr (TE-NAS ranks)"] = list(TE_NAS)
+  for names in requested:
+    groups["+".join(names) + " (ranks)"] = names
+  high = [name for name, c in singles.items() if c.rho >= HIGH_RHO]
+  if len(high) >= 2:
+    groups["+".join(high) + f" (ranks; rho >= {HIGH_RHO})"] = high
+    note = f"Scores with Spearman rho >= {HIGH_RHO}: {', '.join(high)} (aggregated below)."
+  elif high:
+    note = f"Only {high[0]} reaches Spearman rho >= {HIGH_RHO}: nothing to aggregate."
+  else:
+    note = f"Scores with Spearman rho >= {HIGH_RHO}: none reach {HIGH_RHO}."
+  return {label: benchmark.aggregate_ranks({n: oriented[n] for n in names})
+          for label, names in groups.items()}, note
+
+
+def overall_table(scores: dict[str, np.ndarray], truth: np.ndarray,
+                  labels: dict[str, tuple[str, int]]) -> tuple[str, dict]:
+  """Markdown table of tau and rho of each score `[n]` with `truth [n]`, and the correlations.
+
+  `labels` gives each score's direction label and its count of rows flagged invalid.
+  """
+  lines = ["| score | direction | invalid rows | cells | Kendall tau | Spearman rho |",
+           "| --- | --- | ---: | ---: | ---: | ---: |"]
+  result = {}
+  for name, values in scores.items():
+    result[name] = c = benchmark.rank_correlation(values, truth)
+    label, invalid = labels[name]
+    lines.append(f"| {name} | {label} | {invalid} | {c.cells} | {c.tau:.3f} | {c.rho:.3f} |")
+  return "\n".join(lines), result
+
+
+def quartile_table(scores: dict[str, np.ndarray], truth: np.ndarray, flops: np.ndarray) -> str:
+  """Markdown table of tau / rho of each score within each FLOPs quartile of the cells."""
+  group, edges = benchmark.quantile_groups(flops, 4)
+  header = "| score | " + " | ".join(
+      f"Q{q + 1}: {edges[q]:.1f}-{edges[q + 1]:.1f} M FLOPs, {(group == q).sum()} cells"
+      for q in range(4)) + " |"
+  lines = [header, "| --- |" + " ---: |" * 4]
+  for name, values in scores.items():
+    cells = [benchmark.rank_correlation(values[group == q], truth[group == q]) for q in range(4)]
+    lines.append(f"| {name} | " + " | ".join(f"{c.tau:.3f} / {c.rho:.3f}" for c in cells) + " |")
+  return "\n".join(lines)
+
+
+def plot(table: dict[str, np.ndarray], names: list[str], truth: np.ndarray,
+         correlations: dict[str, benchmark.Correlation], path: pathlib.Path) -> bool:
+  """Scatter of each raw score (valid rows) against accuracy, one panel each; False without
+  matplotlib."""
+  try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    print("skipping the plot: it needs matplotlib (pip install -e '.[bench]')", file=sys.stderr)
+    return False
+  cols = min(4, len(names))
+  rows = -(-len(names) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.7 * rows), squeeze=False)
+  for ax, name in zip(axes.flat, names):
+    values = table[name].astype(np.float64)
+    keep = np.isfinite(values) & np.isfinite(truth)
+    if name + "_valid" in table:
+      keep &= table[name + "_valid"].astype(str) != "0"  # drop sentinels: they would flatten it
+    x = values[keep]
+    ax.scatter(x, truth[keep], s=2, alpha=0.3, linewidths=0, rasterized=True)
+    if len(x) and x.min() > 0 and x.max() > 100 * x.min():
+      ax.set_xscale("log")
+    c = correlations[name]
+    ax.set_title(f"{name}: tau {c.tau:.3f}, rho {c.rho:.3f}", fontsize=9)
+    ax.set_xlabel(f"{name} ({direction_label(name)})", fontsize=8)
+    ax.set_ylabel("test accuracy %", fontsize=8)
+    ax.tick_params(labelsize=7)
+  for ax in list(axes.flat)[len(names):]:
+    ax.axis("off")
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+  return True
+
+
+def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("scores", type=pathlib.Path)
   parser.add_argument("--truth", type=pathlib.Path,
-                      default=_results.REPO.parent / "shared/data/nb201/cifar10.csv")
-  parser.add_argument("--no-write", action="store_true")
-  args = parser.parse_args()
+                      default=_results.REPO.parent / "shared/data/nb201/cifar10.csv",
+                      help="CSV table (default), NB201 .pth or NATS-Bench file")
+  parser.add_argument("--truth-column", default="test_acc")
+  parser.add_argument("--dataset", default="cifar10", help="for the official files only")
+  parser.add_argument("--sample", type=int, default=None, help="random subset of this many cells")
+  parser.add_argument("--seed", type=int, default=0, help="which random subset")
+  parser.add_argument("--aggregate", action="append", default=[], metavar="A,B,...",
+                      help="also rank-sum these scores (repeatable)")
+  parser.add_argument("--plot", type=pathlib.Path, default=None,
+                      help=f"scatter PNG (default with RESULTS.md written: {FIGURE.name} "
+                           "under benchmarks/figures)")
+  parser.add_argument("--no-plot", action="store_true")
+  parser.add_argument("--no-write", action="store_true", help="only print the tables")
+  return parser.parse_args(argv)
+
+
+def main(argv=None) -> str:
+  """Runs the benchmark; returns the Markdown it printed."""
+  args = parse_args(argv)
   table = read_scores(args.scores)
-  with open(args.truth, newline="") as f:
-    accuracy = {int(row["index"]): float(row["test_acc"]) for row in csv.DictReader(f)}
-  indices = table["index"].astype(int)
-  truth = np.asarray([accuracy[i] for i in indices])
-  oriented = {}
-  for name, higher_is_better in DIRECTIONS.items():
-    if name in table:
-      values = table[name].astype(float)
-      oriented[name] = values if higher_is_better else -values
-  if "ntk" in oriented and "lr" in oriented:
-    # TE-NAS: sum of the two ranks (higher rank = predicted better).
-    oriented["ntk+lr ranks"] = stats.rankdata(oriented["ntk"]) + stats.rankdata(oriented["lr"])
-  lines = ["| proxy | direction | invalid rows | Kendall tau | Spearman rho |",
-           "| --- | --- | ---: | ---: | ---: |"]
-  for name, values in oriented.items():
-    invalid = int((table[name + "_valid"].astype(str) == "0").sum()) if name in table else 0
-    direction = ("cost, raw value" if name in scoring.ANALYTIC
-                 else ("higher" if DIRECTIONS.get(name, True) else "lower") + " is better")
-    lines.append(f"| {name} | {direction} | {invalid} | "
-                 f"{stats.kendalltau(values, truth).statistic:.3f} | "
-                 f"{stats.spearmanr(values, truth).statistic:.3f} |")
-  rendered = "\n".join(lines)
+  sampled = args.sample is not None and args.sample < len(table["index"])
+  if sampled:
+    keep = np.sort(np.random.default_rng(args.seed).choice(len(table["index"]), args.sample,
+                                                           replace=False))
+    table = {name: column[keep] for name, column in table.items()}
+  indices = table["index"].astype(np.int64)
+  try:
+    truth = benchmark.read_accuracy(args.truth, args.truth_column, args.dataset)[indices]
+  except benchmark.BenchmarkError as error:
+    raise SystemExit(str(error)) from None
+  oriented = score_columns(table)
+  requested = [[n.strip() for n in group.split(",") if n.strip()] for group in args.aggregate]
+  for names in requested:
+    unknown = [n for n in names if n not in oriented]
+    if unknown or not names:
+      raise SystemExit(f"--aggregate {','.join(names)}: no score column {', '.join(unknown)}; "
+                       f"the table has {', '.join(oriented)}")
+  invalid = {name: int((table[name + "_valid"].astype(str) == "0").sum())
+             if name + "_valid" in table else 0 for name in oriented}
+  singles_text, singles = overall_table(
+      oriented, truth, {name: (direction_label(name), invalid[name]) for name in oriented})
+  combined, note = aggregates(oriented, singles, requested)
+  combined_text, _ = overall_table(
+      combined, truth, {name: ("higher is better", 0) for name in combined})
+  flops = (table["flops"].astype(np.float64) if "flops" in table
+           else cost.flops(space.all_archs()[indices]) / 1e6)
+  quartiles = quartile_table(oriented | combined, truth, flops)
+  cells = int(np.isfinite(truth).sum())
+  scope = (f"a random sample of {len(indices)} cells (seed {args.seed})" if sampled
+           else f"all {len(indices)} cells of the table")
+  if "seed" in table:
+    scope += f", rows of scoring seed {table['seed'][0]}"
+  rendered = "\n\n".join([
+      f"Scores `{args.scores.name}` over {scope}; truth `{args.truth.name}` column "
+      f"`{args.truth_column}` ({cells} of them with a value).", singles_text,
+      "Rank-sum aggregates (each score's average rank, summed; higher is better). " + note,
+      combined_text, "Within FLOPs quartiles of these cells (Kendall tau / Spearman rho):",
+      quartiles, ANCHORS])
   print(rendered)
+  default = FIGURE.with_name(f"correlation_sample{args.sample}.png") if sampled else FIGURE
+  figure = args.plot or (None if args.no_write else default)
+  plotted = figure is not None and not args.no_plot and plot(
+      table, list(oriented), truth, singles, figure)
+  if plotted:
+    print(f"wrote {figure}", file=sys.stderr)
   if args.no_write:
-    return
+    return rendered
+  image = ""
+  if plotted and figure.resolve().is_relative_to(_results.RESULTS.parent):
+    link = figure.resolve().relative_to(_results.RESULTS.parent)
+    image = f"\n\n![each score against accuracy]({link})"
+  title = "Proxy correlation with CIFAR-10 accuracy"
+  if sampled:
+    title += f" (sample of {args.sample} cells)"
   _results.write_section(
-      "Proxy correlation with CIFAR-10 accuracy (issue 4 scores)",
-      f"Command: `{_results.command()}` (run {_results.machine()}; scores from `{args.scores.name}`, "
-      f"{len(indices)} cells).\n\nAnchors: TE-NAS reports Kendall tau about -0.42 for the NTK "
-      "condition number (0.42 once negated) and about 0.5 for linear regions.\n\n" + rendered)
+      title, f"Command: `{_results.command()}` ({_results.machine()}).\n\n" + rendered + image)
+  return rendered
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ The "ceiling" rows bound every model that, like a LUT, sees only how many edges 
 cell is predicted by the median latency of all cells (test set included) with the same counts.
 
 Run (about 10 s on a CPU):
-    python3 benchmarks/latency_fit.py            # prints the table, rewrites its RESULTS.md section
-    python3 benchmarks/latency_fit.py --no-write
+    python3 -m benchmarks latency-fit            # prints the table, rewrites its RESULTS.md section
+    python3 -m benchmarks latency-fit --no-write
 """
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ import jax
 import numpy as np
 from scipy import stats
 
-import _results
+try:
+  from benchmarks import _results
+except ImportError:  # run as a file (python3 benchmarks/latency_fit.py): its folder is on the path
+  import _results
 from micronas_jax import space
 from micronas_jax.hardware import latency
 

@@ -7,17 +7,17 @@ limit. Targets (issue 6): mean unconstrained accuracy >= 93.9%; limited pick wit
 the best feasible cell; exact search <= 5 min on a 2-core CPU (<= 15 s on an H100-class GPU),
 fast mode <= 60 s.
 
-    python3 benchmarks/search_quality.py --mode fast --seeds 10   # table; rewrites its RESULTS.md part
-    python3 benchmarks/search_quality.py --mode exact --seeds 2 --save-json out.json --no-write
-    python3 benchmarks/search_quality.py --load-json out.json     # render a saved run into RESULTS.md
+    python3 -m benchmarks search-quality --mode fast --seeds 10  # rewrites its RESULTS.md part
+    python3 -m benchmarks search-quality --mode exact --seeds 2 --save-json out.json --no-write
+    python3 -m benchmarks search-quality --load-json out.json    # render a saved run
 
-Ground truth: ../shared/data/nb201/cifar10.csv (index, arch, test_acc, params_m); the package
-itself never reads it.
+Ground truth: --data, by default ../shared/data/nb201/cifar10.csv (index, arch, test_acc,
+params_m), read by `micronas_jax.benchmark.read_accuracy` (an official NB201 .pth or NATS-Bench
+file works too, with the `bench` extra).
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import os
@@ -28,17 +28,10 @@ import time
 
 import numpy as np
 
+from micronas_jax import benchmark
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SECTION = "## Search (issue 6)"
-
-
-def load_accuracy(path: pathlib.Path) -> np.ndarray:
-  """test_acc `[15625]` in benchmark index order."""
-  acc = np.full(15625, np.nan)
-  with open(path, newline="") as f:
-    for row in csv.DictReader(f):
-      acc[int(row["index"])] = float(row["test_acc"])
-  return acc
 
 
 def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=None) -> dict:
@@ -168,7 +161,7 @@ def main():
     def save(result):
       if args.save_json:
         args.save_json.write_text(json.dumps({"result": result, "command": command}, indent=1))
-    result = run(args.mode, args.seeds, load_accuracy(args.data), args.repeats, save)
+    result = run(args.mode, args.seeds, benchmark.read_accuracy(args.data), args.repeats, save)
     print(f"total {time.perf_counter() - start:.0f} s", file=sys.stderr)
   text = render(result, command)
   if args.note:

@@ -1,7 +1,7 @@
 """Proxy throughput (cells/s, compile time) and the rank agreement of fast with exact NTK.
 
-    python3 benchmarks/throughput.py                       # CPU: 12 cells per proxy
-    python3 benchmarks/throughput.py --cells 2048 --agreement 2048   # on a GPU
+    python3 -m benchmarks throughput                       # CPU: 12 cells per proxy
+    python3 -m benchmarks throughput --cells 2048 --agreement 2048   # on a GPU
 
 For each proxy (exact NTK, fast NTK, linear regions) at the default scoring configuration
 (NTK: C=3, N=1, 32x32, batch 32; LR: 3 x 1000 samples of 3x3), one draw per cell: the time of the
@@ -18,7 +18,10 @@ import time
 import jax
 import numpy as np
 
-import _results
+try:
+  from benchmarks import _results
+except ImportError:  # run as a file (python3 benchmarks/throughput.py): its folder is on the path
+  import _results
 from micronas_jax import scoring
 
 

@@ -21,9 +21,9 @@ not timed) and the values compared: the relative difference of the NTK matrices 
 difference over max abs entry), of kappa, and the number of cells whose region counts differ.
 
 Run (about 2 minutes for 101 cells on a 2-core CPU):
-    python3 benchmarks/torch_reference.py                # table; rewrites its RESULTS.md section
-    python3 benchmarks/torch_reference.py --cells 10 --no-write
-    python3 benchmarks/torch_reference.py --device cuda  # torch on the GPU (JAX: its default)
+    python3 -m benchmarks torch-reference                # table; rewrites its RESULTS.md section
+    python3 -m benchmarks torch-reference --cells 10 --no-write
+    python3 -m benchmarks torch-reference --device cuda  # torch on the GPU (JAX: its default)
 """
 from __future__ import annotations
 

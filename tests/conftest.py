@@ -13,6 +13,15 @@ def nb201_data_dir() -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
+def nb201_csv() -> pathlib.Path:
+  """Path of cifar10.csv; skips the test where the ground truth is absent."""
+  path = nb201_data_dir() / "cifar10.csv"
+  if not path.exists():
+    pytest.skip(f"NB201 ground truth not found at {path} (set MICRONAS_NB201_DATA)")
+  return path
+
+
+@pytest.fixture(scope="session")
 def nb201_rows():
   """Rows of cifar10.csv (index, arch, test_acc, params_m) as dicts, in index order."""
   path = nb201_data_dir() / "cifar10.csv"

@@ -1,0 +1,192 @@
+"""Rank statistics of micronas_jax.benchmark and the benchmark scripts on tiny tables (fast)."""
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import __main__ as entry
+from benchmarks import correlation, summary
+from micronas_jax import benchmark, scoring, space, store
+
+# --- rank statistics ------------------------------------------------------------------------
+
+
+def test_rank_correlation_with_ties_drops_nan_rows():
+  # Finite pairs: score [1, 2, 2, 3] vs truth [1, 3, 2, 4]. Of the 6 pairs 5 are concordant, 0
+  # discordant, 1 tied in score only: tau-b = 5 / sqrt((6 - 1) * 6). Average ranks
+  # [1, 2.5, 2.5, 4] vs [1, 3, 2, 4]: rho = 4.5 / sqrt(4.5 * 5).
+  score = [1, 2, 2, 3, np.nan, 7]
+  truth = [1, 3, 2, 4, 5, np.nan]
+  c = benchmark.rank_correlation(score, truth)
+  assert c.cells == 4
+  assert c.tau == pytest.approx(5 / math.sqrt(30), abs=1e-12)
+  assert c.rho == pytest.approx(4.5 / math.sqrt(22.5), abs=1e-12)
+
+
+def test_rank_correlation_of_a_constant_score_is_nan():
+  c = benchmark.rank_correlation([2, 2, 2], [1, 2, 3])
+  assert math.isnan(c.tau) and math.isnan(c.rho) and c.cells == 3
+
+
+def test_orient_negates_lower_is_better():
+  np.testing.assert_array_equal(benchmark.orient([1, 5], False), [-1, -5])
+  np.testing.assert_array_equal(benchmark.orient([1, 5], True), [1, 5])
+
+
+def test_aggregate_ranks_sums_oriented_average_ranks_and_keeps_nan():
+  # a ranks [3, 1, 2, -]; b (lower is better, so negated) ranks [2.5, 1, 2.5, -]; the NaN row
+  # of a is left out of both rankings.
+  a = np.array([0.9, 0.1, 0.5, np.nan])
+  b = benchmark.orient([10, 30, 10, 0], higher_is_better=False)
+  total = benchmark.aggregate_ranks({"a": a, "b": b})
+  np.testing.assert_array_equal(total[:3], [5.5, 2, 4.5])
+  assert np.isnan(total[3])
+
+
+def test_quantile_groups_split_by_value_and_keep_ties_together():
+  group, edges = benchmark.quantile_groups(np.arange(1, 9), 4)
+  np.testing.assert_array_equal(group, [0, 0, 1, 1, 2, 2, 3, 3])
+  assert edges[0] == 1 and edges[-1] == 8
+  group, _ = benchmark.quantile_groups([1, 1, 1, 1, 1, 2, 3, 4], 4)
+  assert len(set(group[:5])) == 1  # five equal values: one group, whatever the edges say
+
+
+# --- correlation.py on a tiny table ---------------------------------------------------------
+
+
+@pytest.fixture
+def tiny(tmp_path):
+  """40 cells: ntk falls and lr rises with accuracy; `noise` is an unregistered column."""
+  rng = np.random.default_rng(0)
+  acc = rng.uniform(80, 94, 40)
+  truth = tmp_path / "acc.csv"
+  truth.write_text("index,test_acc\n" + "".join(f"{i},{a}\n" for i, a in enumerate(acc)))
+  scores = tmp_path / "scores.csv"
+  rows = [f"{i},x,0,h,{100 - a},1,{a * 10},1,{rng.normal()}\n" for i, a in enumerate(acc)]
+  rows.append("3,x,1,h,0,1,0,1,0\n")  # a second seed: not used
+  scores.write_text("index,arch,seed,config_hash,ntk,ntk_valid,lr,lr_valid,noise\n"
+                    + "".join(rows))
+  return scores, truth
+
+
+def run(tiny, *extra):
+  scores, truth = tiny
+  return correlation.main([str(scores), "--truth", str(truth), "--no-write", *extra])
+
+
+def test_correlation_orients_registered_proxies_and_keeps_others_raw(tiny):
+  text = run(tiny)
+  lines = {}
+  for line in text.splitlines():  # the first row of each name: the overall tables
+    lines.setdefault(line.split(" | ")[0].strip("| "), line)
+  assert "| lower is better | 0 | 40 | 1.000 | 1.000 |" in lines["ntk"]
+  assert "| higher is better | 0 | 40 | 1.000 | 1.000 |" in lines["lr"]
+  assert "unregistered, raw value" in lines["noise"]
+  assert "ntk+lr (TE-NAS ranks)" in lines
+  # ntk and lr reach rho 1: aggregated together; the quartile table lists every score.
+  assert "ntk+lr (ranks; rho >= 0.85)" in lines
+  assert text.count("| noise |") == 2
+
+
+def test_correlation_says_none_reach_the_threshold(tiny, tmp_path):
+  scores, truth = tiny
+  flat = tmp_path / "flat.csv"
+  flat.write_text("\n".join(line.rsplit(",", 5)[0] + ",7,1,7,1" if i else
+                            "index,arch,seed,config_hash,ntk,ntk_valid,lr,lr_valid"
+                            for i, line in enumerate(scores.read_text().splitlines()[:-1])))
+  text = correlation.main([str(flat), "--truth", str(truth), "--no-write"])
+  assert "none reach 0.85" in text
+
+
+def test_correlation_aggregate_option_and_unknown_column(tiny):
+  assert "noise+lr (ranks)" in run(tiny, "--aggregate", "noise,lr")
+  with pytest.raises(SystemExit, match="no score column synflow"):
+    run(tiny, "--aggregate", "synflow,lr")
+
+
+def test_correlation_sample_takes_a_seeded_subset(tiny):
+  first = run(tiny, "--sample", "16", "--seed", "1")
+  assert "random sample of 16 cells (seed 1)" in first
+  assert first == run(tiny, "--sample", "16", "--seed", "1")
+
+
+def test_correlation_plot_or_message_without_matplotlib(tiny, tmp_path, monkeypatch, capsys):
+  png = tmp_path / "c.png"
+  pytest.importorskip("matplotlib")
+  run(tiny, "--plot", str(png))
+  assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  monkeypatch.setitem(sys.modules, "matplotlib", None)
+  run(tiny, "--plot", str(tmp_path / "d.png"))
+  assert "skipping the plot: it needs matplotlib" in capsys.readouterr().err
+  assert not (tmp_path / "d.png").exists()
+
+
+def test_correlation_reads_a_score_store(tiny, tmp_path):
+  _, truth = tiny
+  acc = benchmark.read_accuracy(truth)
+  config = scoring.ScoreConfig(proxies=("ntk", "lr"))
+  path = tmp_path / "s.sqlite"
+  with store.ScoreStore(path, config.to_dict(), config.hash(), config.proxies) as scores:
+    scores.write([{"index": i, "arch": space.format_arch(space.arch_at(i)), "ntk": -acc[i],
+                   "ntk_valid": True, "lr": acc[i], "lr_valid": i != 0} for i in range(12)], 0)
+  text = correlation.main([str(path), "--truth", str(truth), "--no-write"])
+  assert "| ntk | lower is better | 0 | 12 | 1.000 | 1.000 |" in text  # -acc, negated back
+  assert "| lr | higher is better | 1 | 12 | 1.000 | 1.000 |" in text
+
+
+def test_correlation_bad_truth_is_one_message(tiny, tmp_path):
+  scores, _ = tiny
+  with pytest.raises(SystemExit, match="no such benchmark table"):
+    correlation.main([str(scores), "--truth", str(tmp_path / "none.csv"), "--no-write"])
+
+
+# --- entry point and summary ---------------------------------------------------------------
+
+RESULTS = """# Benchmark results
+
+## Proxy correlation with CIFAR-10 accuracy
+
+| score | direction | invalid rows | cells | Kendall tau | Spearman rho |
+| --- | --- | ---: | ---: | ---: | ---: |
+| ntk | lower is better | 3 | 40 | 0.374 | 0.541 |
+
+| score | Q1 | Q2 |
+| --- | ---: | ---: |
+| ntk | 0.1 / 0.2 | 0.3 / 0.4 |
+
+## Search (issue 6)
+
+### fast mode
+
+- Unconstrained accuracy: mean **93.38%** ± 0.21 (target >= 93.9).
+
+## Something new
+
+| a | b |
+| --- | --- |
+| 1 | 2 |
+"""
+
+
+def test_summary_parses_headlines_of_each_section():
+  rows = summary.headlines(RESULTS)
+  assert rows == [
+      ("Proxy correlation with CIFAR-10 accuracy", "ntk", "Kendall tau 0.374, Spearman rho 0.541"),
+      ("Search (issue 6) / fast mode", "Unconstrained accuracy: mean", "93.38%"),
+      ("Something new", "(no headline parsed)", "see benchmarks/RESULTS.md")]
+
+
+def test_entry_point_lists_and_forwards_subcommands(tmp_path, capsys):
+  assert entry.main([]) == 0
+  listed = capsys.readouterr().out
+  for name in ("correlation", "throughput", "search-quality", "latency-fit", "torch-reference",
+               "summary"):
+    assert f"  {name} " in listed
+  assert entry.main(["nope"]) == 2
+  results = tmp_path / "RESULTS.md"
+  results.write_text(RESULTS)
+  argv = sys.argv
+  assert entry.main(["summary", "--results", str(results)]) == 0
+  assert sys.argv == argv  # restored
+  assert "| Search (issue 6) / fast mode |" in capsys.readouterr().out
