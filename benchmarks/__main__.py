@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "correlation": "correlation",
     "throughput": "throughput",
     "search-quality": "search_quality",
+    "table1": "table1",
     "latency-fit": "latency_fit",
     "torch-reference": "torch_reference",
     "summary": "summary",

@@ -190,3 +190,34 @@ def test_entry_point_lists_and_forwards_subcommands(tmp_path, capsys):
   assert entry.main(["summary", "--results", str(results)]) == 0
   assert sys.argv == argv  # restored
   assert "| Search (issue 6) / fast mode |" in capsys.readouterr().out
+
+
+# --- Table I ----------------------------------------------------------------------------------
+
+
+def test_table1_pareto_front_keeps_cells_no_other_beats_in_latency_and_accuracy():
+  from benchmarks import table1
+  latency = np.array([5.0, 1.0, 3.0, 2.0, 4.0, 1.0])
+  accuracy = np.array([95.0, 90.0, 91.0, 89.0, 94.0, 88.0])
+  # Cell 5 ties cell 1 on latency with less accuracy; cell 3 is slower and worse than cell 1.
+  assert table1.pareto_front(latency, accuracy).tolist() == [1, 2, 4, 0]
+
+
+def test_table1_speedup_is_over_the_same_seeds_tenas_pick():
+  from benchmarks import table1
+  picks = {"TE-NAS|0": {"index": 0, "seconds": 2.0}, "TE-NAS|1": {"index": 1, "seconds": 1.0},
+           "MicroNAS FLOPs w=0.5|0": {"index": 2, "seconds": 1.0},
+           "MicroNAS FLOPs w=0.5|1": {"index": 2, "seconds": 1.0},
+           "MicroNAS latency w=0.5|0": {"index": 1, "seconds": 1.0},
+           "MicroNAS latency w=0.5|1": {"index": 1, "seconds": 1.0}}
+  costs = {"latency_ms": np.array([8.0, 4.0, 2.0]), "flops_m": np.array([3.0, 2.0, 1.0]),
+           "params_m": np.array([0.3, 0.2, 0.1])}
+  rows = table1.summarize({"picks": picks}, [0.5], 2, np.array([94.0, 93.0, 92.0]), costs)
+  assert [r["method"] for r in rows] == ["TE-NAS", "MicroNAS FLOPs w=0.5",
+                                         "MicroNAS latency w=0.5"]
+  assert rows[0]["speedup"].tolist() == [1.0, 1.0]
+  assert rows[1]["speedup"].tolist() == [4.0, 2.0]  # 8/2 for seed 0, 4/2 for seed 1
+  assert rows[2]["speedup"].tolist() == [2.0, 1.0]
+  assert rows[1]["acc"].tolist() == [92.0, 92.0]
+  assert "| MicroNAS FLOPs w=0.5 | 92.00 ± 0.00 | 1.0 | 0.100 | 2.0 | 3.00x | 1.0 | 1 |" in \
+      table1.render(rows)
