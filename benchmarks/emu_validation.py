@@ -15,15 +15,17 @@ in the emulator (all-3x3 cell: 559 M instructions), 50 random cells about 10 min
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
+import _results
 import numpy as np
 from scipy import stats
 
-import _results
 from micronas_jax import space
 from micronas_jax.hardware import latency
-from micronas_jax.hardware.emu import kernels, machine as emu_machine
+from micronas_jax.hardware.emu import kernels
+from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.model import NB201_CIFAR10
 
 SECTION = "Emulated Cortex-M7: LUT sum vs whole-network emulation (issue 8)"
@@ -47,16 +49,19 @@ def main():
   network = kernels.Network(m, params, cfg.resolution, cfg.in_channels)
   ms_per_instruction = lut.provenance["cycles_per_instruction"] / (lut.clock_mhz * 1e3)
   predicted = latency.estimate(archs, lut)
-  measured, seconds = [], []
-  print(f"{'index':>6} {'arch':<100} {'emulated ms':>11} {'LUT ms':>9} {'error %':>8} {'s':>5}")
+  measured, seconds, cpu_seconds = [], [], []
+  print(f"{'index':>6} {'arch':<100} {'emulated ms':>11} {'LUT ms':>9} {'error %':>8} {'s':>5} "
+        f"{'cpu s':>5}")
   for arch, index, guess in zip(archs, indices, predicted):
     image = rng.integers(-128, 128, cfg.input_shape).astype(np.int8)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     _, count = network.forward(image, arch)
     seconds.append(time.perf_counter() - start)
+    cpu_seconds.append(time.process_time() - cpu_start)
     measured.append(count * ms_per_instruction)
     print(f"{index:>6} {space.format_arch(arch):<100} {measured[-1]:>11.2f} {guess:>9.2f} "
-          f"{100 * (guess - measured[-1]) / measured[-1]:>+8.4f} {seconds[-1]:>5.1f}", flush=True)
+          f"{100 * (guess - measured[-1]) / measured[-1]:>+8.4f} {seconds[-1]:>5.1f} "
+          f"{cpu_seconds[-1]:>5.1f}", flush=True)
   measured = np.array(measured)
   relative = (predicted - measured) / measured
   tau = stats.kendalltau(predicted, measured)[0]
@@ -64,16 +69,19 @@ def main():
   within = 100 * (np.abs(relative) <= 0.10).mean()
   summary = (
       f"| cells | Kendall tau | MAPE % | within ±10 % | max abs error % | mean error % "
-      f"| emulated ms (min / median / max) | emulator s per network (mean / max) |\n"
-      f"| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n"
+      f"| emulated ms (min / median / max) | emulator wall s per network (mean / max) "
+      f"| CPU s (mean / max) |\n"
+      f"| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n"
       f"| {args.cells} | {tau:.4f} | {mape:.4f} | {within:.0f} | "
       f"{100 * np.abs(relative).max():.4f} | {100 * relative.mean():+.4f} | "
       f"{measured.min():.1f} / {np.median(measured):.1f} / {measured.max():.1f} | "
-      f"{np.mean(seconds):.1f} / {np.max(seconds):.1f} |")
+      f"{np.mean(seconds):.1f} / {np.max(seconds):.1f} | "
+      f"{np.mean(cpu_seconds):.1f} / {np.max(cpu_seconds):.1f} |")
   print()
   print(summary)
   body = f"""Command: `{_results.command()}`
-Machine: {_results.machine()}
+Machine: {_results.machine()}; load average at the end {os.getloadavg()[0]:.1f} (shared
+machine: wall times include waiting for a core, CPU times do not)
 Toolchain: {lut.provenance['toolchain']}, `{lut.provenance['flags']}`; unicorn \
 {__import__('unicorn').__version__}.
 

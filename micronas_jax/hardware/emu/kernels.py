@@ -158,7 +158,7 @@ class Network:
     self._logits = machine.alloc(np.int32, self.classes)
 
   def forward(self, image, arch):
-    """One image `[r, r, in_channels]` int8 under cell `arch [6]` -> (int32 logits, instructions)."""
+    """One image `[r, r, in_channels]` int8, cell `arch [6]` -> (int32 logits, instructions)."""
     m = self.machine
     words = np.array([*np.asarray(arch, np.int64), *self._header], np.int64).astype(np.uint32)
     m.write(self._net, words)

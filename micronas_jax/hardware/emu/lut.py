@@ -5,7 +5,8 @@ counts depend on shapes, not data, to within a data-dependent rounding branch):
   stem                   conv 3x3, in_channels -> C, at the input resolution
   <cell op> at stage s   the op at (C_s, R_s) plus one add of its output into the node:
                          none: 0 (no kernel); skip_connect: the add; nor_conv_kxk: conv with the
-                         input ReLU and BN folded, then the add; avg_pool_3x3: the pool, then the add
+                         input ReLU and BN folded, then the add; avg_pool_3x3: the pool, then
+                         the add
   reduction before s     conv_a (3x3, stride 2) + conv_b (3x3) + avgpool 2x2 + 1x1 shortcut + add
   head                   BN + ReLU + global average pool + linear
   overhead               the whole network with every edge 'none' (`nb201_forward`), less the
@@ -19,7 +20,8 @@ import numpy as np
 
 from micronas_jax import space
 from micronas_jax.hardware import latency, stm32f746
-from micronas_jax.hardware.emu import kernels, machine as emu_machine
+from micronas_jax.hardware.emu import kernels
+from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.model import NB201_CIFAR10, NetworkConfig
 
 TARGET = "cortex-m7-emu"
@@ -28,7 +30,8 @@ CYCLES_PER_INSTRUCTION = 1.0
 CPI_SOURCE = (
     "ASSUMPTION, not a measurement: 1 cycle per executed instruction. The emulator models no "
     "pipeline. The Cortex-M7 dual-issues most instructions (LLVM ARMScheduleM7.td: IssueWidth = "
-    "2, facts §6 [V]), which would allow as little as 0.5; byte loads have latency 2, a mispredict "
+    "2, facts §6 [V]), which would allow as little as 0.5; byte loads have latency 2, a "
+    "mispredict "
     "costs 4 cycles and flash has 7 wait states at 216 MHz behind the ART/L1 caches (facts §6 "
     "[V]), which push it above 1. No measured CPI for int8 kernels on the M7 was found. Taken as "
     "1.0: the board's latency may be up to 2x lower (perfect dual issue, code and data in "

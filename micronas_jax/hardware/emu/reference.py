@@ -148,9 +148,14 @@ def cell(x, arch, convs, node_shift: int) -> np.ndarray:
   for e, ((target, source), op) in enumerate(zip(EDGES, arch)):
     if op == 0:
       continue
-    ops = {1: lambda s: s, 2: lambda s: conv(s, convs[e][0], relu_in=True),
-           3: lambda s: conv(s, convs[e][1], relu_in=True), 4: avgpool3x3}
-    nodes[target] = add(nodes[target], ops[int(op)](nodes[source]), one, one, node_shift)
+    x_in = nodes[source]
+    if op == 1:
+      y = x_in
+    elif op in (2, 3):
+      y = conv(x_in, convs[e][op - 2], relu_in=True)
+    else:
+      y = avgpool3x3(x_in)
+    nodes[target] = add(nodes[target], y, one, one, node_shift)
   return nodes[3]
 
 
