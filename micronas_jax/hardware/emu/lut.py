@@ -36,8 +36,7 @@ CPI_SOURCE = (
     "[V]), which push it above 1. No measured CPI for int8 kernels on the M7 was found. Taken as "
     "1.0: the board's latency may be up to 2x lower (perfect dual issue, code and data in "
     "ITCM/DTCM) or higher (cache misses, stalls).")
-DEVICE = ("STM32F746 (Cortex-M7 @ 216 MHz), emulated: instruction counts of micronas-jax's int8 C "
-          "kernels in Unicorn")
+DEVICE = "STM32F746, emulated Cortex-M7 @ 216 MHz"
 
 
 def _ops_entry(m: emu_machine.Machine, rng, op: int, channels: int, size: int) -> int:
