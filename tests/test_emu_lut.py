@@ -55,3 +55,11 @@ def test_shipped_skip_entries_reproduce_with_this_toolchain(shipped):
   for stage, (c, r) in enumerate(zip(cfg.stage_channels, cfg.stage_resolutions)):
     # The add has no data-dependent branch: its count is exact.
     assert emu_lut._ops_entry(m, rng, space.SKIP, c, r) == counts[stage]["skip_connect"]
+
+
+def test_lut_profile_says_how_to_install_a_missing_toolchain(tmp_path, monkeypatch):
+  monkeypatch.setattr(emu_machine, "missing", lambda: "arm-none-eabi-gcc not found (apt-get ...)")
+  result = CliRunner().invoke(cli.cli, ["lut", "profile", "--out", str(tmp_path / "x.json")])
+  assert result.exit_code == 1
+  assert "arm-none-eabi-gcc not found" in result.output
+  assert not (tmp_path / "x.json").exists()
