@@ -217,6 +217,34 @@ def lut_fit(timings, out, device, semantics):
   click.echo(f"fitted {len(times)} timings ({semantics}) into {out}", err=True)
 
 
+PROFILE_TARGETS = ("cortex-m7-emu",)
+
+
+@lut_group.command("profile", epilog="""\b
+Examples:
+  micronas-jax lut profile --target cortex-m7-emu --out micronas_jax/hardware/luts/stm32f746-emu.json
+Needs arm-none-eabi-gcc (apt-get install gcc-arm-none-eabi) and pip install 'micronas-jax[emu]'.
+""")
+@click.option("--target", default="cortex-m7-emu", show_default=True,
+              help="What to measure on: " + ", ".join(PROFILE_TARGETS) + " (the package's int8 C "
+                   "kernels on an emulated Cortex-M7, instruction counts at 216 MHz).")
+@click.option("--out", required=True, help="LUT JSON file to write (unit ms).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random data.")
+def lut_profile(target, out, seed):
+  """Measures every LUT entry by running the package's kernels on a target and writes the LUT."""
+  _check_choice(target, "--target", PROFILE_TARGETS)
+  from micronas_jax.hardware.emu import lut as emu_lut
+  from micronas_jax.hardware.emu import machine as emu_machine
+  reason = emu_machine.missing()
+  if reason:
+    raise click.ClickException(f"--target {target}: {reason}")
+  lut = emu_lut.profile(seed=seed)
+  _save_lut(lut, out)
+  click.echo(f"measured {target} ({lut.provenance['toolchain']}, "
+             f"{lut.provenance['cycles_per_instruction']} cycles/instruction) into {out}",
+             err=True)
+
+
 def hw_report(ops, lut, dead_code: bool | None = None) -> dict:
   """The JSON-ready hardware report of one cell on the LUT's device."""
   dead_code = lut.semantics == "dead-code" if dead_code is None else dead_code
