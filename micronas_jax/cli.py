@@ -52,6 +52,43 @@ def cell_summary(ops) -> dict:
 @click.version_option(package_name="micronas-jax")
 def cli():
   """Zero-shot, hardware-aware NAS for microcontrollers on the NAS-Bench-201 space."""
+  enable_compilation_cache()
+
+
+def compilation_cache_dir() -> pathlib.Path | None:
+  """Where compiled XLA programs persist between runs (None: off, MICRONAS_JAX_CACHE=off).
+
+  MICRONAS_JAX_CACHE names the folder; default $XDG_CACHE_HOME/micronas-jax/xla (~/.cache/...).
+  """
+  import os
+
+  setting = os.environ.get("MICRONAS_JAX_CACHE", "")
+  if setting.lower() in ("off", "0", "false", "no"):
+    return None
+  if setting:
+    return pathlib.Path(setting)
+  base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+  return pathlib.Path(base) / "micronas-jax" / "xla"
+
+
+def enable_compilation_cache() -> None:
+  """Turns on JAX's persistent compilation cache, so a second search or score run with the same
+  configuration skips XLA compilation (minutes for the exact NTK search on a CPU). A cache dir
+  the user set for JAX (JAX_COMPILATION_CACHE_DIR) wins."""
+  import os
+
+  import jax
+
+  folder = compilation_cache_dir()
+  if folder is None or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+  except OSError:
+    return  # a read-only home: run without the cache rather than fail
+  jax.config.update("jax_compilation_cache_dir", str(folder))
+  # Only programs worth keeping: the proxies' and the search's, not every tiny helper.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 @cli.group("space")

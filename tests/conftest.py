@@ -2,10 +2,15 @@
 import csv
 import os
 import pathlib
+import tempfile
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# The CLI keeps compiled programs between runs; tests (and the subprocesses they start, which
+# inherit the environment) share one throwaway cache instead of the user's ~/.cache.
+os.environ.setdefault("MICRONAS_JAX_CACHE", tempfile.mkdtemp(prefix="micronas-jax-test-xla-"))
 
 
 def nb201_data_dir() -> pathlib.Path:
