@@ -121,8 +121,9 @@ class ScoreConfig:
 
 
 def _sample_images(key, images, count: int, shape: tuple[int, ...]):
-  """`count` distinct random images, resized to `shape` ([count, H, W, C]) when it differs."""
-  chosen = jax.random.choice(key, images.shape[0], (count,), replace=False)
+  """`count` random images (distinct when there are enough), resized to `shape`
+  ([count, H, W, C]) when it differs."""
+  chosen = jax.random.choice(key, images.shape[0], (count,), replace=count > images.shape[0])
   batch = images[chosen]
   if batch.shape[1:] != shape[1:]:
     batch = jax.image.resize(batch, shape, "linear")

@@ -65,14 +65,21 @@ def relu_codes(variables, arch, x, config: model.NetworkConfig) -> list[tuple[ja
   return layers
 
 
+def relu_kernel(variables, arch, x, config: model.NetworkConfig) -> jax.Array:
+  """NASWOT's K `[B, B]` (float64) over the ReLUs the cell `arch` has, for batch `x`."""
+  layers = relu_codes(variables, arch, x, config)
+  with jax.enable_x64(True):
+    kernel = jnp.zeros((x.shape[0], x.shape[0]), jnp.float64)
+    for codes, active in layers:
+      kernel = kernel + jnp.where(active, hamming_kernel(codes), 0.0)
+    return kernel
+
+
 def naswot(variables, arch, inputs, config):
   """NASWOT score log|det K| on the first batch `inputs["images"][0]: [B, H, W, C]` ->
   (value, valid), float64. Higher is better; a singular K (log det = -inf) is invalid."""
-  layers = relu_codes(variables, arch, inputs["images"][0], config)
+  kernel = relu_kernel(variables, arch, inputs["images"][0], config)
   with jax.enable_x64(True):
-    kernel = 0.0
-    for codes, active in layers:
-      kernel = kernel + jnp.where(active, hamming_kernel(codes), 0.0)
     sign, logdet = jnp.linalg.slogdet(kernel)
     valid = jnp.isfinite(logdet) & (sign > 0)
     return jnp.where(valid, logdet, zero_cost.INVALID_SENTINEL), valid
