@@ -48,7 +48,8 @@ def _conv_active(arch: jax.Array, edge: int) -> jax.Array:
   return (choice[space.CONV1X1] != 0) | (choice[space.CONV3X3] != 0)
 
 
-def relu_codes(variables, arch, x, config: model.NetworkConfig) -> list[tuple[jax.Array, jax.Array]]:
+def relu_codes(variables, arch, x,
+               config: model.NetworkConfig) -> list[tuple[jax.Array, jax.Array]]:
   """(codes `[B, U_l]` bool, active scalar bool) for every ReLU of the network on batch `x`,
   BN in training mode. Inactive ops' ReLUs come with active False."""
   _, state = model.network(config).apply(variables, x, arch, train=True,
