@@ -375,6 +375,7 @@ Examples:
   micronas-jax score --indices 0:64 --proxies ntk,lr,flops,params --out s.sqlite
   micronas-jax score --indices 0:15625 --proxies ntk_fast,lr --repeats 3 --out space.sqlite
   micronas-jax score --archs cells.txt --data ~/cifar-10-batches-py --out real.sqlite
+  micronas-jax score --indices 0:64 --proxies synflow,naswot,grad_norm,snip,zico --out zc.sqlite
 Rerunning a command resumes it: cells already in --out are skipped.
 """)
 @click.option("--indices", default="0:15625", show_default=True,
@@ -382,7 +383,8 @@ Rerunning a command resumes it: cells already in --out are skipped.
 @click.option("--archs", "archs_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="File of indices or arch strings, one per line (instead of --indices).")
 @click.option("--proxies", "proxy_names", default="ntk,lr,flops,params", show_default=True,
-              help="Comma-separated: ntk (exact), ntk_fast, lr, flops, params.")
+              help="Comma-separated: ntk (exact), ntk_fast, lr, synflow, naswot, grad_norm, snip, "
+                   "zico, flops, params.")
 @click.option("--repeats", type=int, default=3, show_default=True,
               help="Draws of weights and inputs averaged per proxy.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -394,6 +396,13 @@ Rerunning a command resumes it: cells already in --out are skipped.
               help="NTK input size (random inputs; real images are resized).")
 @click.option("--lr-samples", default="3x1000", show_default=True,
               help="Linear-region inputs: BATCHESxSAMPLES of 3x3.")
+@click.option("--zc-channels", type=int, default=16, show_default=True,
+              help="Zero-cost network's C (synflow, naswot, grad_norm, snip, zico).")
+@click.option("--zc-cells", type=int, default=5, show_default=True, help="Zero-cost network's N.")
+@click.option("--zc-resolution", type=int, default=32, show_default=True,
+              help="Zero-cost input size (random inputs; real images are resized).")
+@click.option("--zc-batch", type=int, default=64, show_default=True,
+              help="Zero-cost batch (zico uses two such batches; labels are random).")
 @click.option("--init", type=click.Choice(model.INITS), default="torch-default", show_default=True)
 @click.option("--data", "data_path", type=click.Path(), default=None,
               help="CIFAR-10 python directory or .npz of [N,32,32,3] images (default: random normal).")
@@ -404,8 +413,8 @@ Rerunning a command resumes it: cells already in --out are skipped.
                    "into OUT with a .processKofN suffix.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_channels,
-          ntk_cells, ntk_resolution, lr_samples, init, data_path, cells_per_step, distributed,
-          progress):
+          ntk_cells, ntk_resolution, lr_samples, zc_channels, zc_cells, zc_resolution, zc_batch,
+          init, data_path, cells_per_step, distributed, progress):
   """Scores cells with training-free proxies into a resumable SQLite store."""
   import jax
   from tqdm import tqdm
@@ -429,7 +438,8 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_
         proxies=tuple(p.strip() for p in proxy_names.split(",") if p.strip()), repeats=repeats,
         init=init, ntk_batch=batch_size, ntk_channels=ntk_channels, ntk_cells=ntk_cells,
         ntk_resolution=ntk_resolution, lr_batches=lr_batches, lr_batch=lr_batch,
-        data=None if images is None else data_module.fingerprint(images))
+        zc_channels=zc_channels, zc_cells=zc_cells, zc_resolution=zc_resolution,
+        zc_batch=zc_batch, data=None if images is None else data_module.fingerprint(images))
   except ValueError as error:
     raise InputError(str(error)) from None
   if distributed:

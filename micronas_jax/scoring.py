@@ -24,6 +24,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from micronas_jax import cost, model, proxies, space
 
+# Batches per zero-cost draw: ZiCo needs at least two; the other zc proxies read the first.
+ZC_BATCHES = 2
+
 ANALYTIC = {
     "flops": lambda archs: cost.flops(archs) / 1e6,   # M, full CIFAR-10 network (C=16, N=5)
     "params": lambda archs: cost.params(archs) / 1e6,  # M
@@ -43,6 +46,10 @@ class ScoreConfig:
     lr_channels, lr_batches, lr_batch, lr_size: the linear-region network's C and its inputs,
       `lr_batches` batches of `lr_batch` samples of size lr_size x lr_size x 1 (TE-NAS: 3 x 1000
       of 3x3).
+    zc_channels, zc_cells, zc_resolution, zc_batch: the zero-cost network (C, N, input size) and
+      its batch, for synflow, naswot, grad_norm, snip and zico (the full NB201 network at 32x32,
+      batch 64, as zero-cost-nas runs them). A draw holds `ZC_BATCHES` batches with random labels;
+      zico uses all of them, the others the first.
     data: fingerprint of the real images used, or None for standard-normal inputs.
   """
   proxies: tuple[str, ...] = ("ntk", "lr", "flops", "params")
@@ -56,6 +63,10 @@ class ScoreConfig:
   lr_batches: int = 3
   lr_batch: int = 1000
   lr_size: int = 3
+  zc_channels: int = 16
+  zc_cells: int = 5
+  zc_resolution: int = 32
+  zc_batch: int = 64
   data: str | None = None
 
   def __post_init__(self):
@@ -66,7 +77,7 @@ class ScoreConfig:
                        f"known: {', '.join(sorted(known))}")
     if len(set(self.proxies)) != len(self.proxies):
       raise ValueError(f"proxy listed twice in {','.join(self.proxies)}")
-    for name in ("repeats", "ntk_batch", "lr_batches", "lr_batch"):
+    for name in ("repeats", "ntk_batch", "lr_batches", "lr_batch", "zc_batch"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
     if self.ntk_batch < 2:
@@ -82,6 +93,9 @@ class ScoreConfig:
         "lr": model.NetworkConfig(channels=self.lr_channels, cells_per_stage=1, num_stages=1,
                                   resolution=self.lr_size, in_channels=self.lr_channels,
                                   stem=False, init=self.init, bn_momentum=0.0),
+        "zc": model.NetworkConfig(channels=self.zc_channels, cells_per_stage=self.zc_cells,
+                                  resolution=self.zc_resolution, init=self.init,
+                                  bn_momentum=0.0),
     }
 
   @property
@@ -89,7 +103,12 @@ class ScoreConfig:
     return tuple(name for name in self.proxies if name not in ANALYTIC)
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self) | {"proxies": list(self.proxies)}
+    """The configuration as JSON-ready data; the zc_* fields only when a zc proxy is used, so
+    that the hash of a configuration without one is what it was before they existed."""
+    data = dataclasses.asdict(self) | {"proxies": list(self.proxies)}
+    if not any(proxies.get(name).family == "zc" for name in self.network_proxies):
+      data = {key: value for key, value in data.items() if not key.startswith("zc_")}
+    return data
 
   def hash(self) -> str:
     """Short SHA-256 of the configuration (JSON, sorted keys)."""
@@ -101,21 +120,46 @@ class ScoreConfig:
     return cls(**{**data, "proxies": tuple(data["proxies"])})
 
 
+def _sample_images(key, images, count: int, shape: tuple[int, ...]):
+  """`count` random images (distinct when there are enough), resized to `shape`
+  ([count, H, W, C]) when it differs."""
+  chosen = jax.random.choice(key, images.shape[0], (count,), replace=count > images.shape[0])
+  batch = images[chosen]
+  if batch.shape[1:] != shape[1:]:
+    batch = jax.image.resize(batch, shape, "linear")
+  return batch
+
+
+def _zc_inputs(key, config: ScoreConfig, network: model.NetworkConfig, images) -> dict:
+  """{"images": [ZC_BATCHES, zc_batch, H, W, 3], "labels": [ZC_BATCHES, zc_batch] int32}.
+
+  Labels are uniform random classes also with real images (the data module yields images only):
+  the loss-based proxies then measure gradients of fitting random labels.
+  """
+  image_key, label_key = jax.random.split(key)
+  count = ZC_BATCHES * config.zc_batch
+  shape = (count, *network.input_shape)
+  batch = (jax.random.normal(image_key, shape) if images is None
+           else _sample_images(image_key, images, count, shape))
+  labels = jax.random.randint(label_key, (ZC_BATCHES, config.zc_batch), 0, network.num_classes)
+  return {"images": batch.reshape(ZC_BATCHES, config.zc_batch, *network.input_shape),
+          "labels": labels}
+
+
 def _family_inputs(family: str, key, config: ScoreConfig, network: model.NetworkConfig, images):
-  """A draw of inputs: `[ntk_batch, H, W, 3]` for "ntk", `[lr_batches, lr_batch, s, s, C]` for "lr".
+  """A draw of inputs: `[ntk_batch, H, W, 3]` for "ntk", `[lr_batches, lr_batch, s, s, C]` for "lr",
+  a dict of batches and labels for "zc" (`_zc_inputs`).
 
   Standard normal without images; with images (`[N, 32, 32, 3]`, normalized), a random sample
   of them for the NTK and random lr_size x lr_size crops of one random channel for LR (TE-NAS).
   """
+  if family == "zc":
+    return _zc_inputs(key, config, network, images)
   if family == "ntk":
     shape = (config.ntk_batch, *network.input_shape)
     if images is None:
       return jax.random.normal(key, shape)
-    chosen = jax.random.choice(key, images.shape[0], (config.ntk_batch,), replace=False)
-    batch = images[chosen]
-    if batch.shape[1:] != network.input_shape:
-      batch = jax.image.resize(batch, shape, "linear")
-    return batch
+    return _sample_images(key, images, config.ntk_batch, shape)
   shape = (config.lr_batches, config.lr_batch, *network.input_shape)
   if images is None:
     return jax.random.normal(key, shape)

@@ -140,7 +140,7 @@ def test_score_command_refuses_a_store_of_another_configuration(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--proxies", "ntk,zico"], "Unknown proxy zico"),
+    (["--proxies", "ntk,zen"], "Unknown proxy zen"),
     (["--indices", "5:99999"], "leaves [0, 15625)"),
     (["--lr-samples", "3by1000"], "expected BATCHESxSAMPLES"),
     (["--data", "/no/such/dir"], "no such file or directory"),

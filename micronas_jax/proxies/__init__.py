@@ -11,9 +11,13 @@ import dataclasses
 from typing import Callable
 
 from micronas_jax.proxies import linear_regions
+from micronas_jax.proxies import naswot
 from micronas_jax.proxies import ntk
+from micronas_jax.proxies import zero_cost
+from micronas_jax.proxies import zico
 
-FAMILIES = ("ntk", "lr")
+# "zc": zero-cost proxies on the full-size network with labelled batches (ScoreConfig.zc_*).
+FAMILIES = ("ntk", "lr", "zc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,3 +61,18 @@ register(Proxy("ntk_fast", ntk.ntk_condition_fast, "ntk", higher_is_better=False
                reference="NTK condition number with frozen batch statistics (micronas-jax)"))
 register(Proxy("lr", linear_regions.linear_regions, "lr", higher_is_better=True,
                reference="TE-NAS (arXiv 2102.11535): distinct ReLU activation patterns"))
+register(Proxy("synflow", zero_cost.synflow, "zc", higher_is_better=True,
+               reference="Tanaka et al. 2020 (arXiv 2006.05467), as in Abdelfattah et al. 2021 "
+                         "(arXiv 2101.08134): sum |W * dR/dW|, |params|, no BN, ones input"))
+register(Proxy("naswot", naswot.naswot, "zc", higher_is_better=True,
+               reference="Mellor et al. 2021 (arXiv 2006.04647): log|det K| of ReLU-code "
+                         "agreement K = N_A - Hamming"))
+register(Proxy("grad_norm", zero_cost.grad_norm, "zc", higher_is_better=True,
+               reference="Abdelfattah et al. 2021 (arXiv 2101.08134): sum of layer gradient "
+                         "L2 norms of the cross-entropy"))
+register(Proxy("snip", zero_cost.snip, "zc", higher_is_better=True,
+               reference="Lee et al. 2019 (arXiv 1810.02340), as in Abdelfattah et al. 2021: "
+                         "sum |W * dL/dW|"))
+register(Proxy("zico", zico.zico, "zc", higher_is_better=True,
+               reference="Li et al. 2023 (arXiv 2301.11300): sum over layers of "
+                         "log sum mean|g| / std(g) over batches"))
