@@ -62,7 +62,8 @@ def run(mode: str, seeds: int, weights, repeats: int, saved: dict, save) -> dict
     save(saved)
     print(f"[{done}/{len(todo)}] {label} seed {seed}: index {picks[f'{label}|{seed}']['index']} "
           f"({result.seconds:.1f} s)", file=sys.stderr, flush=True)
-  saved["compilations"] = searcher.trace_count
+  if todo:  # a render-only invocation keeps the count of the run that searched
+    saved["compilations"] = searcher.trace_count
   return saved
 
 
@@ -119,7 +120,7 @@ def plot(rows, accuracy, costs, path: pathlib.Path) -> bool:
   front = pareto_front(lat, acc)
   fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
   ax.scatter(lat, acc, s=2, c="0.8", label="all cells", rasterized=True)
-  ax.plot(lat[front], acc[front], "k-", lw=1, label="Pareto front")
+  ax.step(lat[front], acc[front], "k-", where="post", lw=1, label="Pareto front")
   markers = {"TE-NAS": ("*", "tab:red"), "FLOPs": ("o", "tab:blue"),
              "latency": ("s", "tab:green")}
   shown = set()
@@ -158,6 +159,7 @@ def main():
                       help="saved searches (resumed from; default benchmarks/data/table1_MODE.json)")
   parser.add_argument("--plot", type=pathlib.Path, default=REPO / "benchmarks/figures/table1.png")
   parser.add_argument("--no-write", action="store_true", help="only print the table")
+  parser.add_argument("--note", default=None, help="a line to add (e.g. how loaded the machine was)")
   args = parser.parse_args()
   weights = [float(w) for w in args.weights.split(",")]
   if not all(0 < w < 1 for w in weights):
@@ -206,6 +208,7 @@ def main():
       "Paper (MicroNAS, arXiv 2401.08996): 93.88% at 51 MFLOPs and 3.23x faster MCU inference "
       "than TE-NAS's pick; TE-NAS: 93.9 ± 0.47.", "",
       table, "",
+      f"Note: {args.note}" if args.note else "",
       f"![latency vs accuracy]({args.plot.relative_to(REPO / 'benchmarks')})" if plotted else ""])
   _results.write_section(TITLE, body)
   print(f"wrote '{TITLE}' to {_results.RESULTS}", file=sys.stderr)
