@@ -625,6 +625,91 @@ def _search_table(lut, weights, limits, fast, scores_path, plot_path) -> dict:
   return search_report(ops, lut, "table", indicators, time.perf_counter() - start, details)
 
 
+# --- train and export (issue 9): the found cell, trained with NB201's recipe, as ONNX ----------
+
+
+def _load_training_data(data_path: str):
+  from micronas_jax import data as data_module
+
+  try:
+    train_set = data_module.load_split(data_path, "train")
+    test_set = data_module.load_split(data_path, "test", required=False)
+  except data_module.DataError as error:
+    raise InputError(str(error)) from None
+  return train_set, test_set
+
+
+@cli.command("train", epilog="""\b
+Examples:
+  micronas-jax train 1462 --data ~/cifar-10-batches-py --out run/
+  micronas-jax train 1462 --data tiny.npz --out tiny/ --channels 4 --cells 1 --epochs 3 \\
+      --batch-size 32
+Rerunning the same command resumes from run/checkpoint.msgpack (written after every epoch) with
+the result of an uninterrupted run; a checkpoint of another cell or setting is refused.
+""")
+@click.argument("cell", type=ArchParam(), metavar="ARCH_OR_INDEX")
+@click.option("--data", "data_path", required=True,
+              help="CIFAR-10 python directory (data_batch_1..5, test_batch) or an .npz with "
+                   "images+labels [and test_images+test_labels]; [N,32,32,3] uint8 or 0-1 float.")
+@click.option("--out", required=True, help="Run directory: checkpoint.msgpack and result.json.")
+@click.option("--epochs", type=int, default=200, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True,
+              help="Peak learning rate (cosine decay to 0 over all steps).")
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--nesterov/--no-nesterov", default=True, show_default=True)
+@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Random crop (4-pixel zero padding) and horizontal flip.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--channels", type=int, default=16, show_default=True, help="C of stage 1.")
+@click.option("--cells", type=int, default=5, show_default=True, help="N, cells per stage.")
+@click.option("--stop-after", type=int, default=None,
+              help="Stop after this many epochs in total (rerun to continue).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nesterov, weight_decay,
+                  augment, seed, channels, cells, stop_after, progress):
+  """Trains the NB201 network of a cell (NB201's recipe), resumable; reports test accuracy."""
+  import jax
+
+  from micronas_jax import train
+
+  try:
+    net_config = model.NetworkConfig(channels=channels, cells_per_stage=cells)
+    config = train.TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                               momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                               augment=augment, seed=seed)
+  except ValueError as error:
+    raise InputError(str(error)) from None
+  train_set, test_set = _load_training_data(data_path)
+  try:
+    # Checked before any output, so that a checkpoint of another run is a one-line error.
+    train.open_run(out, train.run_metadata(cell, net_config, config,
+                                           train.fingerprint(*train_set)))
+  except train.TrainError as error:
+    raise InputError(str(error)) from None
+  click.echo(f"training {space.format_arch(cell)} (C={channels}, N={cells}) on "
+             f"{len(train_set[0])} images, {epochs} epochs of {len(train_set[0]) // batch_size} "
+             f"steps, on {jax.default_backend()}; compiling the step first", err=True)
+  if test_set is None:
+    click.echo(f"{data_path}: no test split; test accuracy will not be measured", err=True)
+  try:
+    result = train.train(cell, train_set, test_set, out, net_config, config, stop_after=stop_after,
+                         progress=progress, log=lambda message: click.echo(message, err=True))
+  except train.TrainError as error:
+    raise InputError(str(error)) from None
+  last = result.history[-1] if result.history else None
+  if last:
+    click.echo(f"epoch {last['epoch']}/{epochs}: train loss {last['train_loss']:.4f}, "
+               f"train accuracy {100 * last['train_accuracy']:.2f} %")
+  if result.epochs_done < epochs:
+    click.echo(f"stopped after epoch {result.epochs_done} of {epochs}; rerun to continue")
+  elif result.test_accuracy is not None:
+    click.echo(f"test loss {result.test_loss:.4f}, test accuracy "
+               f"{100 * result.test_accuracy:.2f} % ({len(test_set[0])} images); "
+               f"wrote {pathlib.Path(out) / train.RESULT_NAME}")
+
+
 def main():
   """Console-script entry point."""
   cli(prog_name="micronas-jax")
