@@ -710,6 +710,80 @@ def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nester
                f"wrote {pathlib.Path(out) / train.RESULT_NAME}")
 
 
+@cli.command("export", epilog="""\b
+Examples:
+  micronas-jax export 1462 --checkpoint run/ --onnx cell.onnx
+  micronas-jax export 1462 --onnx untrained.onnx          (initialized weights, seed 0)
+The ONNX graph is NCHW: input 'image' [batch, 3, 32, 32] float32 normalized by the CIFAR-10
+mean/std, output 'logits' [batch, 10]; opset 18; BatchNorm folded into the convs.
+Needs pip install 'micronas-jax[export]' (jax2onnx, onnx, onnxruntime).
+""")
+@click.argument("cell", type=ArchParam(), metavar="ARCH_OR_INDEX")
+@click.option("--checkpoint", "checkpoint_path", default=None,
+              help="Run directory or checkpoint file from `micronas-jax train` (default: export "
+                   "freshly initialized, untrained weights).")
+@click.option("--onnx", "onnx_path", required=True, help="ONNX file to write.")
+@click.option("--batch-size", type=int, default=1, show_default=True,
+              help="Fixed batch size of the graph (MCU tools want 1).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initialized weights (without --checkpoint) and the check inputs.")
+@click.option("--channels", type=int, default=None,
+              help="C without --checkpoint (default 16); a checkpoint records its own.")
+@click.option("--cells", type=int, default=None, help="N without --checkpoint (default 5).")
+@click.option("--check-samples", type=int, default=8, show_default=True,
+              help="Random inputs on which onnxruntime is compared with the JAX model.")
+@click.option("--tolerance", type=float, default=1e-4, show_default=True,
+              help="Largest accepted |onnxruntime - JAX| of a logit (exit 1 beyond it).")
+def export_command(cell, checkpoint_path, onnx_path, batch_size, seed, channels, cells,
+                   check_samples, tolerance):
+  """Exports the network of a cell as ONNX (BN folded) and checks it with onnxruntime."""
+  import jax
+
+  from micronas_jax import export, train
+
+  if batch_size < 1 or check_samples < 1:
+    raise InputError("--batch-size and --check-samples must be positive")
+  if checkpoint_path:
+    if channels is not None or cells is not None:
+      raise InputError("--channels and --cells come from the checkpoint; leave them out")
+    try:
+      checkpoint = train.read_checkpoint(checkpoint_path)
+    except train.TrainError as error:
+      raise InputError(str(error)) from None
+    stored = checkpoint["meta"]["arch"]
+    if stored != space.format_arch(cell):
+      raise InputError(f"{checkpoint_path} holds a network of arch {stored}, not "
+                       f"{space.format_arch(cell)}")
+    variables, net_config = export.checkpoint_variables(checkpoint)
+    source = (f"checkpoint {train.checkpoint_path(checkpoint_path)} after epoch "
+              f"{checkpoint['epoch']} of {checkpoint['meta']['training']['epochs']}")
+  else:
+    try:
+      net_config = model.NetworkConfig(channels=16 if channels is None else channels,
+                                       cells_per_stage=5 if cells is None else cells)
+    except ValueError as error:
+      raise InputError(str(error)) from None
+    variables = jax.jit(model.init, static_argnums=1)(train.init_key(seed), net_config)
+    source = f"initialized weights (seed {seed}), NOT trained: no --checkpoint given"
+  try:
+    export.to_onnx(variables, cell, net_config, onnx_path, batch_size)
+    difference = export.max_abs_difference(onnx_path, variables, cell, net_config,
+                                           jax.random.PRNGKey(seed), check_samples)
+  except export.ExportError as error:
+    raise click.ClickException(str(error)) from None
+  except OSError as error:
+    raise InputError(f"{onnx_path}: cannot write: {error.strerror}") from None
+  shape = [batch_size, net_config.in_channels, net_config.resolution, net_config.resolution]
+  click.echo(f"wrote {onnx_path}: opset {export.OPSET}, NCHW input '{export.INPUT_NAME}' {shape} "
+             f"float32 (CIFAR-10 normalized), output '{export.OUTPUT_NAME}' "
+             f"[{batch_size}, {net_config.num_classes}], BN folded\nweights: {source}\n"
+             f"onnxruntime vs JAX on {check_samples} random inputs: max abs difference "
+             f"{difference:.3g}")
+  if not difference <= tolerance:
+    raise click.ClickException(f"max abs difference {difference:.3g} exceeds --tolerance "
+                               f"{tolerance:g}")
+
+
 def main():
   """Console-script entry point."""
   cli(prog_name="micronas-jax")
