@@ -365,7 +365,8 @@ def train(ops, train_set: tuple[np.ndarray, np.ndarray],
   if checkpoint is not None:
     state = restore_state(checkpoint, state)
     start, history = checkpoint["epoch"], checkpoint["history"]
-    log(f"resuming from {ckpt} after epoch {start} of {config.epochs}")
+    log(f"{ckpt} holds all {start} epochs; evaluating it" if start >= config.epochs else
+        f"resuming from {ckpt} after epoch {start} of {config.epochs}")
   last = config.epochs if stop_after is None else min(stop_after, config.epochs)
 
   arch = jnp.asarray(ops)
