@@ -153,15 +153,19 @@ def init_state(net_config: model.NetworkConfig, config: TrainConfig,
 
 
 @functools.lru_cache(maxsize=8)
-def make_train_step(net_config: model.NetworkConfig, config: TrainConfig, steps_per_epoch: int):
-  """The jitted step `(state, arch [6], images [N,H,W,3], labels [N], batch [B], key)` ->
-  `(state, loss, accuracy)`; images stay on the device and the batch is gathered inside.
+def make_train_step(net_config: model.NetworkConfig, config: TrainConfig, steps_per_epoch: int,
+                    ops: tuple[int, ...]):
+  """The jitted step of cell `ops` (6 ints): `(state, images [N,H,W,3], labels [N], batch [B],
+  key)` -> `(state, loss, accuracy)`; images stay on the device, the batch is gathered inside.
 
-  Cached, so a resumed run in the same process reuses the compilation.
+  The cell is a compile-time constant here, unlike in scoring: XLA then drops the other ops'
+  branches, and on a CPU a C=8, N=2, batch-64 step ran 9x faster (0.38 s vs 3.5 s) and compiled
+  twice as fast as with the cell as data. Cached, so a resumed run in one process reuses it.
   """
   tx = optimizer(config, steps_per_epoch)
+  arch = np.asarray(ops, np.int32)
 
-  def step(state: TrainState, arch, images, labels, batch, key):
+  def step(state: TrainState, images, labels, batch, key):
     x, y = images[batch], labels[batch]
     if config.augment:
       x = augment(key, x, config.crop_padding)
@@ -186,7 +190,7 @@ def evaluate(variables: model.Variables, arch, images: np.ndarray, labels: np.nd
   """Mean loss and accuracy (fraction) over raw `images: [N, H, W, 3]`, `labels: [N]`, with BN
   in inference mode. The last batch is padded and masked, so one compilation serves all."""
   batch_size = min(batch_size, len(images))
-  sums, arch = _eval_sums(net_config), jnp.asarray(arch)
+  sums = _eval_sums(net_config, tuple(int(op) for op in space.validate_ops(arch)))
   total_loss = total_correct = 0.0
   for start in range(0, len(images), batch_size):
     x, y = images[start:start + batch_size], labels[start:start + batch_size]
@@ -196,16 +200,18 @@ def evaluate(variables: model.Variables, arch, images: np.ndarray, labels: np.nd
     if pad:
       x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
       y = np.concatenate([y, np.zeros(pad, y.dtype)])
-    loss, correct = sums(variables, arch, x, y, mask)
+    loss, correct = sums(variables, x, y, mask)
     total_loss += float(loss)
     total_correct += float(correct)
   return total_loss / len(images), total_correct / len(images)
 
 
 @functools.lru_cache(maxsize=8)
-def _eval_sums(net_config: model.NetworkConfig):
+def _eval_sums(net_config: model.NetworkConfig, ops: tuple[int, ...]):
+  arch = np.asarray(ops, np.int32)  # a constant, as in make_train_step
+
   @jax.jit
-  def sums(variables, arch, x, y, mask):
+  def sums(variables, x, y, mask):
     logits, _ = model.apply(variables, arch, data.normalize(x), net_config, train=False)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     return jnp.sum(losses * mask), jnp.sum((jnp.argmax(logits, -1) == y) * mask)
@@ -369,9 +375,8 @@ def train(ops, train_set: tuple[np.ndarray, np.ndarray],
         f"resuming from {ckpt} after epoch {start} of {config.epochs}")
   last = config.epochs if stop_after is None else min(stop_after, config.epochs)
 
-  arch = jnp.asarray(ops)
   device_images, device_labels = jnp.asarray(images), jnp.asarray(labels)
-  step_fn = make_train_step(net_config, config, steps)
+  step_fn = make_train_step(net_config, config, steps, tuple(int(op) for op in ops))
   for epoch in range(start, last):
     began = time.perf_counter()
     batches = epoch_batches(config.seed, epoch, len(images), config.batch_size)
@@ -379,7 +384,7 @@ def train(ops, train_set: tuple[np.ndarray, np.ndarray],
     loss_sum = correct_sum = 0.0
     bar = _progress(steps, f"epoch {epoch + 1}/{config.epochs}", progress)
     for step, batch in enumerate(batches):
-      state, loss, accuracy = step_fn(state, arch, device_images, device_labels, batch,
+      state, loss, accuracy = step_fn(state, device_images, device_labels, batch,
                                       jax.random.fold_in(key, step + 1))
       loss_sum += float(loss)
       correct_sum += float(accuracy)
@@ -397,7 +402,7 @@ def train(ops, train_set: tuple[np.ndarray, np.ndarray],
   test_loss = test_accuracy = None
   if last == config.epochs and test_set is not None:
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    test_loss, test_accuracy = evaluate(variables, arch, *test_set, net_config)
+    test_loss, test_accuracy = evaluate(variables, ops, *test_set, net_config)
     result = {**meta, "epochs_done": last, "test_loss": test_loss,
               "test_accuracy": test_accuracy, "history": history}
     write_atomic(out_dir / RESULT_NAME, (json.dumps(result, indent=2) + "\n").encode())
