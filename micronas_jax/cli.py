@@ -672,6 +672,165 @@ def _search_table(lut, weights, limits, fast, scores_path, plot_path) -> dict:
   return search_report(ops, lut, "table", indicators, time.perf_counter() - start, details)
 
 
+# --- train and export (issue 9): the found cell, trained with NB201's recipe, as ONNX ----------
+
+
+def _load_training_data(data_path: str):
+  from micronas_jax import data as data_module
+
+  try:
+    train_set = data_module.load_split(data_path, "train")
+    test_set = data_module.load_split(data_path, "test", required=False)
+  except data_module.DataError as error:
+    raise InputError(str(error)) from None
+  return train_set, test_set
+
+
+@cli.command("train", epilog="""\b
+Examples:
+  micronas-jax train 1462 --data ~/cifar-10-batches-py --out run/
+  micronas-jax train 1462 --data tiny.npz --out tiny/ --channels 4 --cells 1 --epochs 3 \\
+      --batch-size 32
+Rerunning the same command resumes from run/checkpoint.msgpack (written after every epoch) with
+the result of an uninterrupted run; a checkpoint of another cell or setting is refused.
+""")
+@click.argument("cell", type=ArchParam(), metavar="ARCH_OR_INDEX")
+@click.option("--data", "data_path", required=True,
+              help="CIFAR-10 python directory (data_batch_1..5, test_batch) or an .npz with "
+                   "images+labels [and test_images+test_labels]; [N,32,32,3] uint8 or 0-1 float.")
+@click.option("--out", required=True, help="Run directory: checkpoint.msgpack and result.json.")
+@click.option("--epochs", type=int, default=200, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True,
+              help="Peak learning rate (cosine decay to 0 over all steps).")
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--nesterov/--no-nesterov", default=True, show_default=True)
+@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Random crop (4-pixel zero padding) and horizontal flip.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--channels", type=int, default=16, show_default=True, help="C of stage 1.")
+@click.option("--cells", type=int, default=5, show_default=True, help="N, cells per stage.")
+@click.option("--stop-after", type=int, default=None,
+              help="Stop after this many epochs in total (rerun to continue).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nesterov, weight_decay,
+                  augment, seed, channels, cells, stop_after, progress):
+  """Trains the NB201 network of a cell (NB201's recipe), resumable; reports test accuracy."""
+  import jax
+
+  from micronas_jax import train
+
+  try:
+    net_config = model.NetworkConfig(channels=channels, cells_per_stage=cells)
+    config = train.TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                               momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                               augment=augment, seed=seed)
+  except ValueError as error:
+    raise InputError(str(error)) from None
+  train_set, test_set = _load_training_data(data_path)
+  try:
+    # Checked before any output, so that a checkpoint of another run is a one-line error.
+    train.open_run(out, train.run_metadata(cell, net_config, config,
+                                           train.fingerprint(*train_set)))
+  except train.TrainError as error:
+    raise InputError(str(error)) from None
+  click.echo(f"training {space.format_arch(cell)} (C={channels}, N={cells}) on "
+             f"{len(train_set[0])} images, {epochs} epochs of {len(train_set[0]) // batch_size} "
+             f"steps, on {jax.default_backend()}; compiling the step first", err=True)
+  if test_set is None:
+    click.echo(f"{data_path}: no test split; test accuracy will not be measured", err=True)
+  try:
+    result = train.train(cell, train_set, test_set, out, net_config, config, stop_after=stop_after,
+                         progress=progress, log=lambda message: click.echo(message, err=True))
+  except train.TrainError as error:
+    raise InputError(str(error)) from None
+  last = result.history[-1] if result.history else None
+  if last:
+    click.echo(f"epoch {last['epoch']}/{epochs}: train loss {last['train_loss']:.4f}, "
+               f"train accuracy {100 * last['train_accuracy']:.2f} %")
+  if result.epochs_done < epochs:
+    click.echo(f"stopped after epoch {result.epochs_done} of {epochs}; rerun to continue")
+  elif result.test_accuracy is not None:
+    click.echo(f"test loss {result.test_loss:.4f}, test accuracy "
+               f"{100 * result.test_accuracy:.2f} % ({len(test_set[0])} images); "
+               f"wrote {pathlib.Path(out) / train.RESULT_NAME}")
+
+
+@cli.command("export", epilog="""\b
+Examples:
+  micronas-jax export 1462 --checkpoint run/ --onnx cell.onnx
+  micronas-jax export 1462 --onnx untrained.onnx          (initialized weights, seed 0)
+The ONNX graph is NCHW: input 'image' [batch, 3, 32, 32] float32 normalized by the CIFAR-10
+mean/std, output 'logits' [batch, 10]; opset 18; BatchNorm folded into the convs.
+Needs pip install 'micronas-jax[export]' (jax2onnx, onnx, onnxruntime).
+""")
+@click.argument("cell", type=ArchParam(), metavar="ARCH_OR_INDEX")
+@click.option("--checkpoint", "checkpoint_path", default=None,
+              help="Run directory or checkpoint file from `micronas-jax train` (default: export "
+                   "freshly initialized, untrained weights).")
+@click.option("--onnx", "onnx_path", required=True, help="ONNX file to write.")
+@click.option("--batch-size", type=int, default=1, show_default=True,
+              help="Fixed batch size of the graph (MCU tools want 1).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initialized weights (without --checkpoint) and the check inputs.")
+@click.option("--channels", type=int, default=None,
+              help="C without --checkpoint (default 16); a checkpoint records its own.")
+@click.option("--cells", type=int, default=None, help="N without --checkpoint (default 5).")
+@click.option("--check-samples", type=int, default=8, show_default=True,
+              help="Random inputs on which onnxruntime is compared with the JAX model.")
+@click.option("--tolerance", type=float, default=1e-4, show_default=True,
+              help="Largest accepted |onnxruntime - JAX| of a logit (exit 1 beyond it).")
+def export_command(cell, checkpoint_path, onnx_path, batch_size, seed, channels, cells,
+                   check_samples, tolerance):
+  """Exports the network of a cell as ONNX (BN folded) and checks it with onnxruntime."""
+  import jax
+
+  from micronas_jax import export, train
+
+  if batch_size < 1 or check_samples < 1:
+    raise InputError("--batch-size and --check-samples must be positive")
+  if checkpoint_path:
+    if channels is not None or cells is not None:
+      raise InputError("--channels and --cells come from the checkpoint; leave them out")
+    try:
+      checkpoint = train.read_checkpoint(checkpoint_path)
+    except train.TrainError as error:
+      raise InputError(str(error)) from None
+    stored = checkpoint["meta"]["arch"]
+    if stored != space.format_arch(cell):
+      raise InputError(f"{checkpoint_path} holds a network of arch {stored}, not "
+                       f"{space.format_arch(cell)}")
+    variables, net_config = export.checkpoint_variables(checkpoint)
+    source = (f"checkpoint {train.checkpoint_path(checkpoint_path)} after epoch "
+              f"{checkpoint['epoch']} of {checkpoint['meta']['training']['epochs']}")
+  else:
+    try:
+      net_config = model.NetworkConfig(channels=16 if channels is None else channels,
+                                       cells_per_stage=5 if cells is None else cells)
+    except ValueError as error:
+      raise InputError(str(error)) from None
+    variables = jax.jit(model.init, static_argnums=1)(train.init_key(seed), net_config)
+    source = f"initialized weights (seed {seed}), NOT trained: no --checkpoint given"
+  try:
+    export.to_onnx(variables, cell, net_config, onnx_path, batch_size)
+    difference = export.max_abs_difference(onnx_path, variables, cell, net_config,
+                                           jax.random.PRNGKey(seed), check_samples)
+  except export.ExportError as error:
+    raise click.ClickException(str(error)) from None
+  except OSError as error:
+    raise InputError(f"{onnx_path}: cannot write: {error.strerror}") from None
+  shape = [batch_size, net_config.in_channels, net_config.resolution, net_config.resolution]
+  click.echo(f"wrote {onnx_path}: opset {export.OPSET}, NCHW input '{export.INPUT_NAME}' {shape} "
+             f"float32 (CIFAR-10 normalized), output '{export.OUTPUT_NAME}' "
+             f"[{batch_size}, {net_config.num_classes}], BN folded\nweights: {source}\n"
+             f"onnxruntime vs JAX on {check_samples} random inputs: max abs difference "
+             f"{difference:.3g}")
+  if not difference <= tolerance:
+    raise click.ClickException(f"max abs difference {difference:.3g} exceeds --tolerance "
+                               f"{tolerance:g}")
+
+
 def main():
   """Console-script entry point."""
   cli(prog_name="micronas-jax")

@@ -63,3 +63,60 @@ def test_compilation_cache_folder_follows_the_environment(monkeypatch, tmp_path)
   monkeypatch.delenv("MICRONAS_JAX_CACHE")
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
   assert cli.compilation_cache_dir() == tmp_path / "micronas-jax" / "xla"
+
+
+# --- train (issue 9) ---------------------------------------------------------------------------
+
+TINY_TRAIN = ("--channels", "2", "--cells", "1", "--epochs", "3", "--batch-size", "8", "--lr",
+              "0.05", "--no-progress")
+
+
+def _tiny_npz(path, count=32):
+  """Two separable classes (dark 0, bright 1) as an .npz with a train and a test split."""
+  import numpy as np
+
+  rng = np.random.default_rng(0)
+  labels = np.arange(count, dtype=np.int32) % 2
+  base = np.where(labels == 1, 180, 50)[:, None, None, None]
+  images = (base + rng.integers(-40, 40, (count, 32, 32, 3))).clip(0, 255).astype(np.uint8)
+  np.savez(path, images=images, labels=labels, test_images=images[:16], test_labels=labels[:16])
+  return path
+
+
+def test_train_then_rerun_resumes_and_reports_test_accuracy(tmp_path):
+  npz, out = _tiny_npz(tmp_path / "tiny.npz"), tmp_path / "run"
+  first = invoke("train", "1462", "--data", str(npz), "--out", str(out), "--stop-after", "1",
+                 *TINY_TRAIN)
+  assert first.exit_code == 0, first.output
+  assert "stopped after epoch 1 of 3" in first.output
+  second = invoke("train", "1462", "--data", str(npz), "--out", str(out), *TINY_TRAIN)
+  assert second.exit_code == 0, second.output
+  assert "resuming from" in second.output and "after epoch 1 of 3" in second.output
+  assert "test accuracy" in second.output and (out / "result.json").exists()
+  other = invoke("train", "0", "--data", str(npz), "--out", str(out), *TINY_TRAIN)
+  assert other.exit_code == 2
+  assert other.output.startswith("Error:") and "another run (arch: checkpoint" in other.output
+  assert other.output.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp / "absent", "no such file or directory"),
+    (lambda tmp: tmp, "not a CIFAR-10 python directory (missing data_batch_1"),
+    (lambda tmp: (tmp / "x.npz").write_bytes(b"not a zip") and tmp / "x.npz",
+     "not a readable .npz"),
+])
+def test_train_bad_data_is_one_line_and_exit_2(tmp_path, make, message):
+  result = invoke("train", "1462", "--data", str(make(tmp_path)), "--out", str(tmp_path / "r"),
+                  *TINY_TRAIN)
+  assert result.exit_code == 2, result.output
+  assert message in result.output and result.output.startswith("Error:")
+  assert result.output.strip().count("\n") == 0
+
+
+def test_train_malformed_cifar_batch_is_exit_2(tmp_path):
+  for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"):
+    (tmp_path / name).write_bytes(b"garbage")
+  result = invoke("train", "1462", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
+                  *TINY_TRAIN)
+  assert result.exit_code == 2 and "not a CIFAR-10 python batch" in result.output
+  assert result.output.strip().count("\n") == 0

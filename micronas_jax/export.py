@@ -1,0 +1,229 @@
+"""The network of one cell as ONNX, with BatchNorm folded, for STM32Cube.AI and similar tools.
+
+jax2onnx cannot convert `model.Network` itself (its flax `avg_pool` hook rejects our call, and a
+`lax.switch` over ops is no graph an MCU tool wants), so we export a function specialised to the
+fixed cell instead: the cell is known at export time, so each edge becomes its one op, unused ops
+disappear, and every Conv -> BN pair becomes one Conv with a bias (BN in inference mode is the
+per-channel affine y = x * s + t, s = gamma / sqrt(var + eps), t = beta - mean * s, which folds
+into the preceding conv's kernel and bias). The head's BN has no conv before it and stays a Mul
+and an Add.
+
+The exported graph is NCHW throughout (input `image: [batch, 3, 32, 32]`, float32, normalized with
+the CIFAR-10 mean/std; output `logits: [batch, 10]`), so it holds plain Conv/Relu/Add ops without
+layout transposes. Both average pools are depthwise Convs with constant weights (the 3x3 pool
+excludes the padding from its count, as NB201's does, by a constant per-pixel Mul). ONNX opset 18.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from micronas_jax import model, space
+
+OPSET = 18
+BN_EPSILON = 1e-5
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+
+
+class ExportError(RuntimeError):
+  """An export that cannot run: a missing optional dependency."""
+
+
+def _require_onnx():
+  try:
+    import jax2onnx
+    import onnx
+    import onnxruntime
+  except ImportError as error:
+    raise ExportError(f"ONNX export needs jax2onnx, onnx and onnxruntime ({error.name} is "
+                      "missing): pip install 'micronas-jax[export]'") from None
+  return jax2onnx, onnx, onnxruntime
+
+
+# --- folding -----------------------------------------------------------------------------------
+
+
+def fold_bn(kernel: np.ndarray, scale, bias, mean, var) -> tuple[np.ndarray, np.ndarray]:
+  """Conv kernel `[k, k, C_in, C_out]` (HWIO) followed by inference BN -> OIHW kernel and bias
+  `[C_out]` of the one conv computing both: W' = W * s, b' = beta - mean * s, s = gamma/sqrt(var+eps).
+  """
+  s = np.asarray(scale) / np.sqrt(np.asarray(var) + BN_EPSILON)
+  folded = np.asarray(kernel) * s  # broadcasts over the last (output) axis
+  return folded.transpose(3, 2, 0, 1).astype(np.float32), (np.asarray(bias) - np.asarray(mean)
+                                                           * s).astype(np.float32)
+
+
+def folded_weights(variables: model.Variables, ops, config: model.NetworkConfig) -> dict:
+  """The weights the fixed cell's inference network uses, BN folded, kernels OIHW (NumPy).
+
+  Keys: "stem"; "stage{s}_cell{c}/edge_{t}_{f}" for conv edges; "reduction_{s}/conv_a", ".../conv_b"
+  (each (kernel, bias)); "reduction_{s}/shortcut" (kernel); "head" (scale, shift); "classifier"
+  (kernel [C, K], bias [K]).
+  """
+  ops = space.validate_ops(ops)
+  params = jax.device_get(variables["params"])
+  stats = jax.device_get(variables["batch_stats"])
+  conv_bn = lambda p, s: fold_bn(p["conv"]["kernel"], p["bn"]["scale"], p["bn"]["bias"],
+                                 s["bn"]["mean"], s["bn"]["var"])
+  weights = {}
+  if config.stem:
+    weights["stem"] = conv_bn(params["stem"], stats["stem"])
+  for stage in range(config.num_stages):
+    if stage > 0:
+      name = f"reduction_{stage}"
+      for part in ("conv_a", "conv_b"):
+        weights[f"{name}/{part}"] = conv_bn(params[name][part], stats[name][part])
+      weights[f"{name}/shortcut"] = np.asarray(params[name]["shortcut"]["kernel"]).transpose(
+          3, 2, 0, 1)
+    for cell in range(config.cells_per_stage):
+      name = f"stage{stage + 1}_cell{cell}"
+      for (target, source), op in zip(space.EDGES, ops):
+        if op in (space.CONV1X1, space.CONV3X3):
+          prefix = "conv1x1" if op == space.CONV1X1 else "conv3x3"
+          p, s = params[name][f"edge_{target}_{source}"], stats[name][f"edge_{target}_{source}"]
+          weights[f"{name}/edge_{target}_{source}"] = fold_bn(
+              p[f"{prefix}_kernel"], p[f"{prefix}_bn_scale"], p[f"{prefix}_bn_bias"],
+              s[f"{prefix}_bn_mean"], s[f"{prefix}_bn_var"])
+  head_scale = np.asarray(params["head_bn"]["scale"]) / np.sqrt(
+      np.asarray(stats["head_bn"]["var"]) + BN_EPSILON)
+  weights["head"] = (head_scale, np.asarray(params["head_bn"]["bias"])
+                     - np.asarray(stats["head_bn"]["mean"]) * head_scale)
+  weights["classifier"] = (np.asarray(params["classifier"]["kernel"]),
+                           np.asarray(params["classifier"]["bias"]))
+  return weights
+
+
+# --- the static-cell inference network (NCHW) ----------------------------------------------------
+
+
+def _conv(x, kernel, bias=None, stride: int = 1, groups: int = 1):
+  pad = kernel.shape[-1] // 2
+  y = jax.lax.conv_general_dilated(x, jnp.asarray(kernel), (stride, stride),
+                                   ((pad, pad), (pad, pad)), feature_group_count=groups,
+                                   dimension_numbers=("NCHW", "OIHW", "NCHW"))
+  return y if bias is None else y + jnp.asarray(bias)[None, :, None, None]
+
+
+def _avg_pool_3x3(x):
+  """NB201's 3x3 average pool (stride 1, padding 1 not counted) as a depthwise conv + Mul."""
+  channels, height, width = x.shape[1:]
+  ones = np.ones((channels, 1, 3, 3), np.float32)
+  # Window sizes: 3 inside, 2 on an edge, so the count of a pixel is rows * cols in range.
+  rows = np.minimum(np.arange(height) + 1, height - 1) - np.maximum(np.arange(height) - 1, 0) + 1
+  cols = np.minimum(np.arange(width) + 1, width - 1) - np.maximum(np.arange(width) - 1, 0) + 1
+  inverse_count = (1.0 / np.outer(rows, cols)).astype(np.float32)[None, None]
+  return _conv(x, ones, groups=channels) * jnp.asarray(inverse_count)
+
+
+def _avg_pool_2x2(x):
+  """2x2 average pool with stride 2 (the reduction block's shortcut) as a depthwise conv."""
+  channels = x.shape[1]
+  quarter = np.full((channels, 1, 2, 2), 0.25, np.float32)
+  return jax.lax.conv_general_dilated(x, jnp.asarray(quarter), (2, 2), "VALID",
+                                      feature_group_count=channels,
+                                      dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+
+def _cell(x, ops, weights: dict, name: str):
+  # A node all of whose inputs are `none` is exactly zero; None stands for it so that no zero
+  # tensor (and no conv of one) enters the graph unless an op needs it as input.
+  nodes = [x]
+  for to_node in range(1, space.NUM_NODES):
+    total = None
+    for edge, ((target, source), op) in enumerate(zip(space.EDGES, ops)):
+      if target != to_node or op == space.NONE:
+        continue
+      node = nodes[source]
+      if op in (space.CONV1X1, space.CONV3X3):
+        # relu(0) = 0 and conv(0) = 0, so a conv on a zero node is its bias alone.
+        node = x * 0.0 if node is None else node
+        out = _conv(jax.nn.relu(node), *weights[f"{name}/edge_{target}_{source}"])
+      elif node is None:
+        out = None
+      elif op == space.SKIP:
+        out = node
+      else:
+        out = _avg_pool_3x3(node)
+      if out is not None:
+        total = out if total is None else total + out
+    nodes.append(total)
+  return x * 0.0 if nodes[-1] is None else nodes[-1]
+
+
+def inference_function(weights: dict, ops, config: model.NetworkConfig) -> Callable:
+  """`f(x: [B, C_in, H, W]) -> logits [B, K]`: the network of cell `ops` with the folded
+  `weights` (see `folded_weights`), in inference mode, NCHW."""
+  ops = tuple(int(op) for op in space.validate_ops(ops))
+
+  def forward(x):
+    if config.stem:
+      x = _conv(x, *weights["stem"])
+    for stage in range(config.num_stages):
+      if stage > 0:
+        name = f"reduction_{stage}"
+        y = _conv(jax.nn.relu(x), *weights[f"{name}/conv_a"], stride=2)
+        y = _conv(jax.nn.relu(y), *weights[f"{name}/conv_b"])
+        x = _conv(_avg_pool_2x2(x), weights[f"{name}/shortcut"]) + y
+      for cell in range(config.cells_per_stage):
+        x = _cell(x, ops, weights, f"stage{stage + 1}_cell{cell}")
+    scale, shift = weights["head"]
+    x = jax.nn.relu(x * jnp.asarray(scale)[None, :, None, None]
+                    + jnp.asarray(shift)[None, :, None, None])
+    kernel, bias = weights["classifier"]
+    return jnp.mean(x, axis=(2, 3)) @ jnp.asarray(kernel) + jnp.asarray(bias)
+
+  return forward
+
+
+# --- variables from a checkpoint or from init ----------------------------------------------------
+
+
+def checkpoint_variables(checkpoint: dict) -> tuple[model.Variables, model.NetworkConfig]:
+  """Variables {"params", "batch_stats"} and network config of a `train.read_checkpoint` dict."""
+  config = model.NetworkConfig(**checkpoint["meta"]["network"])
+  target = jax.eval_shape(lambda key: model.init(key, config), jax.random.PRNGKey(0))
+  target = jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), target)
+  state = checkpoint["state"]
+  variables = flax.serialization.from_state_dict(
+      dict(target), {"params": state["params"], "batch_stats": state["batch_stats"]})
+  return variables, config
+
+
+# --- ONNX ----------------------------------------------------------------------------------------
+
+
+def to_onnx(variables: model.Variables, ops, config: model.NetworkConfig, path: str | os.PathLike,
+            batch_size: int = 1) -> Any:
+  """Writes the network of cell `ops` as ONNX (opset OPSET, NCHW, BN folded, fixed batch size)
+  to `path` and returns the checked `onnx.ModelProto`."""
+  jax2onnx, onnx, _ = _require_onnx()
+  forward = inference_function(folded_weights(variables, ops, config), ops, config)
+  shape = (batch_size, config.in_channels, config.resolution, config.resolution)
+  proto = jax2onnx.to_onnx(forward, [shape], model_name=f"nb201_cell_{space.index_of(ops)}",
+                           opset=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+  proto.doc_string = (f"NAS-Bench-201 cell {space.format_arch(ops)} (index "
+                      f"{space.index_of(ops)}), C={config.channels}, N={config.cells_per_stage}; "
+                      "input NCHW float32 normalized by the CIFAR-10 mean/std; BN folded")
+  onnx.checker.check_model(proto)
+  onnx.save(proto, os.fspath(path))
+  return proto
+
+
+def max_abs_difference(path: str | os.PathLike, variables: model.Variables, ops,
+                       config: model.NetworkConfig, key: jax.Array, count: int = 8) -> float:
+  """Largest |ONNX Runtime - JAX| over the logits of `count` standard-normal inputs, the JAX side
+  being `model.apply` (the lax.switch network, inference mode, NHWC) on the same inputs."""
+  _, _, onnxruntime = _require_onnx()
+  session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+  batch_size = session.get_inputs()[0].shape[0]
+  count = -(-count // batch_size) * batch_size
+  x = np.asarray(jax.random.normal(key, (count, *config.input_shape)), np.float32)
+  expected, _ = model.apply(variables, jnp.asarray(ops), x, config, train=False)
+  outputs = [session.run([OUTPUT_NAME], {INPUT_NAME: x[i:i + batch_size].transpose(0, 3, 1, 2)})[0]
+             for i in range(0, count, batch_size)]
+  return float(np.max(np.abs(np.concatenate(outputs) - np.asarray(expected))))
