@@ -56,19 +56,21 @@ def cli():
 
 
 def compilation_cache_dir() -> pathlib.Path | None:
-  """Where compiled XLA programs persist between runs (None: off, MICRONAS_JAX_CACHE=off).
+  """Where compiled XLA programs persist between runs; None (the default) keeps them in memory.
 
-  MICRONAS_JAX_CACHE names the folder; default $XDG_CACHE_HOME/micronas-jax/xla (~/.cache/...).
+  Opt-in: MICRONAS_JAX_CACHE=DIR, or MICRONAS_JAX_CACHE=on for $XDG_CACHE_HOME/micronas-jax/xla
+  (~/.cache/...). Off by default because jaxlib 0.10.2 aborted while writing the zero-cost
+  proxies' program (float64 inside jit) to the cache.
   """
   import os
 
   setting = os.environ.get("MICRONAS_JAX_CACHE", "")
-  if setting.lower() in ("off", "0", "false", "no"):
+  if setting.lower() in ("", "off", "0", "false", "no"):
     return None
-  if setting:
-    return pathlib.Path(setting)
-  base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-  return pathlib.Path(base) / "micronas-jax" / "xla"
+  if setting.lower() in ("on", "1", "true", "yes"):
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "micronas-jax" / "xla"
+  return pathlib.Path(setting)
 
 
 def enable_compilation_cache() -> None:

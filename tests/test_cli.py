@@ -55,12 +55,14 @@ def test_space_list_writes_all_cells(tmp_path):
   assert rows[1462]["arch"] == ALL_CONV3X3 and rows[1462]["params_m"] == "1.531546"
 
 
-def test_compilation_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+def test_compilation_cache_is_opt_in_and_follows_the_environment(monkeypatch, tmp_path):
+  monkeypatch.delenv("MICRONAS_JAX_CACHE", raising=False)
+  assert cli.compilation_cache_dir() is None
   monkeypatch.setenv("MICRONAS_JAX_CACHE", "off")
   assert cli.compilation_cache_dir() is None
   monkeypatch.setenv("MICRONAS_JAX_CACHE", str(tmp_path / "xla"))
   assert cli.compilation_cache_dir() == tmp_path / "xla"
-  monkeypatch.delenv("MICRONAS_JAX_CACHE")
+  monkeypatch.setenv("MICRONAS_JAX_CACHE", "on")
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
   assert cli.compilation_cache_dir() == tmp_path / "micronas-jax" / "xla"
 
