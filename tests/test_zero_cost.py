@@ -14,7 +14,8 @@ ZC_NAMES = ("synflow", "naswot", "grad_norm", "snip", "zico")
 # 1462: all nor_conv_3x3. WITH_NONE: 'none' edges beside a conv, skip and pool.
 WITH_NONE = space.parse_arch("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|"
                              "+|skip_connect~0|none~1|avg_pool_3x3~2|")
-CELLS = {"1462": space.arch_at(1462), "with_none": WITH_NONE, "6111": space.arch_at(6111)}
+# Two cells keep the suite short on a 2-core CI: all five ops, and one with `none` edges.
+CELLS = {"1462": space.arch_at(1462), "with_none": WITH_NONE}
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +211,8 @@ def test_zico_inverse_cv_of_hand_made_gradients():
   assert float(zico.inverse_cv_log_sum(jnp.zeros((2, 4)))) == 0.0
 
 
-@pytest.mark.parametrize("name", ZC_NAMES)
+# grad_norm and snip share zico's gradient path; synflow runs the same network forward.
+@pytest.mark.parametrize("name", ("naswot", "zico"))
 def test_proxy_vmapped_over_cells_equals_one_cell(setup, name):
   variables, inputs = setup
   archs = jnp.asarray(np.stack(list(CELLS.values())))
@@ -268,10 +270,10 @@ def test_config_hash_without_zero_cost_proxies_omits_their_fields():
 def test_score_command_takes_zero_cost_options(tmp_path):
   out = tmp_path / "zc.sqlite"
   result = CliRunner().invoke(cli.cli, [
-      "score", "--indices", "1462,5", "--proxies", "synflow,naswot,grad_norm,snip,zico",
+      "score", "--indices", "1462,5", "--proxies", "synflow,naswot",
       "--zc-channels", "2", "--zc-cells", "1", "--zc-resolution", "8", "--zc-batch", "4",
       "--repeats", "1", "--no-progress", "--out", str(out)])
   assert result.exit_code == 0, result.output
   table, config = store.read_table(out)
   assert config["zc_channels"] == 2 and config["zc_batch"] == 4
-  assert all(table[f"{name}_valid"][0] == 1 for name in ZC_NAMES)
+  assert all(table[f"{name}_valid"][0] == 1 for name in ("synflow", "naswot"))
