@@ -1,5 +1,6 @@
 """Shared fixtures: the NAS-Bench-201 ground truth in ../shared/data/nb201 (read-only)."""
 import csv
+import gc
 import os
 import pathlib
 
@@ -13,6 +14,18 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              " --xla_backend_optimization_level=0").strip()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Drops JAX's compiled programs after each test file. Why: every XLA:CPU executable holds
+  memory mappings, and the whole suite in one process compiles enough programs (about 5,000
+  mappings per file) to pass the kernel's vm.max_map_count (65,530), after which XLA's compiler
+  segfaults or aborts (seen at 92% of the suite, in whatever test compiled next)."""
+  yield
+  import jax
+  jax.clear_caches()
+  gc.collect()
 
 
 def nb201_data_dir() -> pathlib.Path:
