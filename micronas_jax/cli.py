@@ -59,8 +59,9 @@ def compilation_cache_dir() -> pathlib.Path | None:
   """Where compiled XLA programs persist between runs; None (the default) keeps them in memory.
 
   Opt-in: MICRONAS_JAX_CACHE=DIR, or MICRONAS_JAX_CACHE=on for $XDG_CACHE_HOME/micronas-jax/xla
-  (~/.cache/...). Off by default because jaxlib 0.10.2 aborted while writing the zero-cost
-  proxies' program (float64 inside jit) to the cache.
+  (~/.cache/...). Off by default since jaxlib 0.10.2 aborted while writing the zero-cost
+  proxies' program to the cache in a long test process (later traced to that process exhausting
+  vm.max_map_count, see tests/conftest.py; not re-verified with the cache on).
   """
   import os
 
