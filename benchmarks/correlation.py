@@ -204,6 +204,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                            "under benchmarks/figures)")
   parser.add_argument("--no-plot", action="store_true")
   parser.add_argument("--no-write", action="store_true", help="only print the tables")
+  parser.add_argument("--title", default=None,
+                      help="RESULTS.md section to write (default: by the table's coverage), so "
+                           "that a table of other proxies does not replace the main one")
   return parser.parse_args(argv)
 
 
@@ -262,8 +265,8 @@ def main(argv=None) -> str:
   if plotted and figure.resolve().is_relative_to(_results.RESULTS.parent):
     link = figure.resolve().relative_to(_results.RESULTS.parent)
     image = f"\n\n![each score against accuracy]({link})"
-  title = "Proxy correlation with CIFAR-10 accuracy"
-  if sampled:
+  title = args.title or "Proxy correlation with CIFAR-10 accuracy"
+  if sampled and not args.title:
     title += f" (sample of {args.sample} cells)"
   _results.write_section(
       title, f"Command: `{_results.command()}` ({_results.machine()}).\n\n" + rendered + image)
