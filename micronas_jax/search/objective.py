@@ -130,7 +130,7 @@ class Limits:
       if user is not None and (board is None or user <= board):
         bounds[column] = (user, f"--{option.replace('_', '-')} {user:g}")
       elif board is not None:
-        bounds[column] = (board, f"the {column[:-3].upper()} of {lut.device} ({board:g} KB)")
+        bounds[column] = (board, f"the board's {column[:-3].upper()} ({board:g} KB)")
     return bounds
 
 
