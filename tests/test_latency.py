@@ -1,5 +1,4 @@
 import json
-import time
 
 import numpy as np
 import pytest
@@ -39,11 +38,10 @@ def test_estimate_loops_match_vectorized_for_all_cells():
     assert fast[space.index_of(ops)] == pytest.approx(slow)
 
 
-def test_estimate_all_cells_well_under_a_second():
+def test_estimate_covers_all_cells_with_positive_latency():
+  # Its speed (target < 500 ms) is measured by benchmarks/latency_fit.py, not asserted here.
   lut = latency.board("stm32f746")
-  start = time.perf_counter()
   result = latency.estimate(space.all_archs(), lut)
-  assert time.perf_counter() - start < 0.5
   assert result.shape == (15625,) and (result > 0).all()
 
 
