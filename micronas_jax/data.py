@@ -42,6 +42,28 @@ def _read_cifar_batch(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
   return pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
+def _data_source(path: str | os.PathLike) -> pathlib.Path:
+  """The path as given, if it exists and is a directory or an .npz file."""
+  source = pathlib.Path(path)
+  if not source.exists():
+    raise DataError(f"{source}: no such file or directory")
+  if not source.is_dir() and source.suffix != ".npz":
+    raise DataError(f"{source}: expected a CIFAR-10 python directory or an .npz file")
+  return source
+
+
+def _read_cifar_directory(source: pathlib.Path,
+                          names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+  """Images `[N, 32, 32, 3]` uint8 and labels `[N]` of the named batches of a CIFAR-10 python
+  directory, concatenated in the order given."""
+  missing = [name for name in names if not (source / name).exists()]
+  if missing:
+    raise DataError(f"{source}: not a CIFAR-10 python directory (missing {', '.join(missing)})")
+  parts = [_read_cifar_batch(source / name) for name in names]
+  return (np.concatenate([images for images, _ in parts]),
+          np.concatenate([labels for _, labels in parts]))
+
+
 def _read_npz(path: pathlib.Path) -> np.ndarray:
   try:
     arrays = np.load(path)
@@ -84,21 +106,12 @@ def load_split(path: str | os.PathLike, split: str = "train",
   """
   if split not in SPLITS:
     raise ValueError(f"Unknown split {split!r}; known: {', '.join(SPLITS)}")
-  source = pathlib.Path(path)
-  if not source.exists():
-    raise DataError(f"{source}: no such file or directory")
+  source = _data_source(path)
   if source.is_dir():
-    names = CIFAR10_BATCHES if split == "train" else (CIFAR10_TEST_BATCH,)
-    missing = [name for name in names if not (source / name).exists()]
-    if missing:
-      raise DataError(f"{source}: not a CIFAR-10 python directory (missing {', '.join(missing)})")
-    parts = [_read_cifar_batch(source / name) for name in names]
-    images = np.concatenate([images for images, _ in parts])
-    labels = np.concatenate([labels for _, labels in parts])
+    images, labels = _read_cifar_directory(
+        source, CIFAR10_BATCHES if split == "train" else (CIFAR10_TEST_BATCH,))
     return _check_images(source, "data", images), _check_labels(source, "labels", labels,
                                                                  len(images))
-  if source.suffix != ".npz":
-    raise DataError(f"{source}: expected a CIFAR-10 python directory or an .npz file")
   try:
     arrays = np.load(source)
     present = set(arrays.files)
@@ -130,18 +143,11 @@ def load_images(path: str | os.PathLike) -> np.ndarray:
   (as extracted from cifar-10-python.tar.gz); an .npz holds uint8 (0-255) or float (0-1) images
   `[N, 32, 32, 3]` under the name 'images' (or its only array).
   """
-  source = pathlib.Path(path)
-  if not source.exists():
-    raise DataError(f"{source}: no such file or directory")
+  source = _data_source(path)
   if source.is_dir():
-    missing = [name for name in CIFAR10_BATCHES if not (source / name).exists()]
-    if missing:
-      raise DataError(f"{source}: not a CIFAR-10 python directory (missing {', '.join(missing)})")
-    images = np.concatenate([_read_cifar_batch(source / name)[0] for name in CIFAR10_BATCHES])
-  elif source.suffix == ".npz":
-    images = _read_npz(source)
+    images, _ = _read_cifar_directory(source, CIFAR10_BATCHES)
   else:
-    raise DataError(f"{source}: expected a CIFAR-10 python directory or an .npz file")
+    images = _read_npz(source)
   if images.shape[0] == 0:
     raise DataError(f"{source}: holds no images")
   return normalize(images)
