@@ -236,8 +236,12 @@ def main(argv=None) -> str:
   singles_text, singles = overall_table(
       oriented, truth, {name: (direction_label(name), invalid[name]) for name in oriented})
   combined, note = aggregates(oriented, singles, requested)
-  combined_text, _ = overall_table(
+  combined_text, combined_correlations = overall_table(
       combined, truth, {name: ("higher is better", 0) for name in combined})
+  reaching = [f"{label} ({c.rho:.3f})" for label, c in combined_correlations.items()
+              if c.rho >= HIGH_RHO]
+  combined_text += (f"\n\nAggregates with Spearman rho >= {HIGH_RHO}: "
+                    + (", ".join(reaching) if reaching else "none") + ".")
   flops = (table["flops"].astype(np.float64) if "flops" in table
            else cost.flops(space.all_archs()[indices]) / 1e6)
   quartiles = quartile_table(oriented | combined, truth, flops)

@@ -378,7 +378,7 @@ Examples:
   micronas-jax score --indices 0:64 --proxies ntk,lr,flops,params --out s.sqlite
   micronas-jax score --indices 0:15625 --proxies ntk_fast,lr --repeats 3 --out space.sqlite
   micronas-jax score --archs cells.txt --data ~/cifar-10-batches-py --out real.sqlite
-  micronas-jax score --indices 0:64 --proxies synflow,naswot,grad_norm,snip,zico --out zc.sqlite
+  micronas-jax score --indices 0:64 --proxies synflow,naswot,grad_norm,snip,zico,meco --out zc.sqlite
 Rerunning a command resumes it: cells already in --out are skipped.
 """)
 @click.option("--indices", default="0:15625", show_default=True,
@@ -387,7 +387,7 @@ Rerunning a command resumes it: cells already in --out are skipped.
               help="File of indices or arch strings, one per line (instead of --indices).")
 @click.option("--proxies", "proxy_names", default="ntk,lr,flops,params", show_default=True,
               help="Comma-separated: ntk (exact), ntk_fast, lr, synflow, naswot, grad_norm, snip, "
-                   "zico, flops, params.")
+                   "zico, meco, flops, params.")
 @click.option("--repeats", type=int, default=3, show_default=True,
               help="Draws of weights and inputs averaged per proxy.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -400,12 +400,13 @@ Rerunning a command resumes it: cells already in --out are skipped.
 @click.option("--lr-samples", default="3x1000", show_default=True,
               help="Linear-region inputs: BATCHESxSAMPLES of 3x3.")
 @click.option("--zc-channels", type=int, default=16, show_default=True,
-              help="Zero-cost network's C (synflow, naswot, grad_norm, snip, zico).")
+              help="Zero-cost network's C (synflow, naswot, grad_norm, snip, zico, meco).")
 @click.option("--zc-cells", type=int, default=5, show_default=True, help="Zero-cost network's N.")
 @click.option("--zc-resolution", type=int, default=32, show_default=True,
               help="Zero-cost input size (random inputs; real images are resized).")
 @click.option("--zc-batch", type=int, default=64, show_default=True,
-              help="Zero-cost batch (zico uses two such batches; labels are random).")
+              help="Zero-cost batch (zico uses two such batches, meco its first image; labels "
+                   "are random).")
 @click.option("--init", type=click.Choice(model.INITS), default="torch-default", show_default=True)
 @click.option("--data", "data_path", type=click.Path(), default=None,
               help="CIFAR-10 python directory or .npz of [N,32,32,3] images (default: random normal).")

@@ -20,7 +20,9 @@ Ops as NB201 defines them: `nor_conv_kxk` = ReLU -> Conv(k, no bias) -> BN; `avg
 
 Every ReLU output is sown into the `intermediates` collection under the name `relu`, zeroed where
 its op is inactive (so that inactive ops add only constant columns to activation patterns); the
-linear-region proxy reads them with `mutable=["intermediates"]`.
+linear-region proxy reads them with `mutable=["intermediates"]`. Every other layer's output map
+(stem, each edge's op, each cell, the reduction blocks' convs, shortcut and sum, the head's BN) is
+sown into `features` under `map`, for MeCo (`proxies.meco`).
 """
 from __future__ import annotations
 
@@ -257,6 +259,7 @@ class Edge(nn.Module):
         if op in convs:
           new_stats[op] = op_stats[op]
     self.sow("intermediates", "relu", jnp.where(conv_active, activated, 0.0))
+    self.sow("features", "map", out)
     if train and not self.is_initializing():
       momentum = self.config.bn_momentum
       for op, (mean, var) in new_stats.items():
@@ -283,6 +286,7 @@ class Cell(nn.Module):
           edge_fn = Edge(self.features, self.config, name=f"edge_{target}_{source}")
           node = node + edge_fn(nodes[source], arch[edge], train)
       nodes.append(node)
+    self.sow("features", "map", nodes[-1])
     return nodes[-1]
 
 
@@ -296,13 +300,17 @@ class ReductionBlock(nn.Module):
     y = nn.relu(x)
     self.sow("intermediates", "relu", y)
     y = ConvBN(self.features, 3, stride=2, config=self.config, name="conv_a")(y, train)
+    self.sow("features", "map", y)
     y = nn.relu(y)
     self.sow("intermediates", "relu", y)
     y = ConvBN(self.features, 3, config=self.config, name="conv_b")(y, train)
+    self.sow("features", "map", y)
     shortcut = nn.avg_pool(x, (2, 2), strides=(2, 2))
     shortcut = nn.Conv(self.features, (1, 1), padding=((0, 0), (0, 0)), use_bias=False,
                        kernel_init=_kernel_init(self.config.init),
                        conv_general_dilated=conv_general_dilated(), name="shortcut")(shortcut)
+    self.sow("features", "map", shortcut)
+    self.sow("features", "map", shortcut + y)
     return shortcut + y
 
 
@@ -322,6 +330,7 @@ class Network(nn.Module):
 
     if cfg.stem:
       x = ConvBN(cfg.channels, 3, config=cfg, name="stem")(x, train)
+      self.sow("features", "map", x)
     for stage, features in enumerate(cfg.stage_channels):
       if stage > 0:
         x = ReductionBlock(features, cfg, name=f"reduction_{stage}")(x, train)
@@ -329,6 +338,7 @@ class Network(nn.Module):
         x = Cell(features, cfg, name=f"stage{stage + 1}_cell{cell}")(x, arch, train)
     x = nn.BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum, epsilon=1e-5,
                      name="head_bn")(x)
+    self.sow("features", "map", x)
     x = nn.relu(x)
     self.sow("intermediates", "relu", x)
     x = jnp.mean(x, axis=(1, 2))

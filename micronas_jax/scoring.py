@@ -47,9 +47,9 @@ class ScoreConfig:
       `lr_batches` batches of `lr_batch` samples of size lr_size x lr_size x 1 (TE-NAS: 3 x 1000
       of 3x3).
     zc_channels, zc_cells, zc_resolution, zc_batch: the zero-cost network (C, N, input size) and
-      its batch, for synflow, naswot, grad_norm, snip and zico (the full NB201 network at 32x32,
-      batch 64, as zero-cost-nas runs them). A draw holds `ZC_BATCHES` batches with random labels;
-      zico uses all of them, the others the first.
+      its batch, for synflow, naswot, grad_norm, snip, zico and meco (the full NB201 network at
+      32x32, batch 64, as zero-cost-nas runs them). A draw holds `ZC_BATCHES` batches with random
+      labels; zico uses all of them, meco the first image, the others the first batch.
     data: fingerprint of the real images used, or None for standard-normal inputs.
   """
   proxies: tuple[str, ...] = ("ntk", "lr", "flops", "params")

@@ -5,12 +5,12 @@ import pytest
 from click.testing import CliRunner
 
 from micronas_jax import cli, model, proxies, scoring, space, store
-from micronas_jax.proxies import naswot, zero_cost, zico
+from micronas_jax.proxies import meco, naswot, zero_cost, zico
 
 # Tiny zero-cost network: C=2, one cell per stage, 8x8 inputs, 2 batches of 6 with labels.
 TINY = model.NetworkConfig(channels=2, cells_per_stage=1, resolution=8, bn_momentum=0.0)
 BATCH = 6
-ZC_NAMES = ("synflow", "naswot", "grad_norm", "snip", "zico")
+ZC_NAMES = ("synflow", "naswot", "grad_norm", "snip", "zico", "meco")
 # 1462: all nor_conv_3x3. WITH_NONE: 'none' edges beside a conv, skip and pool.
 WITH_NONE = space.parse_arch("|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|"
                              "+|skip_connect~0|none~1|avg_pool_3x3~2|")
@@ -211,8 +211,73 @@ def test_zico_inverse_cv_of_hand_made_gradients():
   assert float(zico.inverse_cv_log_sum(jnp.zeros((2, 4)))) == 0.0
 
 
+def _min_eig_correlation_slow(feature_map: np.ndarray) -> float:
+  """numpy: channel correlation of `[H, W, C]`, NaN entries 0, smallest eigenvalue (general
+  eigensolver, as the reference calls torch.linalg.eig)."""
+  rows = np.asarray(feature_map, np.float64).reshape(-1, feature_map.shape[-1]).T
+  with np.errstate(invalid="ignore", divide="ignore"):
+    corr = np.corrcoef(rows)
+  corr[~np.isfinite(corr)] = 0.0
+  return float(np.min(np.linalg.eigvals(corr).real))
+
+
+def test_min_eig_correlation_of_hand_made_maps():
+  rng = np.random.default_rng(0)
+  independent = rng.normal(size=(4, 4, 3))
+  assert float(meco.min_eig_correlation(jnp.asarray(independent))) == pytest.approx(
+      _min_eig_correlation_slow(independent), abs=1e-5)
+  # Channel 1 = 2 * channel 0: correlation 1, so P is singular and lambda_min is 0.
+  dependent = independent.copy()
+  dependent[..., 1] = 2 * dependent[..., 0]
+  assert float(meco.min_eig_correlation(jnp.asarray(dependent))) == pytest.approx(0.0, abs=1e-5)
+  # A constant channel gives NaN correlations, set to 0: its row and column are 0.
+  constant = independent.copy()
+  constant[..., 2] = 1.0
+  assert float(meco.min_eig_correlation(jnp.asarray(constant))) == pytest.approx(0.0, abs=1e-6)
+  assert float(meco.min_eig_correlation(jnp.zeros((4, 4, 3)))) == 0.0
+
+
+# Layers whose outputs MeCo reads, found independently of the `features` sows: flax's
+# capture_intermediates records every module's output; these are the module names.
+_MECO_MODULES = ("stem", "conv_a", "conv_b", "shortcut", "head_bn")
+_MECO_PREFIXES = ("edge_", "stage", "reduction_")
+
+
+def _meco_slow(variables, ops, image) -> float:
+  _, state = model.network(TINY).apply(variables, image, ops, train=True,
+                                       capture_intermediates=True,
+                                       mutable=["batch_stats", "intermediates"])
+  total = 0.0
+  for path, maps in jax.tree_util.tree_leaves_with_path(
+      state["intermediates"], is_leaf=lambda leaf: isinstance(leaf, tuple)):
+    names = [getattr(key, "key", None) for key in path]
+    module = names[-2] if len(names) > 1 else None
+    wanted = names[-1] == "relu" or (names[-1] == "__call__" and module is not None and (
+        module in _MECO_MODULES or module.startswith(_MECO_PREFIXES)))
+    if wanted:
+      total += sum(_min_eig_correlation_slow(np.asarray(m[0])) for m in maps)
+  return total
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_meco_matches_module_outputs_and_numpy_eigenvalues(setup, cell):
+  variables, inputs = setup
+  value, valid = _jitted("meco")(variables, CELLS[cell], inputs, TINY)
+  assert bool(valid)
+  expected = _meco_slow(variables, CELLS[cell], inputs["images"][0, :1])
+  assert float(value) == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
+def test_meco_reads_only_the_first_image(setup):
+  variables, inputs = setup
+  changed = {**inputs, "images": inputs["images"].at[0, 1:].set(0.0).at[1].set(0.0)}
+  first, _ = _jitted("meco")(variables, space.arch_at(1462), inputs, TINY)
+  second, _ = _jitted("meco")(variables, space.arch_at(1462), changed, TINY)
+  assert float(first) == pytest.approx(float(second), rel=1e-6)
+
+
 # grad_norm and snip share zico's gradient path; synflow runs the same network forward.
-@pytest.mark.parametrize("name", ("naswot", "zico"))
+@pytest.mark.parametrize("name", ("naswot", "zico", "meco"))
 def test_proxy_vmapped_over_cells_equals_one_cell(setup, name):
   variables, inputs = setup
   archs = jnp.asarray(np.stack(list(CELLS.values())))

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Callable
 
 from micronas_jax.proxies import linear_regions
+from micronas_jax.proxies import meco
 from micronas_jax.proxies import naswot
 from micronas_jax.proxies import ntk
 from micronas_jax.proxies import zero_cost
@@ -76,3 +77,6 @@ register(Proxy("snip", zero_cost.snip, "zc", higher_is_better=True,
 register(Proxy("zico", zico.zico, "zc", higher_is_better=True,
                reference="Li et al. 2023 (arXiv 2301.11300): sum over layers of "
                          "log sum mean|g| / std(g) over batches"))
+register(Proxy("meco", meco.meco, "zc", higher_is_better=True,
+               reference="Jiang et al. 2023 (NeurIPS; code HamsterMiZhang/MeCo): sum over "
+                         "layers of the minimum eigenvalue of one image's channel correlation"))
