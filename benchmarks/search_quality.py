@@ -10,6 +10,7 @@ fast mode <= 60 s.
     python3 -m benchmarks search-quality --mode fast --seeds 10  # rewrites its RESULTS.md part
     python3 -m benchmarks search-quality --mode exact --seeds 2 --save-json out.json --no-write
     python3 -m benchmarks search-quality --load-json out.json    # render a saved run
+    python3 -m benchmarks search-quality --mode fast --seeds 10 --meco   # MeCo beside NTK and LR
 
 Ground truth: --data, by default ../shared/data/nb201/cifar10.csv (index, arch, test_acc,
 params_m), read by `micronas_jax.benchmark.read_accuracy` (an official NB201 .pth or NATS-Bench
@@ -34,9 +35,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SECTION = "## Search (issue 6)"
 
 
-def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=None) -> dict:
+def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=None,
+        meco: bool = False) -> dict:
   """Searches `seeds` seeds unconstrained and latency-limited; returns rows and timings.
-  `checkpoint(result)` gets the partial result after every seed."""
+  `checkpoint(result)` gets the partial result after every seed. With `meco`, MeCo joins NTK and
+  LR (a third of the weight each)."""
   import jax
 
   from micronas_jax import scoring, space
@@ -45,18 +48,20 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
 
   lut = latency.board("stm32f746")
   all_latency = latency.estimate(space.all_archs(), lut)
-  config = scoring.ScoreConfig(proxies=("ntk_fast" if mode == "fast" else "ntk", "lr"),
-                               repeats=repeats)
+  config = scoring.ScoreConfig(
+      proxies=("ntk_fast" if mode == "fast" else "ntk", "lr", *(("meco",) if meco else ())),
+      repeats=repeats)
   searcher = prune.prune_search(config)
+  weights = objective.Weights.micronas(meco=meco)
   rows, times = [], []
   for seed in range(seeds):
-    free = searcher.search(seed, objective.Weights(), lut)
+    free = searcher.search(seed, weights, lut)
     times.append(free.seconds)
     index = space.index_of(free.ops)
     limit = float(all_latency[index]) / 3
     feasible, _ = objective.space_feasibility(
         lut, objective.Limits(max_latency_ms=limit, board_memory=False))
-    limited = searcher.search(seed, objective.Weights(), lut, feasible)
+    limited = searcher.search(seed, weights, lut, feasible)
     times.append(limited.seconds)
     limited_index = space.index_of(limited.ops)
     best_feasible = float(np.nanmax(np.where(feasible, accuracy, np.nan)))
@@ -71,15 +76,17 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
           f"limit {limit:.1f} ms -> index {limited_index} acc {row['limited_acc']:.2f}, "
           f"gap {row['gap']:.2f} ({limited.seconds:.1f} s)", file=sys.stderr, flush=True)
     if checkpoint:
-      checkpoint(summary(mode, repeats, rows, times, searcher.trace_count))
-  return summary(mode, repeats, rows, times, searcher.trace_count)
+      checkpoint(summary(mode, repeats, rows, times, searcher.trace_count,
+                         searcher.indicators.name))
+  return summary(mode, repeats, rows, times, searcher.trace_count, searcher.indicators.name)
 
 
-def summary(mode, repeats, rows, times, compilations) -> dict:
+def summary(mode, repeats, rows, times, compilations, indicators="") -> dict:
   import jax
 
   device = jax.devices()[0]
-  return {"mode": mode, "repeats": repeats, "rows": rows, "first_seconds": times[0],
+  return {"mode": mode, "indicators": indicators, "repeats": repeats, "rows": rows,
+          "first_seconds": times[0],
           "steady_seconds": float(np.mean(times[1:])) if len(times) > 1 else None,
           "compilations": compilations,
           "device": f"{device.platform} ({getattr(device, 'device_kind', '')}, "
@@ -94,11 +101,14 @@ def render(result: dict, command: str) -> str:
   rows = result["rows"]
   acc = np.array([r["acc"] for r in rows])
   gaps = np.array([r["gap"] for r in rows])
-  lines = [f"### {result['mode']} mode, {result['device']}", "",
+  with_meco = "meco" in result.get("indicators", "")
+  lines = [f"### {result['mode']} mode{' + MeCo' if with_meco else ''}, {result['device']}", "",
            f"Command: `{command}` ({result['date']}; Python {result['python']}, "
            f"jax {result['jax']}). NTK proxy: {'ntk_fast' if result['mode'] == 'fast' else 'ntk'}"
            f" (exact = TE-NAS semantics), {result['repeats']} repeats, batch 32, LR 3 x 1000 "
-           "of 3x3, standard-normal inputs; seeds 0.." + str(len(rows) - 1) + ".", "",
+           "of 3x3, standard-normal inputs; seeds 0.." + str(len(rows) - 1) + "."
+           + (" MeCo (one image through the full C=16, N=5 supernet) joins NTK and LR, a third of "
+              "the weight each." if with_meco else ""), "",
            "| seed | pick | acc % | latency ms | limit ms | limited pick | acc % | best under "
            "limit % | gap | s (free / limited) |",
            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -143,6 +153,8 @@ def main():
   parser.add_argument("--mode", choices=("fast", "exact"), default="fast")
   parser.add_argument("--seeds", type=int, default=10)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--meco", action="store_true",
+                      help="MeCo as a third indicator beside NTK and LR (beyond the paper)")
   parser.add_argument("--data", type=pathlib.Path,
                       default=REPO.parent / "shared/data/nb201/cifar10.csv")
   parser.add_argument("--save-json", type=pathlib.Path, default=None)
@@ -161,7 +173,8 @@ def main():
     def save(result):
       if args.save_json:
         args.save_json.write_text(json.dumps({"result": result, "command": command}, indent=1))
-    result = run(args.mode, args.seeds, benchmark.read_accuracy(args.data), args.repeats, save)
+    result = run(args.mode, args.seeds, benchmark.read_accuracy(args.data), args.repeats, save,
+                 args.meco)
     print(f"total {time.perf_counter() - start:.0f} s", file=sys.stderr)
   text = render(result, command)
   if args.note:

@@ -539,6 +539,7 @@ Examples:
   micronas-jax search --board stm32f746 --max-latency-ms 300 --w-latency 0.2 --out r.json
   micronas-jax search --method table --scores space.sqlite --max-sram-kb 64 --plot pareto.png
   micronas-jax search --fast --benchmark ../shared/data/nb201/cifar10.csv
+  micronas-jax search --fast --meco --max-latency-ms 200
 Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a GPU.
 """)
 @click.option("--board", default="stm32f746", show_default=True,
@@ -560,6 +561,9 @@ Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a G
               help="Score store from `micronas-jax score` (--method table).")
 @click.option("--fast", is_flag=True,
               help="NTK with frozen BN statistics (ntk_fast): about 10x quicker than exact.")
+@click.option("--meco", is_flag=True,
+              help="Add MeCo (Jiang et al. 2023) as a third indicator beside NTK and LR; the "
+                   "three share 1 - w_flops - w_latency. Beyond the paper.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True,
               help="Draws averaged per candidate (--method prune).")
@@ -572,14 +576,14 @@ Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a G
               help="CSV with index,test_acc: also report the chosen cell's accuracy.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m, w_flops,
-           w_latency, method, scores_path, fast, seed, repeats, batch_size, out, plot_path,
+           w_latency, method, scores_path, fast, meco, seed, repeats, batch_size, out, plot_path,
            benchmark_path, progress):
   """Finds the best cell for a board under hardware limits, and reports it with its evidence."""
   from micronas_jax.search import objective
 
   lut = _lut_errors(latency.load, lut_path) if lut_path else _lut_errors(latency.board, board)
   try:
-    weights = objective.Weights.micronas(w_flops, w_latency)
+    weights = objective.Weights.micronas(w_flops, w_latency, meco)
     limits = objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m)
   except objective.ObjectiveError as error:
     raise InputError(str(error)) from None
@@ -593,16 +597,17 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
     report = _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progress)
   else:
     report = _search_table(lut, weights, limits, fast, scores_path, plot_path)
+  ind = report["indicators"]
   if benchmark_path:
     report["test_acc"] = _benchmark_accuracy(benchmark_path, report["index"])
   if out:
     _write_text(out, json.dumps(report, indent=2) + "\n")
-  ind = report["indicators"]
   limit_text = ", ".join(report["limits"]) or "none"
   click.echo(f"device   {report['device']}   method {method}   limits: {limit_text}\n"
              f"index    {report['index']}\narch     {report['arch']}\n"
              f"NTK      {ind['ntk']:.4g} (condition number, {ind['ntk_proxy']})   "
-             f"LR {ind['lr']:.0f} (linear regions)\n"
+             f"LR {ind['lr']:.0f} (linear regions)"
+             + (f"   MeCo {ind['meco']:.4g}" if "meco" in ind else "") + "\n"
              f"latency  {report['latency_ms']:.3f} ms\nSRAM     {report['sram_kb']:.1f} KB peak\n"
              f"flash    {report['flash_kb']:.1f} KB\nFLOPs    {report['flops_m']:.2f} M\n"
              f"params   {report['params_m']:.6f} M\ntime     {report['search_seconds']:.1f} s"
@@ -620,8 +625,9 @@ def _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progres
 
   try:
     feasible, bounds = objective.space_feasibility(lut, limits)
-    config = scoring.ScoreConfig(proxies=("ntk_fast" if fast else "ntk", "lr"), repeats=repeats,
-                                 ntk_batch=batch_size)
+    config = scoring.ScoreConfig(
+        proxies=("ntk_fast" if fast else "ntk", "lr", *(("meco",) if weights.meco else ())),
+        repeats=repeats, ntk_batch=batch_size)
   except (objective.ObjectiveError, ValueError) as error:
     raise InputError(str(error)) from None
   searcher = prune.prune_search(config)
@@ -640,6 +646,8 @@ def _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progres
              "start_with_none": result.start_with_none, "score_config": config.to_dict(),
              "rounds": result.rounds}
   indicators = {"ntk": result.ntk, "lr": result.lr, "ntk_proxy": config.proxies[0]}
+  if result.meco is not None:
+    indicators["meco"] = result.meco
   return search_report(result.ops, lut, "prune", indicators, result.seconds, details)
 
 
@@ -650,7 +658,7 @@ def _search_table(lut, weights, limits, fast, scores_path, plot_path) -> dict:
 
   start = time.perf_counter()
   try:
-    scores = table.load_scores(scores_path, "ntk_fast" if fast else "ntk")
+    scores = table.load_scores(scores_path, "ntk_fast" if fast else "ntk", weights.meco > 0)
     result = table.search(scores, lut, weights, limits)
   except (table.TableError, objective.ObjectiveError) as error:
     raise InputError(str(error)) from None
@@ -673,6 +681,8 @@ def _search_table(lut, weights, limits, fast, scores_path, plot_path) -> dict:
     details["plot"] = str(plot_path)
   indicators = {"ntk": float(scores.ntk[best]), "lr": float(scores.lr[best]),
                 "ntk_proxy": scores.ntk_proxy}
+  if scores.meco is not None:
+    indicators["meco"] = float(scores.meco[best])
   return search_report(ops, lut, "table", indicators, time.perf_counter() - start, details)
 
 

@@ -45,6 +45,23 @@ def test_prune_search_prints_and_writes_the_report(tmp_path, toy_prune):
     assert field in result.output
 
 
+def test_table_search_with_meco_reports_it(tmp_path):
+  # Ranks NTK [3, 1, 2], LR [2, 3, 1], MeCo [1, 3, 2]; 1462 does not fit the board's flash.
+  # Without MeCo cell 5 wins (S 2 vs 2.5); with it in thirds cell 0 (S 2 vs 7/3).
+  scores = write_store(tmp_path / "s.sqlite", [0, 5, 1462], [30.0, 10.0, 20.0],
+                       [300.0, 100.0, 400.0], meco=[9.0, 1.0, 5.0])
+  assert json.loads(invoke("--method", "table", "--scores", scores, "--out", tmp_path / "a.json")
+                    and (tmp_path / "a.json").read_text())["index"] == 5
+  result = invoke("--method", "table", "--scores", scores, "--meco", "--out", tmp_path / "r.json")
+  assert result.exit_code == 0, result.output
+  report = json.loads((tmp_path / "r.json").read_text())
+  assert report["index"] == 0 and report["indicators"]["meco"] == 9.0
+  assert report["weights"]["meco"] == pytest.approx(1 / 3) and "MeCo 9" in result.output
+  plain = write_store(tmp_path / "p.sqlite", [0], [1.0], [1.0])
+  assert_one_line_error(invoke("--method", "table", "--scores", plain, "--meco"),
+                        "the search needs meco")
+
+
 def test_table_search_reports_the_best_scored_cell(tmp_path):
   scores = write_store(tmp_path / "s.sqlite", [0, 5, 1462], [30.0, 10.0, 20.0],
                        [100.0, 300.0, 400.0])

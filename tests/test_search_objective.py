@@ -40,6 +40,16 @@ def test_micronas_weights_split_the_rest_between_ntk_and_lr():
   assert objective.Weights.micronas() == objective.Weights(0.5, 0.5, 0.0, 0.0)  # TE-NAS
 
 
+def test_micronas_weights_with_meco_split_the_rest_in_thirds():
+  weights = objective.Weights.micronas(0.1, 0.3, meco=True)
+  assert (weights.ntk, weights.lr, weights.meco, weights.flops, weights.latency) == pytest.approx(
+      (0.2, 0.2, 0.2, 0.1, 0.3))
+  assert objective.Weights.micronas(meco=True).as_array(("meco", "ntk")) == pytest.approx(
+      [1 / 3, 1 / 3])
+  with pytest.raises(objective.ObjectiveError, match="above 1"):
+    objective.Weights(0.5, 0.5, meco=0.1)
+
+
 @pytest.mark.parametrize("w_flops, w_latency, message", [
     (1.5, 0.0, "w_flops must lie in [0, 1]"), (-0.1, 0.0, "w_flops must lie in [0, 1]"),
     (0.6, 0.6, "is above 1")])

@@ -23,6 +23,15 @@ def additive(noise: float = 0.0) -> prune.Indicators:
   return prune.Indicators(draw, measure, "additive")
 
 
+def additive_with_meco() -> prune.Indicators:
+  """NTK and LR as `additive()`, and MeCo(w) = sum w * M (higher is better, like LR)."""
+  def measure(state, weights):
+    return jnp.stack([jnp.sum(weights * A), jnp.sum(weights * B), jnp.sum(weights * M)])
+
+  return prune.Indicators(lambda key: None, measure, "additive+meco", ("ntk", "lr", "meco"))
+
+
+M = RNG.uniform(1, 10, (6, 5)).astype(np.float32)
 NTK_ONLY = objective.Weights(1.0, 0.0)
 LR_ONLY = objective.Weights(0.0, 1.0)
 
@@ -95,3 +104,31 @@ def test_proxy_indicators_run_the_real_networks_deterministically():
   first = search.search(0)
   assert np.array_equal(search.search(0).ops, first.ops)
   assert np.isfinite(first.ntk) and first.lr >= 1
+
+
+def test_meco_only_pruning_keeps_the_highest_meco_op_and_reports_it():
+  search = prune.PruneSearch(additive_with_meco(), repeats=1)
+  result = search.search(0, objective.Weights(0.0, 0.0, meco=1.0))
+  np.testing.assert_array_equal(result.ops, M[:, 1:].argmax(1) + 1)
+  assert result.meco == pytest.approx(float(M[np.arange(6), result.ops].sum()), rel=1e-5)
+  assert set(result.rounds[0]["rank"]) == {"ntk", "lr", "meco", "flops", "latency"}
+  # The NTK-only answer is unchanged by a measured but unweighted MeCo.
+  np.testing.assert_array_equal(search.search(0, NTK_ONLY).ops, A[:, 1:].argmin(1) + 1)
+
+
+def test_a_weight_on_an_indicator_the_search_does_not_measure_is_refused():
+  with pytest.raises(ValueError, match="weights on meco"):
+    prune.PruneSearch(additive(), repeats=1).search(0, objective.Weights(0.5, 0.0, meco=0.5))
+
+
+def test_proxy_indicators_with_meco_measure_it_on_the_zero_cost_network():
+  config = scoring.ScoreConfig(proxies=("ntk_fast", "lr", "meco"), repeats=1, ntk_resolution=8,
+                               ntk_batch=4, lr_batches=1, lr_batch=16, zc_channels=2, zc_cells=1,
+                               zc_resolution=8, zc_batch=2)
+  indicators = prune.proxy_indicators(config)
+  assert indicators.names == ("ntk", "lr", "meco")
+  result = prune.PruneSearch(indicators, repeats=1).search(
+      0, objective.Weights.micronas(meco=True))
+  assert np.isfinite(result.meco) and result.meco > 0
+  with pytest.raises(ValueError, match="optionally 'meco'"):
+    prune.proxy_indicators(scoring.ScoreConfig(proxies=("ntk_fast", "lr", "zico")))

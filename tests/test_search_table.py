@@ -7,12 +7,14 @@ from micronas_jax.hardware import latency
 from micronas_jax.search import objective, table
 
 
-def write_store(path, indices, ntk, lr, proxies=("ntk", "lr"), seed=0):
-  config = scoring.ScoreConfig(proxies=proxies)
+def write_store(path, indices, ntk, lr, proxies=("ntk", "lr"), seed=0, meco=None):
+  config = scoring.ScoreConfig(proxies=proxies + (("meco",) if meco is not None else ()))
   with store.ScoreStore(path, config.to_dict(), config.hash(), config.proxies) as scores:
     rows = [{"index": int(i), "arch": space.format_arch(space.arch_at(int(i))),
              proxies[0]: float(n), proxies[0] + "_valid": True, "lr": float(r), "lr_valid": True}
             for i, n, r in zip(indices, ntk, lr)]
+    for row, value in zip(rows, meco if meco is not None else []):
+      row.update(meco=float(value), meco_valid=True)
     scores.write(rows, seed)
   return path
 
@@ -52,3 +54,23 @@ def test_a_table_without_the_needed_ntk_proxy_is_refused(tmp_path):
   path = write_store(tmp_path / "s.sqlite", [3], [1.0], [1.0], proxies=("ntk_fast", "lr"))
   with pytest.raises(table.TableError, match="needs ntk .*add --fast"):
     table.load_scores(path, "ntk")
+
+
+def test_meco_joins_the_ranks_when_weighted(tmp_path):
+  path = write_store(tmp_path / "s.sqlite", [0, 5, 1462], [30.0, 10.0, 20.0],
+                     [100.0, 300.0, 400.0], meco=[9.0, 1.0, 5.0])
+  lut = latency.board("stm32f746")
+  unlimited = objective.Limits(board_memory=False)
+  with pytest.raises(table.TableError, match="without it"):
+    table.search(table.load_scores(path), lut, objective.Weights(0, 0, meco=1.0), unlimited)
+  scores = table.load_scores(path, meco=True)
+  np.testing.assert_array_equal(table.rank_table(scores, objective.cell_costs(
+      space.all_archs()[scores.indices], lut))["meco"], [1, 3, 2])
+  result = table.search(scores, lut, objective.Weights(0, 0, meco=1.0), unlimited)
+  assert scores.indices[result.best] == 0
+  # NTK ranks [3, 1, 2], LR [3, 2, 1], MeCo [1, 3, 2]: thirds give S = [7/3, 2, 5/3].
+  result = table.search(scores, lut, objective.Weights.micronas(meco=True), unlimited)
+  assert scores.indices[result.best] == 1462
+  no_meco = write_store(tmp_path / "n.sqlite", [0], [1.0], [1.0])
+  with pytest.raises(table.TableError, match="needs meco"):
+    table.load_scores(no_meco, meco=True)

@@ -7,8 +7,9 @@ combined score is
 
 and lower S is better. Defaults follow the reference code: TE-NAS (arXiv 2102.11535) weighs NTK
 and LR equally; MicroNAS (arXiv 2401.08996, fork YeQiao/TG-NAS) adds FLOPs and latency with
-w_ntk = w_lr = (1 - w_flops - w_latency) / 2. Hard limits (latency, SRAM, flash, FLOPs) are
-constraints on the candidates, never weights.
+w_ntk = w_lr = (1 - w_flops - w_latency) / 2. Beyond the paper, MeCo can join NTK and LR as a
+third training-free indicator (`Weights.micronas(..., meco=True)`). Hard limits (latency, SRAM,
+flash, FLOPs) are constraints on the candidates, never weights.
 
 `dense_rank` and `round_significant` are written in jax.numpy so that the pruning search can run
 them inside jit; they accept numpy arrays as well.
@@ -25,7 +26,9 @@ from micronas_jax import space
 from micronas_jax.hardware import latency
 from micronas_jax.hardware.costs import COST_NAMES, KB, cell_costs  # noqa: F401 (re-exported)
 
-INDICATORS = ("ntk", "lr", "flops", "latency")
+INDICATORS = ("ntk", "lr", "flops", "latency", "meco")
+# How each indicator's value orders cells: NTK condition number, FLOPs, latency lower is better.
+HIGHER_IS_BETTER = {"ntk": False, "lr": True, "flops": False, "latency": False, "meco": True}
 
 
 class ObjectiveError(ValueError):
@@ -59,35 +62,42 @@ def round_significant(x, digits: int = 3) -> jnp.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Weights:
-  """Weights of the four ranks in S = sum_k w_k rank_k (each in [0, 1], summing to 1)."""
+  """Weights of the ranks in S = sum_k w_k rank_k (each in [0, 1], summing to at most 1).
+
+  `meco` weighs MeCo (Jiang et al., NeurIPS 2023; `proxies.meco`), an indicator beyond the paper
+  (0 = the paper's objective).
+  """
   ntk: float = 0.5
   lr: float = 0.5
   flops: float = 0.0
   latency: float = 0.0
+  meco: float = 0.0
 
   def __post_init__(self):
     for name in INDICATORS:
       value = getattr(self, name)
       if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise ObjectiveError(f"weight w_{name} must lie in [0, 1], got {value}")
-    if self.ntk + self.lr + self.flops + self.latency > 1.0 + 1e-9:
-      raise ObjectiveError(f"weights sum to {self.ntk + self.lr + self.flops + self.latency:g}, "
-                           "above 1")
+    total = sum(getattr(self, name) for name in INDICATORS)
+    if total > 1.0 + 1e-9:
+      raise ObjectiveError(f"weights sum to {total:g}, above 1")
 
   @classmethod
-  def micronas(cls, w_flops: float = 0.0, w_latency: float = 0.0) -> "Weights":
-    """MicroNAS weighting: w_ntk = w_lr = (1 - w_flops - w_latency) / 2 (TE-NAS when both are 0)."""
+  def micronas(cls, w_flops: float = 0.0, w_latency: float = 0.0,
+               meco: bool = False) -> "Weights":
+    """MicroNAS weighting: w_ntk = w_lr = (1 - w_flops - w_latency) / 2 (TE-NAS when both are 0).
+    With `meco`, NTK, LR and MeCo share 1 - w_flops - w_latency equally (a third each)."""
     for name, value in (("w_flops", w_flops), ("w_latency", w_latency)):
       if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise ObjectiveError(f"{name} must lie in [0, 1], got {value}")
     if w_flops + w_latency > 1.0 + 1e-9:
       raise ObjectiveError(f"w_flops + w_latency = {w_flops + w_latency:g} is above 1")
-    rest = max(0.0, 1.0 - w_flops - w_latency) / 2
-    return cls(rest, rest, w_flops, w_latency)
+    rest = max(0.0, 1.0 - w_flops - w_latency) / (3 if meco else 2)
+    return cls(rest, rest, w_flops, w_latency, rest if meco else 0.0)
 
-  def as_array(self) -> np.ndarray:
-    """`[4]` float32 in INDICATORS order."""
-    return np.asarray([getattr(self, name) for name in INDICATORS], np.float32)
+  def as_array(self, names: tuple[str, ...] = INDICATORS) -> np.ndarray:
+    """`[len(names)]` float32: the weights of `names` (default: all INDICATORS), in that order."""
+    return np.asarray([getattr(self, name) for name in names], np.float32)
 
 
 def combined_score(ranks: dict, weights: Weights):

@@ -12,6 +12,7 @@ round are ranked together (dense ranks, `objective.dense_rank`):
 
   NTK delta descending (pruning that lowers the condition number most is best),
   LR delta ascending (pruning that loses the fewest linear regions is best),
+  MeCo delta ascending, when the search measures it (beyond the paper; `proxies.meco`),
   FLOPs and latency deltas descending (pruning that saves the most is best),
 
 combined as S = sum_k w_k rank_k; on each edge the candidate with the lowest S is pruned (ties:
@@ -58,37 +59,44 @@ class Indicators:
 
   Attributes:
     draw: `key -> state`, one draw of everything random (network weights, input batches).
-    measure: `(state, weights [6, 5]) -> [2]` float32: (NTK condition number, LR count) of the
+    measure: `(state, weights [6, 5]) -> [len(names)]` float32: the indicators `names` of the
       supernet with edge-op weights `weights`. Must be traceable by jit, scan and vmap.
     name: recorded in reports.
+    names: which objective indicators `measure` returns, in order: ("ntk", "lr") or
+      ("ntk", "lr", "meco").
   """
   draw: Callable[[jax.Array], Any]
   measure: Callable[[Any, jax.Array], jax.Array]
   name: str = "custom"
+  names: tuple[str, ...] = ("ntk", "lr")
 
 
 def proxy_indicators(config: scoring.ScoreConfig, images=None) -> Indicators:
-  """The TE-NAS indicators of a scoring configuration: its NTK proxy ("ntk" or "ntk_fast") and
-  "lr", each on its family's network and inputs (`scoring.family_draw`)."""
+  """The indicators of a scoring configuration: its NTK proxy ("ntk" or "ntk_fast"), "lr" and,
+  if the configuration has it, "meco", each on its family's network and inputs
+  (`scoring.family_draw`)."""
   by_family = {proxies.get(name).family: name for name in config.network_proxies}
-  if set(by_family) != {"ntk", "lr"}:
-    raise ValueError(f"the pruning search needs one NTK proxy and 'lr', got "
+  if (set(by_family) - {"zc"} != {"ntk", "lr"} or by_family.get("zc", "meco") != "meco"
+      or len(by_family) != len(config.network_proxies)):
+    raise ValueError(f"the pruning search needs one NTK proxy, 'lr' and optionally 'meco', got "
                      f"{', '.join(config.network_proxies) or 'none'}")
+  families = tuple(f for f in ("ntk", "lr", "zc") if f in by_family)
   networks = config.networks()
   images = None if images is None else jnp.asarray(images, jnp.float32)
 
   def draw(key):
-    return {family: scoring.family_draw(key, family, config, images) for family in by_family}
+    return {family: scoring.family_draw(key, family, config, images) for family in families}
 
   def measure(state, weights):
     values = []
-    for family in ("ntk", "lr"):
+    for family in families:
       variables, inputs = state[family]
       value, _ = proxies.get(by_family[family]).fn(variables, weights, inputs, networks[family])
       values.append(value)
     return jnp.stack(values).astype(jnp.float32)
 
-  return Indicators(draw, measure, name="+".join(by_family[f] for f in ("ntk", "lr")))
+  names = tuple("ntk" if f == "ntk" else by_family[f] for f in families)
+  return Indicators(draw, measure, name="+".join(by_family[f] for f in families), names=names)
 
 
 def supernet_mask(with_none: bool = False) -> np.ndarray:
@@ -120,6 +128,7 @@ class PruneResult:
   Attributes:
     ops: `[6]` op indices of the chosen cell.
     ntk, lr: the chosen cell's indicators, averaged over the repeats.
+    meco: the chosen cell's MeCo (averaged), or None where the search did not measure it.
     rounds: per pruning round {"candidates": [(edge, op)], "delta": {name: [n]},
       "rank": {name: [n]}, "score": [n] (inf = excluded by a limit), "pruned": [(edge, op)]}.
     start_with_none: whether the search had to start with `none` (limits; see module doc).
@@ -131,6 +140,7 @@ class PruneResult:
   rounds: list
   start_with_none: bool
   seconds: float
+  meco: float | None = None
 
 
 class PruneSearch:
@@ -143,6 +153,8 @@ class PruneSearch:
     if repeats < 1 or candidates_per_step < 1:
       raise ValueError("repeats and candidates_per_step must be positive")
     self.indicators = indicators
+    # Pruning deltas first, in this order, then the exact hardware ones (see the module doc).
+    self.names = (*indicators.names, "flops", "latency")
     self.repeats = int(repeats)
     self.candidates_per_step = int(candidates_per_step)
     self.trace_count = 0
@@ -160,7 +172,7 @@ class PruneSearch:
     return self.repeats * (sum(1 + space.NUM_EDGES * k for k in range(ops, 1, -1)) + 1)
 
   def _measure_all(self, state, masks, evaluate):
-    """Indicators `[n, 2]` of supernets `masks: [n, 6, 5]`; rows with `evaluate` False are 0."""
+    """Indicators `[n, k]` of supernets `masks: [n, 6, 5]`; rows with `evaluate` False are 0."""
     def one(args):
       mask, flag = args
       weights = mask / jnp.maximum(mask.sum(-1, keepdims=True), 1)
@@ -168,7 +180,8 @@ class PruneSearch:
       def run():
         jax.debug.callback(self._tick)
         return self.indicators.measure(state, weights)
-      return jax.lax.cond(flag, run, lambda: jnp.zeros(2, jnp.float32))
+      measured = len(self.indicators.names)
+      return jax.lax.cond(flag, run, lambda: jnp.zeros(measured, jnp.float32))
     step = self.candidates_per_step
     return jax.lax.map(one, (masks.astype(jnp.float32), evaluate),
                        batch_size=None if step == 1 else step)
@@ -198,18 +211,21 @@ class PruneSearch:
                                                         repeat))
         return self._measure_all(state, masks, evaluate)
 
-      values = jax.lax.map(one_repeat, jnp.arange(self.repeats))  # [repeats, 1 + n, 2]
+      values = jax.lax.map(one_repeat, jnp.arange(self.repeats))  # [repeats, 1 + n, k]
       base = values[:, :1]
-      measured = jnp.mean((base - values[:, 1:]) / base, axis=0)  # [n, 2]
+      measured = jnp.mean((base - values[:, 1:]) / base, axis=0)  # [n, k]
       ops = slots % space.NUM_OPS
       supernet_cost = fixed + (mask[..., None] * per_op.T).sum((0, 1))  # [2]
       # Without a LUT the latency row is all zero: its deltas are 0 (all tie), not 0 / 0.
       hardware = per_op.T[ops] / jnp.where(supernet_cost > 0, supernet_cost, 1.0)  # [n, 2]
       delta = objective.round_significant(jnp.concatenate([measured, hardware], axis=1),
-                                          SIGNIFICANT_DIGITS)  # [n, 4]: ntk, lr, flops, latency
+                                          SIGNIFICANT_DIGITS)  # [n, k + 2] in self.names order
       ok = real & jax.vmap(viable)(candidates)
+      # A pruning whose delta is highest is best for the NTK condition number, FLOPs and latency
+      # (it lowers them most); for LR and MeCo the lowest delta (it loses the least) is best.
+      descending = [name in ("ntk", "flops", "latency") for name in self.names]
       ranks = jnp.stack([objective.dense_rank(delta[:, k], higher, ok)
-                         for k, higher in enumerate((True, False, True, True))], axis=1)
+                         for k, higher in enumerate(descending)], axis=1)
       score = jnp.where(ok, ranks.astype(jnp.float32) @ weights, jnp.inf)
       order = jnp.lexsort((jnp.arange(slots_per_round), ranks[:, 0], score))
 
@@ -237,6 +253,11 @@ class PruneSearch:
              lut: latency.LUT | None = None, feasible: np.ndarray | None = None) -> PruneResult:
     """Prunes the supernet to one cell; `feasible: [15625]` bool marks the cells meeting the
     limits (None: all); the result is one of them. Same seed, same cell."""
+    unmeasured = [name for name in objective.INDICATORS
+                  if getattr(weights, name) > 0 and name not in self.names]
+    if unmeasured:
+      raise ValueError(f"weights on {', '.join(unmeasured)}, which this search does not measure "
+                       f"({self.indicators.name})")
     start = time.perf_counter()
     cells = space.all_archs()
     feasible = np.ones(space.NUM_CELLS, bool) if feasible is None else np.asarray(feasible, bool)
@@ -248,7 +269,8 @@ class PruneSearch:
     with jax.default_matmul_precision("highest"):
       final_mask, records = self._run(jax.random.key(seed), jnp.asarray(mask), jnp.asarray(cells),
                                       jnp.asarray(feasible), per_op, fixed,
-                                      weights.as_array(), ops_per_edge=int(mask.sum(1)[0]))
+                                      weights.as_array(self.names),
+                                      ops_per_edge=int(mask.sum(1)[0]))
     final_mask = np.asarray(final_mask)
     records = jax.tree_util.tree_map(np.asarray, records)
     if not (final_mask.sum(1) == 1).all():
@@ -256,12 +278,12 @@ class PruneSearch:
     ops = final_mask.argmax(1).astype(np.int32)
     if not feasible[space.index_of(ops)]:
       raise RuntimeError("pruning ended on a cell that violates a limit")
-    ntk, lr = records["base"][-1]
-    return PruneResult(ops, float(ntk), float(lr), _rounds(records), with_none,
-                       time.perf_counter() - start)
+    final = dict(zip(self.indicators.names, records["base"][-1].tolist()))
+    return PruneResult(ops, final["ntk"], final["lr"], _rounds(records, self.names), with_none,
+                       time.perf_counter() - start, final.get("meco"))
 
 
-def _rounds(records: dict) -> list[dict]:
+def _rounds(records: dict, names: tuple[str, ...]) -> list[dict]:
   """Per-round summaries (Python lists) of the scan's stacked records; drops the last pass."""
   rounds = []
   for r in range(len(records["real"]) - 1):
@@ -270,10 +292,8 @@ def _rounds(records: dict) -> list[dict]:
     pairs = [(int(s) // space.NUM_OPS, int(s) % space.NUM_OPS) for s in slots]
     rounds.append({
         "candidates": pairs,
-        "delta": {name: records["delta"][r][real, k].tolist()
-                  for k, name in enumerate(objective.INDICATORS)},
-        "rank": {name: records["ranks"][r][real, k].tolist()
-                 for k, name in enumerate(objective.INDICATORS)},
+        "delta": {name: records["delta"][r][real, k].tolist() for k, name in enumerate(names)},
+        "rank": {name: records["ranks"][r][real, k].tolist() for k, name in enumerate(names)},
         "score": records["score"][r][real].tolist(),
         "pruned": [(int(s) // space.NUM_OPS, int(s) % space.NUM_OPS)
                    for s in records["pruned"][r] if s >= 0],

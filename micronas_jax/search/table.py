@@ -1,10 +1,10 @@
 """Search over a score table (`micronas-jax score`): the best cell under limits, a Pareto front.
 
 Every scored cell gets dense ranks of its NTK condition number (lower is better), LR count
-(higher), FLOPs and latency (lower) over all scored cells, and the combined objective
-S = sum_k w_k rank_k (`objective`). The best cell is the one of lowest S among the cells that
-meet every limit (ties: lower NTK rank, then lower benchmark index). The Pareto front holds the
-cells that no other scored cell beats on both S and latency.
+(higher), MeCo where the search weighs it (higher), FLOPs and latency (lower) over all scored
+cells, and the combined objective S = sum_k w_k rank_k (`objective`). The best cell is the one
+of lowest S among the cells that meet every limit (ties: lower NTK rank, then lower benchmark
+index). The Pareto front holds the cells that no other scored cell beats on both S and latency.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class Scores:
     ntk_proxy: which NTK proxy the table holds ("ntk" or "ntk_fast").
     config: the table's scoring configuration (a dict).
     seeds: the seeds averaged.
+    meco: `[n]` MeCo, or None when not asked for.
   """
   indices: np.ndarray
   ntk: np.ndarray
@@ -39,16 +40,19 @@ class Scores:
   ntk_proxy: str
   config: dict
   seeds: tuple[int, ...]
+  meco: np.ndarray | None = None
 
 
-def load_scores(path: str | os.PathLike, ntk_proxy: str = "ntk") -> Scores:
-  """Reads a score store holding `ntk_proxy` and "lr"; values of several seeds are averaged."""
+def load_scores(path: str | os.PathLike, ntk_proxy: str = "ntk", meco: bool = False) -> Scores:
+  """Reads a score store holding `ntk_proxy`, "lr" and, if asked, "meco"; values of several
+  seeds are averaged."""
   try:
     columns, config = store.read_table(path)
   except store.StoreError as error:
     raise TableError(str(error)) from None
   scored = config.get("proxies", [])
-  missing = [name for name in (ntk_proxy, "lr") if name not in scored]
+  missing = [name for name in (ntk_proxy, "lr", *(("meco",) if meco else ()))
+             if name not in scored]
   if missing:
     other = [name for name in ("ntk", "ntk_fast") if name != ntk_proxy and name in scored]
     hint = (f" (it holds {other[0]}: {'add' if other[0] == 'ntk_fast' else 'drop'} --fast)"
@@ -61,7 +65,8 @@ def load_scores(path: str | os.PathLike, ntk_proxy: str = "ntk") -> Scores:
   counts = np.bincount(inverse)
   mean = lambda name: np.bincount(inverse, columns[name].astype(np.float64)) / counts
   return Scores(indices, mean(ntk_proxy), mean("lr"), ntk_proxy, config,
-                tuple(int(s) for s in np.unique(columns["seed"])))
+                tuple(int(s) for s in np.unique(columns["seed"])),
+                mean("meco") if meco else None)
 
 
 def rank_table(scores: Scores, costs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -69,6 +74,8 @@ def rank_table(scores: Scores, costs: dict[str, np.ndarray]) -> dict[str, np.nda
   columns = {"ntk": (scores.ntk, proxies.get(scores.ntk_proxy).higher_is_better),
              "lr": (scores.lr, proxies.get("lr").higher_is_better),
              "flops": (costs["flops_m"], False), "latency": (costs["latency_ms"], False)}
+  if scores.meco is not None:
+    columns["meco"] = (scores.meco, proxies.get("meco").higher_is_better)
   return {name: np.asarray(objective.dense_rank(values, higher))
           for name, (values, higher) in columns.items()}
 
@@ -107,6 +114,8 @@ def pareto_front(score: np.ndarray, cost: np.ndarray) -> np.ndarray:
 def search(scores: Scores, lut: latency.LUT, weights: objective.Weights,
            limits: objective.Limits) -> TableResult:
   """The best scored cell under `limits` by S, and the Pareto front of S vs latency."""
+  if weights.meco > 0 and scores.meco is None:
+    raise TableError("weights on meco, but the scores were loaded without it")
   archs = space.all_archs()[scores.indices]
   costs = objective.cell_costs(archs, lut)
   bounds = limits.bounds(lut)
