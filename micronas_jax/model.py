@@ -358,7 +358,9 @@ def init(key: jax.Array, config: NetworkConfig) -> Variables:
   """Draws fresh variables {"params", "batch_stats"} holding the weights of every op."""
   dummy_x = jnp.zeros((1, *config.input_shape), jnp.float32)
   dummy_arch = jnp.zeros((space.NUM_EDGES,), jnp.int32)
-  return network(config).init(key, dummy_x, dummy_arch, train=False)
+  # Only the variables: flax's init would also return the sown `features` maps of the dummy input.
+  return network(config).init(key, dummy_x, dummy_arch, train=False,
+                              mutable=["params", "batch_stats"])
 
 
 def apply(variables: Variables, arch: jax.Array, x: jax.Array, config: NetworkConfig,

@@ -147,3 +147,9 @@ def test_relu_patterns_zero_for_inactive_convs():
 def test_config_rejects_bad_values(kwargs, message):
   with pytest.raises(ValueError, match=message):
     model.NetworkConfig(**kwargs)
+
+
+def test_init_returns_only_params_and_batch_stats():
+  variables = model.init(jax.random.key(0), model.NetworkConfig(channels=2, cells_per_stage=1,
+                                                                resolution=8))
+  assert set(variables) == {"params", "batch_stats"}
