@@ -221,9 +221,9 @@ class PruneSearch:
       delta = objective.round_significant(jnp.concatenate([measured, hardware], axis=1),
                                           SIGNIFICANT_DIGITS)  # [n, k + 2] in self.names order
       ok = real & jax.vmap(viable)(candidates)
-      # A pruning whose delta is highest is best for the NTK condition number, FLOPs and latency
-      # (it lowers them most); for LR and MeCo the lowest delta (it loses the least) is best.
-      descending = [name in ("ntk", "flops", "latency") for name in self.names]
+      # delta = relative drop on pruning: for a lower-is-better indicator (NTK condition number,
+      # FLOPs, latency) the highest drop is best; for LR and MeCo the lowest (it loses the least).
+      descending = [not objective.HIGHER_IS_BETTER[name] for name in self.names]
       ranks = jnp.stack([objective.dense_rank(delta[:, k], higher, ok)
                          for k, higher in enumerate(descending)], axis=1)
       score = jnp.where(ok, ranks.astype(jnp.float32) @ weights, jnp.inf)
