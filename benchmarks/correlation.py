@@ -12,10 +12,11 @@ more accurate), and any other column raw. Rows flagged invalid keep their sentin
 sees them; cells without ground truth are left out.
 
 Prints, over all cells of the table (or a random `--sample` of them): Kendall tau-b and Spearman
-rho with accuracy per score; rank-sum aggregates (TE-NAS's ntk+lr, each `--aggregate`, and every
-score with rho >= 0.85 together); the same within FLOPs quartiles; literature anchors. Draws a
-scatter plot per score (needs matplotlib: the `bench` extra) and replaces its section of
-benchmarks/RESULTS.md (unless --no-write).
+rho with accuracy per score, and the accuracy of the cells it ranks best (top-1, top-10 mean);
+rank-sum aggregates (TE-NAS's ntk+lr, each `--aggregate`, and every score with rho >= 0.85
+together); the same within FLOPs quartiles; literature anchors. Draws a scatter plot per score
+(needs matplotlib: the `bench` extra) and replaces its section of benchmarks/RESULTS.md (unless
+--no-write).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from micronas_jax import benchmark, cost, proxies, scoring, space, store
 METADATA = ("index", "arch", "seed", "config_hash")
 TE_NAS = ("ntk", "lr")
 HIGH_RHO = 0.85
+TOP_K = 10
 FIGURE = _results.REPO / "benchmarks/figures/correlation.png"
 ANCHORS = """\
 Anchors (NAS-Bench-201, as the papers report them; not measured here): TE-NAS
@@ -113,7 +115,8 @@ def aggregates(oriented: dict[str, np.ndarray], singles: dict[str, benchmark.Cor
     groups["+".join(high) + f" (ranks; rho >= {HIGH_RHO})"] = high
     note = f"Scores with Spearman rho >= {HIGH_RHO}: {', '.join(high)} (aggregated below)."
   elif high:
-    note = f"Only {high[0]} reaches Spearman rho >= {HIGH_RHO}: nothing to aggregate."
+    note = (f"Single scores with Spearman rho >= {HIGH_RHO}: {high[0]} only, so no group of them "
+            "to aggregate.")
   else:
     note = f"Scores with Spearman rho >= {HIGH_RHO}: none reach {HIGH_RHO}."
   return {label: benchmark.aggregate_ranks({n: oriented[n] for n in names})
@@ -126,13 +129,16 @@ def overall_table(scores: dict[str, np.ndarray], truth: np.ndarray,
 
   `labels` gives each score's direction label and its count of rows flagged invalid.
   """
-  lines = ["| score | direction | invalid rows | cells | Kendall tau | Spearman rho |",
-           "| --- | --- | ---: | ---: | ---: | ---: |"]
+  lines = ["| score | direction | invalid rows | cells | Kendall tau | Spearman rho "
+           f"| top-1 acc | top-{TOP_K} mean acc |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
   result = {}
   for name, values in scores.items():
     result[name] = c = benchmark.rank_correlation(values, truth)
     label, invalid = labels[name]
-    lines.append(f"| {name} | {label} | {invalid} | {c.cells} | {c.tau:.3f} | {c.rho:.3f} |")
+    top = [benchmark.top_k_accuracy(values, truth, k) for k in (1, TOP_K)]
+    lines.append(f"| {name} | {label} | {invalid} | {c.cells} | {c.tau:.3f} | {c.rho:.3f} "
+                 f"| {top[0]:.2f} | {top[1]:.2f} |")
   return "\n".join(lines), result
 
 
@@ -252,7 +258,10 @@ def main(argv=None) -> str:
     scope += f", rows of scoring seed {table['seed'][0]}"
   rendered = "\n\n".join([
       f"Scores `{args.scores.name}` over {scope}; truth `{args.truth.name}` column "
-      f"`{args.truth_column}` ({cells} of them with a value).", singles_text,
+      f"`{args.truth_column}` ({cells} of them with a value; the best is "
+      f"{np.nanmax(truth):.2f}). Top-1 and top-{TOP_K} are the accuracy of the cell, and the "
+      f"mean of the {TOP_K} cells, that a score ranks best: what a search trusting it alone "
+      "would pick (ties share places).", singles_text,
       "Rank-sum aggregates (each score's average rank, summed; higher is better). " + note,
       combined_text, "Within FLOPs quartiles of these cells (Kendall tau / Spearman rho):",
       quartiles, ANCHORS])

@@ -245,6 +245,28 @@ def rank_correlation(score: np.ndarray, truth: np.ndarray) -> Correlation:
   return Correlation(float(tau), float(rho), int(keep.sum()))
 
 
+def top_k_accuracy(score: np.ndarray, truth: np.ndarray, k: int) -> float:
+  """Mean `truth` of the `k` best cells by `score [n]` (higher is better), over finite pairs.
+
+  What a search that trusts the score and takes its top k would get. Cells tied with the k-th
+  best share the remaining places: the expectation over random tie-breaking, so the answer does
+  not depend on row order. NaN when fewer than `k` cells are finite.
+  """
+  score, truth = np.asarray(score, np.float64), np.asarray(truth, np.float64)
+  if score.shape != truth.shape or score.ndim != 1:
+    raise ValueError(f"score and truth must be [n] alike, got {score.shape} and {truth.shape}")
+  if k < 1:
+    raise ValueError(f"k must be at least 1, got {k}")
+  keep = np.isfinite(score) & np.isfinite(truth)
+  score, truth = score[keep], truth[keep]
+  if len(score) < k:
+    return math.nan
+  kth = np.sort(score)[::-1][k - 1]
+  above, tied = score > kth, score == kth
+  places_left = k - int(above.sum())
+  return float((truth[above].sum() + places_left * truth[tied].mean()) / k)
+
+
 def aggregate_ranks(oriented: dict[str, np.ndarray]) -> np.ndarray:
   """Sum over scores of their average ranks (1 = worst), each `[n]` oriented higher-is-better.
 

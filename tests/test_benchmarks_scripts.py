@@ -44,6 +44,18 @@ def test_aggregate_ranks_sums_oriented_average_ranks_and_keeps_nan():
   assert np.isnan(total[3])
 
 
+def test_top_k_accuracy_shares_tied_places_and_skips_nan():
+  score = [5, 9, 7, 7, np.nan, 1]
+  truth = [50, 90, 70, 60, 99, 10]
+  assert benchmark.top_k_accuracy(score, truth, 1) == 90
+  # Second place is shared by the two 7s: 90 plus the mean of 70 and 60, over two.
+  assert benchmark.top_k_accuracy(score, truth, 2) == pytest.approx((90 + 65) / 2)
+  assert benchmark.top_k_accuracy(score, truth, 3) == pytest.approx((90 + 70 + 60) / 3)
+  assert math.isnan(benchmark.top_k_accuracy(score, truth, 6))  # only 5 finite cells
+  with pytest.raises(ValueError, match="k must be"):
+    benchmark.top_k_accuracy(score, truth, 0)
+
+
 def test_quantile_groups_split_by_value_and_keep_ties_together():
   group, edges = benchmark.quantile_groups(np.arange(1, 9), 4)
   np.testing.assert_array_equal(group, [0, 0, 1, 1, 2, 2, 3, 3])
@@ -81,6 +93,8 @@ def test_correlation_orients_registered_proxies_and_keeps_others_raw(tiny):
   for line in text.splitlines():  # the first row of each name: the overall tables
     lines.setdefault(line.split(" | ")[0].strip("| "), line)
   assert "| lower is better | 0 | 40 | 1.000 | 1.000 |" in lines["ntk"]
+  best = f"{max(benchmark.read_accuracy(tiny[1])):.2f}"
+  assert lines["ntk"].split(" | ")[6] == best  # a perfect score's top-1 is the best cell
   assert "| higher is better | 0 | 40 | 1.000 | 1.000 |" in lines["lr"]
   assert "unregistered, raw value" in lines["noise"]
   assert "ntk+lr (TE-NAS ranks)" in lines
