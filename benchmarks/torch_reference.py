@@ -24,6 +24,7 @@ Run (about 2 minutes for 101 cells on a 2-core CPU):
     python3 -m benchmarks torch-reference                # table; rewrites its RESULTS.md section
     python3 -m benchmarks torch-reference --cells 10 --no-write
     python3 -m benchmarks torch-reference --device cuda  # torch on the GPU (JAX: its default)
+    python3 -m benchmarks torch-reference --float64      # both in float64: definitions only
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ from micronas_jax.proxies import linear_regions, ntk
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SECTION = "## Torch reference (issue 7)"
+SECTION_FLOAT64 = "## Torch reference in float64 (issue 7)"
 PROXIES = ("ntk", "ntk-fast", "lr")
 TOLERANCE = 1e-4  # relative agreement asked of the NTK and its condition number
 EXTRA_INDICES = (1462,)  # a cell with every op kind, checked on top of the first --cells indices
@@ -376,12 +378,18 @@ def compare(indices, seed: int = 0, device: str = "cpu", ntk_batch: int = 32,
             lr_batches: int = 3, lr_batch: int = 1000,
             ntk_config: model.NetworkConfig = model.NTK_NETWORK,
             lr_config: model.NetworkConfig = model.LR_NETWORK,
-            proxies=PROXIES) -> dict[str, ProxyComparison]:
+            proxies=PROXIES, float64: bool = False) -> dict[str, ProxyComparison]:
   """Runs every proxy on both sides for the cells at benchmark `indices` -> {proxy: results}.
 
   One draw of weights (`model.init` with `seed`) and inputs (standard normal; NTK `[ntk_batch,
-  H, W, 3]`, LR `[lr_batches, lr_batch, H, W, 1]`) serves every cell and both sides.
+  H, W, 3]`, LR `[lr_batches, lr_batch, H, W, 1]`) serves every cell and both sides. With
+  `float64` (needs `jax_enable_x64`), the same float32 draws are widened and both sides compute
+  in float64, kappa by float64 eigensolvers on both sides: what is left is a difference of
+  definitions, not of rounding.
   """
+  if float64 and not jax.config.jax_enable_x64:
+    raise ValueError("float64 comparison needs jax.config.update('jax_enable_x64', True) first")
+  dtype = np.float64 if float64 else np.float32
   torch = import_torch()
   torch.backends.cudnn.allow_tf32 = False
   torch.backends.cuda.matmul.allow_tf32 = False
@@ -389,8 +397,12 @@ def compare(indices, seed: int = 0, device: str = "cpu", ntk_batch: int = 32,
   keys = jax.random.split(jax.random.key(seed), 4)
   ntk_vars = model.init(keys[0], ntk_config)
   lr_vars = model.init(keys[1], lr_config)
-  ntk_x = jax.random.normal(keys[2], (ntk_batch, *ntk_config.input_shape))
-  lr_x = jax.random.normal(keys[3], (lr_batches, lr_batch, *lr_config.input_shape))
+  ntk_x = jax.random.normal(keys[2], (ntk_batch, *ntk_config.input_shape), np.float32)
+  lr_x = jax.random.normal(keys[3], (lr_batches, lr_batch, *lr_config.input_shape), np.float32)
+  # Through float32 first: under jax_enable_x64 some initializers draw in float64, and the torch
+  # side is loaded through float32.
+  ntk_vars, lr_vars, ntk_x, lr_x = jax.tree.map(lambda a: a.astype(np.float32).astype(dtype),
+                                                (ntk_vars, lr_vars, ntk_x, lr_x))
   ntk_x_torch = torch.from_numpy(np.asarray(ntk_x).transpose(0, 3, 1, 2).copy()).to(device)
   lr_x_torch = torch.from_numpy(np.asarray(lr_x).transpose(0, 1, 4, 2, 3).copy()).to(device)
   archs = space.all_archs()
@@ -410,7 +422,7 @@ def compare(indices, seed: int = 0, device: str = "cpu", ntk_batch: int = 32,
       ops = archs[index]
       net = torch_network(ops, config)
       load_jax_variables(net, ops, variables, config)
-      net = net.to(device)
+      net = net.to(device, torch.float64 if float64 else torch.float32)
       if position == 0:  # warm up both sides (allocators, oneDNN/cuDNN kernels) untimed
         jax.block_until_ready(compiled(variables, ops, x))
         if proxy == "lr":
@@ -442,6 +454,10 @@ def compare(indices, seed: int = 0, device: str = "cpu", ntk_batch: int = 32,
         difference, scale = np.abs(kernel - torch_kernel).max(), np.abs(torch_kernel).max()
         comparison.kernel_rel_diff.append(
             difference / scale if scale > 0 else (0.0 if difference == 0 else float("inf")))
+        if float64:  # the jitted kappa's eigensolver runs in float32
+          kappa = condition_number_float64(kernel)
+          valid = np.isfinite(kappa)
+          kappa = kappa if valid else ntk.SINGULAR_SENTINEL
         comparison.jax_values.append(float(kappa))
         comparison.torch_values.append(torch_kappa)
         comparison.jax_valid.append(bool(valid))
@@ -512,14 +528,14 @@ def machine(device: str) -> str:
   return text + f"; JAX backend {jax.default_backend()}"
 
 
-def write_section(path: pathlib.Path, body: str) -> None:
-  """Replaces (or appends) the SECTION of the Markdown file at `path` with `body`."""
+def write_section(path: pathlib.Path, body: str, section: str = SECTION) -> None:
+  """Replaces (or appends) `section` (a "## " heading) of the Markdown file at `path` with `body`."""
   text = path.read_text() if path.exists() else "# Benchmark results\n"
-  start = text.find(SECTION)
+  start = text.find(section + "\n")
   if start < 0:
     text = text.rstrip("\n") + "\n\n" + body
   else:
-    end = text.find("\n## ", start + len(SECTION))
+    end = text.find("\n## ", start + len(section))
     text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
   path.write_text(text.rstrip("\n") + "\n")
 
@@ -532,8 +548,13 @@ def main():
   parser.add_argument("--seed", type=int, default=0, help="weights and inputs")
   parser.add_argument("--ntk-batch", type=int, default=32, help="NTK batch (MicroNAS: 32)")
   parser.add_argument("--proxies", default=",".join(PROXIES), help="comma-separated subset")
+  parser.add_argument("--float64", action="store_true",
+                      help="both sides in float64 (same draws): checks the definitions without "
+                           "float32 rounding; its own RESULTS.md section")
   parser.add_argument("--no-write", action="store_true", help="only print the table")
   args = parser.parse_args()
+  if args.float64:
+    jax.config.update("jax_enable_x64", True)
   proxies = args.proxies.split(",")
   for proxy in proxies:
     if proxy not in PROXIES:
@@ -543,7 +564,7 @@ def main():
   load = os.getloadavg()  # other work on the machine skews the timings; recorded with them
   with jax.default_matmul_precision("highest"):
     results = compare(indices, seed=args.seed, device=args.device, ntk_batch=args.ntk_batch,
-                      proxies=proxies)
+                      proxies=proxies, float64=args.float64)
   rendered = table(results)
   notes = disagreements(results, indices)
   print(rendered)
@@ -552,8 +573,10 @@ def main():
   if args.no_write:
     return
   command = "python3 benchmarks/torch_reference.py " + " ".join(sys.argv[1:])
+  precision = "float64" if args.float64 else "float32"
+  section = SECTION_FLOAT64 if args.float64 else SECTION
   body = "\n".join([
-      SECTION, "",
+      section, "",
       f"Command: `{command.strip()}` ({datetime.date.today().isoformat()}; {machine(args.device)}; "
       f"Python {platform.python_version()}, jax {jax.__version__}, torch {torch.__version__}, "
       f"torch threads {torch.get_num_threads()}; load average before the run "
@@ -562,7 +585,9 @@ def main():
       f"An independent PyTorch NB201 network (active ops only, as TE-NAS) fed the JAX weights "
       f"(`model.init`, seed {args.seed}) and the same standard-normal inputs (NTK: batch "
       f"{args.ntk_batch} of 32x32x3 through `NTK_NETWORK`; LR: 3 x 1000 of 3x3x1 through "
-      f"`LR_NETWORK`), float32 on both sides, no TF32, JAX matmul precision highest; "
+      f"`LR_NETWORK`), {precision} on both sides"
+      f"{' (float32 draws widened; kappa by float64 eigvalsh on both sides)' if args.float64 else ''}"
+      f", no TF32, JAX matmul precision highest; "
       f"{len(indices)} cells (benchmark indices 0..{args.cells - 1} and 1462). `max rel diff NTK`:"
       f" max over cells of max|K_jax - K_torch| / max|K_torch|; `value`: kappa or the region "
       f"count. Seconds per cell after JAX's one compilation (listed apart); torch's network "
@@ -571,7 +596,7 @@ def main():
   if notes:
     body += "\n".join(["", f"Cells that differ by more than {TOLERANCE:g} or in validity:", "",
                        *(f"- {line}" for line in notes.splitlines()), ""])
-  write_section(REPO / "benchmarks/RESULTS.md", body)
+  write_section(REPO / "benchmarks/RESULTS.md", body, section)
   print(f"\nwrote the section to {REPO / 'benchmarks/RESULTS.md'}", file=sys.stderr)
 
 

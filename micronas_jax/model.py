@@ -214,10 +214,12 @@ class Edge(nn.Module):
   def _conv_bn_variables(self, name: str, kernel: int, in_features: int):
     kernel_param = self.param(f"{name}_kernel", _kernel_init(self.config.init),
                               (kernel, kernel, in_features, self.features))
-    scale = self.param(f"{name}_bn_scale", nn.initializers.ones, (self.features,))
-    bias = self.param(f"{name}_bn_bias", nn.initializers.zeros, (self.features,))
-    mean = self.variable("batch_stats", f"{name}_bn_mean", jnp.zeros, (self.features,))
-    var = self.variable("batch_stats", f"{name}_bn_var", jnp.ones, (self.features,))
+    # float32 like flax's own layers, also under jax_enable_x64 (the switch needs one dtype).
+    scale = self.param(f"{name}_bn_scale", nn.initializers.ones, (self.features,), jnp.float32)
+    bias = self.param(f"{name}_bn_bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    mean = self.variable("batch_stats", f"{name}_bn_mean", jnp.zeros, (self.features,),
+                         jnp.float32)
+    var = self.variable("batch_stats", f"{name}_bn_var", jnp.ones, (self.features,), jnp.float32)
     return kernel_param, scale, bias, mean, var
 
   @nn.compact
@@ -225,6 +227,8 @@ class Edge(nn.Module):
     convs = {op: self._conv_bn_variables(name, kernel, x.shape[-1])
              for op, name, kernel in ((space.CONV1X1, "conv1x1", 1), (space.CONV3X3, "conv3x3", 3))}
     stats = {op: (variables[3].value, variables[4].value) for op, variables in convs.items()}
+    # Every op must return one dtype: float64 weights (a float64 check) widen float32 inputs.
+    x = x.astype(jnp.result_type(x, *(v for op_vars in convs.values() for v in op_vars[:3])))
     activated = nn.relu(x)
 
     def conv_branch(op):

@@ -51,3 +51,19 @@ def test_load_refuses_variables_of_another_config():
                                                                resolution=8))
   with pytest.raises(ValueError, match="without a JAX source"):
     torch_reference.load_jax_variables(net, ops, variables, TINY)
+
+
+def test_float64_comparison_leaves_only_definition_differences():
+  # Same float32 draws, both sides widened to float64: rounding no longer hides a difference in
+  # definitions, so the kernels must agree far below the float32 tolerance.
+  with jax.enable_x64(True), jax.default_matmul_precision("highest"):
+    results = torch_reference.compare(INDICES, ntk_batch=6, lr_batches=2, lr_batch=100,
+                                      ntk_config=TINY, proxies=("ntk", "ntk-fast"), float64=True)
+  for proxy in ("ntk", "ntk-fast"):
+    assert max(results[proxy].kernel_rel_diff) < 1e-10, proxy
+    assert max(results[proxy].value_rel_diff) < 1e-9, proxy
+
+
+def test_float64_comparison_needs_x64():
+  with pytest.raises(ValueError, match="jax_enable_x64"):
+    torch_reference.compare(INDICES[:1], proxies=("ntk",), float64=True)
