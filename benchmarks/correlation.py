@@ -21,8 +21,6 @@ together); the same within FLOPs quartiles; literature anchors. Draws a scatter 
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import pathlib
 import sys
 
@@ -49,17 +47,12 @@ Spearman rho 0.913 for its aggregate; MeCo (NeurIPS 2023) about 0.89 on CIFAR-10
 
 def read_scores(path: pathlib.Path) -> dict[str, np.ndarray]:
   """Columns `{name: [rows]}` of a score store or its CSV export, first seed only."""
-  if path.suffix == ".sqlite":
+  try:
     table, _ = store.read_table(path)
-  else:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", newline="") as f:
-      rows = list(csv.DictReader(f))
-    if not rows:
-      raise SystemExit(f"{path}: no rows")
-    table = {name: np.asarray([row[name] for row in rows]) for name in rows[0]}
-  if "index" not in table:
-    raise SystemExit(f"{path}: no index column")
+  except store.StoreError as error:
+    raise SystemExit(str(error)) from None
+  if not len(table["index"]):
+    raise SystemExit(f"{path}: no rows")
   if "seed" in table:
     first_seed = table["seed"] == table["seed"][0]
     table = {name: column[first_seed] for name, column in table.items()}

@@ -11,6 +11,13 @@ fast mode <= 60 s.
     python3 -m benchmarks search-quality --mode exact --seeds 2 --save-json out.json --no-write
     python3 -m benchmarks search-quality --load-json out.json    # render a saved run
     python3 -m benchmarks search-quality --mode fast --seeds 10 --meco   # MeCo beside NTK and LR
+    python3 -m benchmarks search-quality --mode fast --meco --scores TABLE.csv.gz \
+        --limits-from benchmarks/data/search_fast_meco_cpu.json   # the table search, same limits
+
+With `--scores`, the table search (`micronas-jax search --method table`) over a whole-space score
+table stands in for the pruning search: one unconstrained pick, then one pick per limit, the
+limits being a third of that pick's latency or, with `--limits-from`, those of a saved pruning run
+(so the two searches face the same limits).
 
 Ground truth: --data, by default ../shared/data/nb201/cifar10.csv (index, arch, test_acc,
 params_m), read by `micronas_jax.benchmark.read_accuracy` (an official NB201 .pth or NATS-Bench
@@ -81,6 +88,49 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
   return summary(mode, repeats, rows, times, searcher.trace_count, searcher.indicators.name)
 
 
+def run_table(mode: str, scores_path: pathlib.Path, accuracy: np.ndarray, meco: bool = False,
+              limits_ms: list[float] | None = None, limit_seeds: list[int] | None = None) -> dict:
+  """The table search over the score table at `scores_path`: unconstrained, then under each of
+  `limits_ms` (default: a third of the unconstrained pick's latency); rows like `run`'s, `seed`
+  being the seed of the pruning run a limit comes from."""
+  from micronas_jax import space
+  from micronas_jax.hardware import latency
+  from micronas_jax.search import objective, table
+
+  lut = latency.board("stm32f746")
+  all_latency = latency.estimate(space.all_archs(), lut)
+  ntk_proxy = "ntk_fast" if mode == "fast" else "ntk"
+  scores = table.load_scores(scores_path, ntk_proxy, meco=meco)
+  weights = objective.Weights.micronas(meco=meco)
+  start = time.perf_counter()
+  free = table.search(scores, lut, weights, objective.Limits(board_memory=False))
+  free_seconds = time.perf_counter() - start
+  index = int(scores.indices[free.best])
+  if limits_ms is None:
+    limits_ms, limit_seeds = [float(all_latency[index]) / 3], [0]
+  rows, times = [], [free_seconds]
+  for seed, limit in zip(limit_seeds, limits_ms):
+    limits = objective.Limits(max_latency_ms=limit, board_memory=False)
+    start = time.perf_counter()
+    limited = table.search(scores, lut, weights, limits)
+    times.append(time.perf_counter() - start)
+    limited_index = int(scores.indices[limited.best])
+    feasible, _ = objective.space_feasibility(lut, limits)
+    row = {"seed": seed, "index": index, "acc": float(accuracy[index]),
+           "latency_ms": float(all_latency[index]), "seconds": free_seconds, "limit_ms": limit,
+           "limited_index": limited_index, "limited_acc": float(accuracy[limited_index]),
+           "limited_latency_ms": float(all_latency[limited_index]),
+           "limited_seconds": times[-1],
+           "best_feasible_acc": float(np.nanmax(np.where(feasible, accuracy, np.nan)))}
+    row["gap"] = row["best_feasible_acc"] - row["limited_acc"]
+    rows.append(row)
+  indicators = "+".join((ntk_proxy, "lr", *(("meco",) if meco else ())))
+  result = summary(mode, 0, rows, times, 0, indicators)
+  result.update(method="table", scores=scores_path.name, cells=len(scores.indices),
+                table_seeds=list(scores.seeds))
+  return result
+
+
 def summary(mode, repeats, rows, times, compilations, indicators="") -> dict:
   import jax
 
@@ -102,13 +152,24 @@ def render(result: dict, command: str) -> str:
   acc = np.array([r["acc"] for r in rows])
   gaps = np.array([r["gap"] for r in rows])
   with_meco = "meco" in result.get("indicators", "")
-  lines = [f"### {result['mode']} mode{' + MeCo' if with_meco else ''}, {result['device']}", "",
+  ntk_proxy = "ntk_fast" if result["mode"] == "fast" else "ntk"
+  meco_text = (" MeCo (one image through the full C=16, N=5 supernet) joins NTK and LR, a third "
+               "of the weight each." if with_meco else "")
+  if result.get("method") == "table":
+    title = f"### table search, {ntk_proxy}{' + MeCo' if with_meco else ''}, {result['device']}"
+    setting = (f"Table search (`--method table`) over `{result['scores']}` ({result['cells']} "
+               f"cells, scoring seed(s) {', '.join(map(str, result['table_seeds']))}): ranks of "
+               f"{ntk_proxy} and LR over all scored cells.{meco_text} The seed column names the "
+               "pruning run whose limit a row uses; the unconstrained pick is the same in every "
+               "row.")
+  else:
+    title = f"### {result['mode']} mode{' + MeCo' if with_meco else ''}, {result['device']}"
+    setting = (f"NTK proxy: {ntk_proxy} (exact = TE-NAS semantics), {result['repeats']} repeats, "
+               "batch 32, LR 3 x 1000 of 3x3, standard-normal inputs; seeds 0.."
+               f"{len(rows) - 1}.{meco_text}")
+  lines = [title, "",
            f"Command: `{command}` ({result['date']}; Python {result['python']}, "
-           f"jax {result['jax']}). NTK proxy: {'ntk_fast' if result['mode'] == 'fast' else 'ntk'}"
-           f" (exact = TE-NAS semantics), {result['repeats']} repeats, batch 32, LR 3 x 1000 "
-           "of 3x3, standard-normal inputs; seeds 0.." + str(len(rows) - 1) + "."
-           + (" MeCo (one image through the full C=16, N=5 supernet) joins NTK and LR, a third of "
-              "the weight each." if with_meco else ""), "",
+           f"jax {result['jax']}). " + setting, "",
            "| seed | pick | acc % | latency ms | limit ms | limited pick | acc % | best under "
            "limit % | gap | s (free / limited) |",
            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -123,9 +184,11 @@ def render(result: dict, command: str) -> str:
             f"- Latency-limited: mean gap to the best cell under the limit **{gaps.mean():.2f}** "
             f"points, max {gaps.max():.2f}; within 0.5 points in {(gaps <= 0.5).sum()} of "
             f"{len(gaps)} seeds (target: within 0.5).",
-            f"- Time per search: first {result['first_seconds']:.1f} s (compilation included), "
+            f"- Time per search: first {result['first_seconds']:.1f} s"
+            + (" (compilation included), " if result.get("method") != "table" else ", ")
             + (f"then {steady:.1f} s on average" if steady is not None else "no second search")
-            + f"; {result['compilations']} compilation(s) for all searches of the run."]
+            + (f"; {result['compilations']} compilation(s) for all searches of the run."
+               if result.get("method") != "table" else " (the scoring of the table not counted).")]
   return "\n".join(lines) + "\n"
 
 
@@ -148,6 +211,12 @@ def write_subsection(path: pathlib.Path, text: str) -> None:
   path.write_text((content[:start] + section + "\n" + content[end:]).rstrip("\n") + "\n")
 
 
+def table_errors() -> tuple[type[Exception], ...]:
+  """Errors of a score table unfit for the table search: one message, no traceback."""
+  from micronas_jax.search import objective, table
+  return table.TableError, objective.ObjectiveError
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--mode", choices=("fast", "exact"), default="fast")
@@ -157,6 +226,10 @@ def main():
                       help="MeCo as a third indicator beside NTK and LR (beyond the paper)")
   parser.add_argument("--data", type=pathlib.Path,
                       default=REPO.parent / "shared/data/nb201/cifar10.csv")
+  parser.add_argument("--scores", type=pathlib.Path, default=None,
+                      help="run the table search over this whole-space score table instead")
+  parser.add_argument("--limits-from", type=pathlib.Path, default=None,
+                      help="with --scores: the latency limits of a saved pruning run (its JSON)")
   parser.add_argument("--save-json", type=pathlib.Path, default=None)
   parser.add_argument("--load-json", type=pathlib.Path, default=None,
                       help="render a saved run instead of running")
@@ -167,14 +240,30 @@ def main():
     saved = json.loads(args.load_json.read_text())
     result, command = saved["result"], saved["command"]
   else:
-    command = "python3 benchmarks/search_quality.py " + " ".join(
-        a for a in sys.argv[1:] if a not in ("--save-json", "--no-write") and not a.endswith(".json"))
+    kept, skip = [], False
+    for arg in sys.argv[1:]:  # the command to record: without where this run saves itself
+      if not skip and arg not in ("--save-json", "--no-write") and not arg.startswith("--save-json="):
+        kept.append(arg)
+      skip = arg == "--save-json"
+    command = "python3 benchmarks/search_quality.py " + " ".join(kept)
     start = time.perf_counter()
     def save(result):
       if args.save_json:
         args.save_json.write_text(json.dumps({"result": result, "command": command}, indent=1))
-    result = run(args.mode, args.seeds, benchmark.read_accuracy(args.data), args.repeats, save,
-                 args.meco)
+    accuracy = benchmark.read_accuracy(args.data)
+    if args.scores:
+      limits_ms = limit_seeds = None
+      if args.limits_from:
+        saved_rows = json.loads(args.limits_from.read_text())["result"]["rows"]
+        limits_ms = [row["limit_ms"] for row in saved_rows]
+        limit_seeds = [row["seed"] for row in saved_rows]
+      try:
+        result = run_table(args.mode, args.scores, accuracy, args.meco, limits_ms, limit_seeds)
+      except (table_errors()) as error:
+        raise SystemExit(str(error)) from None
+      save(result)
+    else:
+      result = run(args.mode, args.seeds, accuracy, args.repeats, save, args.meco)
     print(f"total {time.perf_counter() - start:.0f} s", file=sys.stderr)
   text = render(result, command)
   if args.note:

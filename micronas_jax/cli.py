@@ -558,7 +558,8 @@ Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a G
 @click.option("--method", type=click.Choice(["prune", "table"]), default="prune",
               show_default=True, help="Prune a supernet (TE-NAS/MicroNAS) or search a score table.")
 @click.option("--scores", "scores_path", default=None,
-              help="Score store from `micronas-jax score` (--method table).")
+              help="Score store from `micronas-jax score` or its CSV export, .csv or .csv.gz "
+                   "(--method table).")
 @click.option("--fast", is_flag=True,
               help="NTK with frozen BN statistics (ntk_fast): about 10x quicker than exact.")
 @click.option("--meco", is_flag=True,

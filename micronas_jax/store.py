@@ -8,6 +8,7 @@ is refused, naming the differing fields.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 import pathlib
@@ -112,8 +113,17 @@ def open_existing(path: str | os.PathLike) -> tuple[sqlite3.Connection, dict]:
   return db, meta
 
 
+CSV_SUFFIXES = (".csv", ".csv.gz")
+
+
 def read_table(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
-  """All rows of a store as columns {name: [rows]} sorted by (seed, index), and its config."""
+  """All rows of a store as columns {name: [rows]} sorted by (seed, index), and its config.
+
+  A CSV export (`score-export`, optionally gzipped) reads too; it does not carry the scoring
+  configuration, so its config holds only `proxies` (the columns with a `<name>_valid` partner).
+  """
+  if str(path).endswith(CSV_SUFFIXES):
+    return _read_csv_export(pathlib.Path(path))
   db, meta = open_existing(path)
   try:
     cursor = db.execute('SELECT * FROM scores ORDER BY seed, "index"')
@@ -123,6 +133,37 @@ def read_table(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     db.close()
   table = {name: np.asarray([row[i] for row in rows]) for i, name in enumerate(names)}
   return table, json.loads(meta["config"])
+
+
+def _read_csv_export(source: pathlib.Path) -> tuple[dict[str, np.ndarray], dict]:
+  if not source.is_file():
+    raise StoreError(f"{source}: no such score table")
+  opener = gzip.open if source.suffix == ".gz" else open
+  try:
+    with opener(source, "rt", newline="") as f:
+      rows = list(csv.reader(f))
+  except (OSError, UnicodeDecodeError, csv.Error) as error:
+    raise StoreError(f"{source}: not a CSV score table ({error})") from None
+  if not rows or not {"index", "arch", "seed"} <= set(rows[0]):
+    raise StoreError(f"{source}: not a CSV score table (needs index, arch and seed columns)")
+  names, body = rows[0], rows[1:]
+  if any(len(row) != len(names) for row in body):
+    raise StoreError(f"{source}: rows of unequal length")
+  table = {}
+  for position, name in enumerate(names):
+    column = [row[position] for row in body]
+    try:
+      table[name] = np.asarray(column, np.float64)
+    except ValueError:
+      table[name] = np.asarray(column)
+  for name in ("index", "seed", *(n for n in names if n.endswith("_valid"))):
+    if table[name].dtype != np.float64:
+      raise StoreError(f"{source}: column {name} is not numeric")
+    table[name] = table[name].astype(np.int64)  # INTEGER columns in the SQLite store
+  order = np.lexsort((table["index"], table["seed"]))
+  table = {name: column[order] for name, column in table.items()}
+  proxies = [name for name in names if name + "_valid" in table]
+  return table, {"proxies": proxies}
 
 
 def export_csv(path: str | os.PathLike, out: str | os.PathLike) -> int:

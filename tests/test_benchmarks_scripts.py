@@ -235,3 +235,35 @@ def test_table1_speedup_is_over_the_same_seeds_tenas_pick():
   assert rows[1]["acc"].tolist() == [92.0, 92.0]
   assert "| MicroNAS FLOPs w=0.5 | 92.00 ± 0.00 | 1.0 | 0.100 | 2.0 | 3.00x | 1.0 | 1 |" in \
       table1.render(rows)
+
+
+# --- search_quality.py's table mode ------------------------------------------------------------
+
+
+def test_search_quality_table_mode_picks_the_best_scored_cell_under_each_limit(tmp_path):
+  from benchmarks import search_quality
+  from micronas_jax.hardware import latency
+  rng = np.random.default_rng(0)
+  accuracy = rng.uniform(80, 94, space.NUM_CELLS)
+  all_latency = np.asarray(latency.estimate(space.all_archs(), latency.board("stm32f746")))
+  # With the fastest cell scored, every limit down to a third of the pick's latency is meetable.
+  scored = np.union1d(rng.choice(space.NUM_CELLS, 39, replace=False), [np.argmin(all_latency)])
+  config = scoring.ScoreConfig(proxies=("ntk_fast", "lr"))
+  path = tmp_path / "s.sqlite"
+  with store.ScoreStore(path, config.to_dict(), config.hash(), config.proxies) as scores:
+    # Both indicators follow accuracy, so the objective's best is the most accurate scored cell.
+    scores.write([{"index": int(i), "arch": space.format_arch(space.arch_at(int(i))),
+                   "ntk_fast": 100 - accuracy[i], "ntk_fast_valid": True, "lr": accuracy[i],
+                   "lr_valid": True} for i in scored], 0)
+  limit = float(np.median(all_latency[scored]))
+  result = search_quality.run_table("fast", path, accuracy, limits_ms=[limit], limit_seeds=[4])
+  (row,) = result["rows"]
+  assert row["index"] == scored[np.argmax(accuracy[scored])]
+  under = scored[all_latency[scored] <= limit]
+  assert row["limited_index"] == under[np.argmax(accuracy[under])]
+  assert row["best_feasible_acc"] == accuracy[all_latency <= limit].max()
+  assert row["gap"] == pytest.approx(row["best_feasible_acc"] - accuracy[row["limited_index"]])
+  assert row["seed"] == 4 and result["cells"] == len(scored)
+  assert search_quality.render(result, "cmd").startswith("### table search, ntk_fast, ")
+  default = search_quality.run_table("fast", path, accuracy)["rows"][0]  # a third of the pick's
+  assert default["limit_ms"] == pytest.approx(all_latency[row["index"]] / 3)

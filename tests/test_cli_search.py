@@ -4,7 +4,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from micronas_jax import cli
+from micronas_jax import cli, store
 from micronas_jax.search import prune
 from test_search_prune import additive
 from test_search_table import write_store
@@ -69,6 +69,15 @@ def test_table_search_reports_the_best_scored_cell(tmp_path):
   assert result.exit_code == 0, result.output
   report = json.loads((tmp_path / "r.json").read_text())
   assert report["index"] == 5 and report["scored_cells"] == 3
+
+
+def test_table_search_reads_the_csv_export_of_a_store(tmp_path):
+  scores = write_store(tmp_path / "s.sqlite", [0, 5, 1462], [30.0, 10.0, 20.0],
+                       [100.0, 300.0, 400.0])
+  store.export_csv(scores, tmp_path / "s.csv")
+  result = invoke("--method", "table", "--scores", tmp_path / "s.csv", "--out", tmp_path / "r.json")
+  assert result.exit_code == 0, result.output
+  assert json.loads((tmp_path / "r.json").read_text())["index"] == 5
 
 
 def test_table_plot_writes_a_png_or_says_matplotlib_is_missing(tmp_path):

@@ -1,4 +1,5 @@
 import dataclasses
+import gzip
 import json
 import os
 import pathlib
@@ -172,5 +173,25 @@ def test_table_export_writes_csv(tmp_path):
   assert result.exit_code == 0
   lines = (tmp_path / "s.csv").read_text().splitlines()
   assert len(lines) == 4 and lines[0].startswith("index,arch,seed,config_hash,flops")
-  bad = runner.invoke(cli.cli, ["table", "export", str(tmp_path / "s.csv"), "--csv", "x.csv"])
+  (tmp_path / "s.txt").write_text("not a store")
+  bad = runner.invoke(cli.cli, ["table", "export", str(tmp_path / "s.txt"), "--csv", "x.csv"])
   assert bad.exit_code == 2 and "not a micronas-jax score store" in bad.output
+
+
+def test_read_table_reads_a_csv_export_plain_or_gzipped(tmp_path):
+  out = tmp_path / "s.sqlite"
+  assert CliRunner().invoke(cli.cli, ["score", "--indices", "7,3,5", "--proxies", "flops,params",
+                                      "--out", str(out), "--no-progress"]).exit_code == 0
+  store.export_csv(out, tmp_path / "s.csv")
+  with open(tmp_path / "s.csv", "rb") as plain, gzip.open(tmp_path / "s.csv.gz", "wb") as packed:
+    packed.write(plain.read())
+  expected, _ = store.read_table(out)
+  for path in (tmp_path / "s.csv", tmp_path / "s.csv.gz"):
+    table, config = store.read_table(path)
+    assert config == {"proxies": ["flops", "params"]}  # the columns with a _valid partner
+    assert table["index"].tolist() == [3, 5, 7]
+    np.testing.assert_allclose(table["flops"], expected["flops"].astype(float))
+    assert table["arch"].tolist() == expected["arch"].tolist()
+  (tmp_path / "bad.csv").write_text("index,flops\n1,2\n")
+  with pytest.raises(store.StoreError, match="needs index, arch and seed"):
+    store.read_table(tmp_path / "bad.csv")
