@@ -159,9 +159,9 @@ def render(result: dict, command: str) -> str:
     title = f"### table search, {ntk_proxy}{' + MeCo' if with_meco else ''}, {result['device']}"
     setting = (f"Table search (`--method table`) over `{result['scores']}` ({result['cells']} "
                f"cells, scoring seed(s) {', '.join(map(str, result['table_seeds']))}): ranks of "
-               f"{ntk_proxy} and LR over all scored cells.{meco_text} The seed column names the "
-               "pruning run whose limit a row uses; the unconstrained pick is the same in every "
-               "row.")
+               f"{ntk_proxy} and LR among the cells meeting the limit (all cells for the "
+               f"unconstrained pick).{meco_text} The seed column names the pruning run whose "
+               "limit a row uses; the unconstrained pick is the same in every row.")
   else:
     title = f"### {result['mode']} mode{' + MeCo' if with_meco else ''}, {result['device']}"
     setting = (f"NTK proxy: {ntk_proxy} (exact = TE-NAS semantics), {result['repeats']} repeats, "

@@ -42,6 +42,26 @@ def test_best_cell_minimizes_the_rank_sum_among_cells_meeting_the_limits(tmp_pat
   assert limited.costs["latency_ms"][limited.best] < latency_5
 
 
+def test_ranks_are_taken_among_the_cells_meeting_the_limits(tmp_path):
+  # Candidates 0, 3, 4 (<= 94.1 ms); 1462 and 9930 (> 960 ms) are excluded by the limit.
+  indices = np.array([0, 3, 4, 1462, 9930])
+  ntk = [10.0, 20.0, 30.0, 22.0, 24.0]   # candidates: ranks [1, 2, 3]; all five: [1, 2, 5, 3, 4]
+  lr = [300.0, 400.0, 500.0, 100.0, 50.0]  # candidates: ranks [3, 2, 1]; all five: [3, 2, 1, 4, 5]
+  scores = table.load_scores(write_store(tmp_path / "s.sqlite", indices, ntk, lr))
+  lut = latency.board("stm32f746")
+  weights = objective.Weights(ntk=0.4, lr=0.6)
+  limits = objective.Limits(max_latency_ms=100.0, board_memory=False)
+  result = table.search(scores, lut, weights, limits)
+  np.testing.assert_array_equal(result.feasible, [True, True, True, False, False])
+  np.testing.assert_array_equal(result.ranks["ntk"][:3], [1, 2, 3])
+  np.testing.assert_array_equal(result.ranks["lr"][:3], [3, 2, 1])
+  # Among candidates S = [0.4 + 1.8, 0.8 + 1.2, 1.2 + 0.6] = [2.2, 2.0, 1.8]: cell 4. Ranks over
+  # all five cells would give [0.4 + 1.8, 0.8 + 1.2, 2.0 + 0.6] = [2.2, 2.0, 2.6]: cell 3.
+  np.testing.assert_allclose(result.objective, [2.2, 2.0, 1.8, np.inf, np.inf])
+  assert scores.indices[result.best] == 4
+  assert np.isfinite(result.objective[result.front]).all()
+
+
 def test_seeds_are_averaged(tmp_path):
   path = write_store(tmp_path / "s.sqlite", [3, 4], [10.0, 20.0], [1.0, 2.0], seed=0)
   write_store(path, [3, 4], [30.0, 40.0], [3.0, 4.0], seed=1)
