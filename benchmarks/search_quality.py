@@ -43,22 +43,24 @@ SECTION = "## Search (issue 6)"
 
 
 def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=None,
-        meco: bool = False) -> dict:
+        meco: bool = False, images_path: pathlib.Path | None = None) -> dict:
   """Searches `seeds` seeds unconstrained and latency-limited; returns rows and timings.
   `checkpoint(result)` gets the partial result after every seed. With `meco`, MeCo joins NTK and
-  LR (a third of the weight each)."""
+  LR (a third of the weight each). `images_path` (`data.load_images`) replaces the
+  standard-normal inputs."""
   import jax
 
-  from micronas_jax import scoring, space
+  from micronas_jax import data, scoring, space
   from micronas_jax.hardware import latency
   from micronas_jax.search import objective, prune
 
   lut = latency.board("stm32f746")
   all_latency = latency.estimate(space.all_archs(), lut)
+  images = None if images_path is None else data.load_images(images_path)
   config = scoring.ScoreConfig(
       proxies=("ntk_fast" if mode == "fast" else "ntk", "lr", *(("meco",) if meco else ())),
-      repeats=repeats)
-  searcher = prune.prune_search(config)
+      repeats=repeats, data=None if images is None else data.fingerprint(images))
+  searcher = prune.prune_search(config, images=images)
   weights = objective.Weights.micronas(meco=meco)
   rows, times = [], []
   for seed in range(seeds):
@@ -84,8 +86,9 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
           f"gap {row['gap']:.2f} ({limited.seconds:.1f} s)", file=sys.stderr, flush=True)
     if checkpoint:
       checkpoint(summary(mode, repeats, rows, times, searcher.trace_count,
-                         searcher.indicators.name))
-  return summary(mode, repeats, rows, times, searcher.trace_count, searcher.indicators.name)
+                         searcher.indicators.name, images_path, config.data))
+  return summary(mode, repeats, rows, times, searcher.trace_count, searcher.indicators.name,
+                 images_path, config.data)
 
 
 def run_table(mode: str, scores_path: pathlib.Path, accuracy: np.ndarray, meco: bool = False,
@@ -131,11 +134,14 @@ def run_table(mode: str, scores_path: pathlib.Path, accuracy: np.ndarray, meco: 
   return result
 
 
-def summary(mode, repeats, rows, times, compilations, indicators="") -> dict:
+def summary(mode, repeats, rows, times, compilations, indicators="", images_path=None,
+            images_fingerprint=None) -> dict:
   import jax
 
   device = jax.devices()[0]
   return {"mode": mode, "indicators": indicators, "repeats": repeats, "rows": rows,
+          "images": None if images_path is None else pathlib.Path(images_path).name,
+          "images_sha256_16": images_fingerprint,
           "first_seconds": times[0],
           "steady_seconds": float(np.mean(times[1:])) if len(times) > 1 else None,
           "compilations": compilations,
@@ -163,10 +169,13 @@ def render(result: dict, command: str) -> str:
                f"unconstrained pick).{meco_text} The seed column names the pruning run whose "
                "limit a row uses; the unconstrained pick is the same in every row.")
   else:
-    title = f"### {result['mode']} mode{' + MeCo' if with_meco else ''}, {result['device']}"
+    images = result.get("images")
+    title = (f"### {result['mode']} mode{' + MeCo' if with_meco else ''}"
+             f"{f', {images} images' if images else ''}, {result['device']}")
+    inputs = (f"inputs: the images of `{images}` (sha256 {result['images_sha256_16']}...; LR: "
+              "random 3x3 crops of one channel)" if images else "standard-normal inputs")
     setting = (f"NTK proxy: {ntk_proxy} (exact = TE-NAS semantics), {result['repeats']} repeats, "
-               "batch 32, LR 3 x 1000 of 3x3, standard-normal inputs; seeds 0.."
-               f"{len(rows) - 1}.{meco_text}")
+               f"batch 32, LR 3 x 1000 of 3x3, {inputs}; seeds 0..{len(rows) - 1}.{meco_text}")
   lines = [title, "",
            f"Command: `{command}` ({result['date']}; Python {result['python']}, "
            f"jax {result['jax']}). " + setting, "",
@@ -225,7 +234,12 @@ def main():
   parser.add_argument("--meco", action="store_true",
                       help="MeCo as a third indicator beside NTK and LR (beyond the paper)")
   parser.add_argument("--data", type=pathlib.Path,
-                      default=REPO.parent / "shared/data/nb201/cifar10.csv")
+                      default=REPO.parent / "shared/data/nb201/cifar10.csv",
+                      help="ground truth (accuracy per cell)")
+  parser.add_argument("--images", type=pathlib.Path, default=None,
+                      help="inputs of the indicators instead of standard-normal ones: a CIFAR-10 "
+                           "python directory or an .npz of [N,32,32,3] (e.g. from "
+                           "benchmarks/natural_images.py)")
   parser.add_argument("--scores", type=pathlib.Path, default=None,
                       help="run the table search over this whole-space score table instead")
   parser.add_argument("--limits-from", type=pathlib.Path, default=None,
@@ -263,7 +277,7 @@ def main():
         raise SystemExit(str(error)) from None
       save(result)
     else:
-      result = run(args.mode, args.seeds, accuracy, args.repeats, save, args.meco)
+      result = run(args.mode, args.seeds, accuracy, args.repeats, save, args.meco, args.images)
     print(f"total {time.perf_counter() - start:.0f} s", file=sys.stderr)
   text = render(result, command)
   if args.note:

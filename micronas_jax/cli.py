@@ -366,6 +366,16 @@ def _read_arch_file(path: str) -> np.ndarray:
   return np.asarray(indices, np.int32)
 
 
+def _load_images(data_path: str) -> np.ndarray:
+  """Normalized images `[N, 32, 32, 3]` for the indicators; a bad path or file exits 2."""
+  from micronas_jax import data as data_module
+
+  try:
+    return data_module.load_images(data_path)
+  except data_module.DataError as error:
+    raise InputError(str(error)) from None
+
+
 def _parse_lr_samples(text: str) -> tuple[int, int]:
   batches, sep, batch = text.lower().partition("x")
   if not (sep and batches.isdigit() and batch.isdigit()):
@@ -431,12 +441,7 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_
   except space.ArchError as error:
     raise InputError(f"--indices: {error}") from None
   lr_batches, lr_batch = _parse_lr_samples(lr_samples)
-  images = None
-  if data_path:
-    try:
-      images = data_module.load_images(data_path)
-    except data_module.DataError as error:
-      raise InputError(str(error)) from None
+  images = _load_images(data_path) if data_path else None
   try:
     config = scoring.ScoreConfig(
         proxies=tuple(p.strip() for p in proxy_names.split(",") if p.strip()), repeats=repeats,
@@ -570,6 +575,9 @@ Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a G
               help="Draws averaged per candidate (--method prune).")
 @click.option("--batch-size", type=int, default=32, show_default=True,
               help="NTK batch (MicroNAS: 32, TE-NAS: 72).")
+@click.option("--data", "data_path", type=click.Path(), default=None,
+              help="Images for the indicators (--method prune), as TE-NAS uses CIFAR-10: a "
+                   "CIFAR-10 python directory or .npz of [N,32,32,3] (default: random normal).")
 @click.option("--out", default=None, help="JSON report to write.")
 @click.option("--plot", "plot_path", default=None,
               help="Pareto plot PNG, objective vs latency (--method table; needs matplotlib).")
@@ -577,8 +585,8 @@ Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a G
               help="CSV with index,test_acc: also report the chosen cell's accuracy.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m, w_flops,
-           w_latency, method, scores_path, fast, meco, seed, repeats, batch_size, out, plot_path,
-           benchmark_path, progress):
+           w_latency, method, scores_path, fast, meco, seed, repeats, batch_size, data_path, out,
+           plot_path, benchmark_path, progress):
   """Finds the best cell for a board under hardware limits, and reports it with its evidence."""
   from micronas_jax.search import objective
 
@@ -592,12 +600,19 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
     raise InputError("--method table needs --scores FILE (a store from `micronas-jax score`)")
   if method == "prune" and (scores_path or plot_path):
     raise InputError("--scores and --plot belong to --method table")
+  if method == "table" and data_path:
+    raise InputError("--data belongs to --method prune (a score table was scored on its own "
+                     "inputs: `micronas-jax score --data`)")
   if benchmark_path and not pathlib.Path(benchmark_path).is_file():
     raise InputError(f"{benchmark_path}: no such benchmark CSV")
   if method == "prune":
-    report = _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progress)
+    images = _load_images(data_path) if data_path else None
+    report = _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progress,
+                           images)
   else:
     report = _search_table(lut, weights, limits, fast, scores_path, plot_path)
+  if data_path:
+    report["data"] = str(data_path)
   ind = report["indicators"]
   if benchmark_path:
     report["test_acc"] = _benchmark_accuracy(benchmark_path, report["index"])
@@ -617,10 +632,12 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
              + (f"\nwrote    {out}" if out else ""))
 
 
-def _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progress) -> dict:
+def _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progress,
+                  images=None) -> dict:
   import jax
   from tqdm import tqdm
 
+  from micronas_jax import data as data_module
   from micronas_jax import scoring
   from micronas_jax.search import objective, prune
 
@@ -628,10 +645,11 @@ def _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progres
     feasible, bounds = objective.space_feasibility(lut, limits)
     config = scoring.ScoreConfig(
         proxies=("ntk_fast" if fast else "ntk", "lr", *(("meco",) if weights.meco else ())),
-        repeats=repeats, ntk_batch=batch_size)
+        repeats=repeats, ntk_batch=batch_size,
+        data=None if images is None else data_module.fingerprint(images))
   except (objective.ObjectiveError, ValueError) as error:
     raise InputError(str(error)) from None
-  searcher = prune.prune_search(config)
+  searcher = prune.prune_search(config, images=images)
   click.echo(f"pruning search ({searcher.indicators.name}, {repeats} repeats) on "
              f"{jax.default_backend()}; compiling first (about a minute on a CPU)", err=True)
   with_none = not feasible[(space.all_archs() != space.NONE).all(1)].any()

@@ -267,3 +267,27 @@ def test_search_quality_table_mode_picks_the_best_scored_cell_under_each_limit(t
   assert search_quality.render(result, "cmd").startswith("### table search, ntk_fast, ")
   default = search_quality.run_table("fast", path, accuracy)["rows"][0]  # a third of the pick's
   assert default["limit_ms"] == pytest.approx(all_latency[row["index"]] / 3)
+
+
+def test_search_quality_feeds_the_given_images_to_the_search_and_names_them(tmp_path,
+                                                                            monkeypatch):
+  from benchmarks import search_quality
+  from micronas_jax import data
+  from micronas_jax.search import prune
+  from test_search_prune import additive
+  images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+  np.savez(tmp_path / "photos.npz", images=images)
+  searcher, calls = prune.PruneSearch(additive(), repeats=1), []
+  monkeypatch.setattr(prune, "prune_search",
+                      lambda config, images=None: calls.append((config, images)) or searcher)
+  accuracy = np.linspace(80, 94, space.NUM_CELLS)
+  result = search_quality.run("fast", 1, accuracy, 1, images_path=tmp_path / "photos.npz")
+  (config, passed), = calls
+  np.testing.assert_allclose(passed, data.load_images(tmp_path / "photos.npz"))
+  assert config.data == data.fingerprint(passed) == result["images_sha256_16"]
+  text = search_quality.render(result, "cmd")
+  assert text.startswith("### fast mode, photos.npz images, ")
+  assert "the images of `photos.npz`" in text and "standard-normal" not in text
+  plain = search_quality.run("fast", 1, accuracy, 1)
+  assert calls[-1][1] is None and plain["images"] is None
+  assert "standard-normal inputs" in search_quality.render(plain, "cmd")

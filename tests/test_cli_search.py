@@ -1,10 +1,11 @@
 """`micronas-jax search`: reports, JSON, benchmark accuracy and one-line bad-input errors."""
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from micronas_jax import cli, store
+from micronas_jax import cli, data, store
 from micronas_jax.search import prune
 from test_search_prune import additive
 from test_search_table import write_store
@@ -24,7 +25,13 @@ def assert_one_line_error(result, message):
 def toy_prune(monkeypatch):
   """Replaces the proxy networks by synthetic indicators so a CLI search takes a second."""
   searcher = prune.PruneSearch(additive(), repeats=1)
-  monkeypatch.setattr(prune, "prune_search", lambda config: searcher)
+  searcher.calls = []  # (config, images) of each prune_search call
+
+  def fake_prune_search(config, images=None):
+    searcher.calls.append((config, images))
+    return searcher
+
+  monkeypatch.setattr(prune, "prune_search", fake_prune_search)
   return searcher
 
 
@@ -43,6 +50,24 @@ def test_prune_search_prints_and_writes_the_report(tmp_path, toy_prune):
   assert result.exit_code == 0 and "accuracy 93.50 %" in result.output, result.output
   for field in ("index", "arch", "NTK", "latency", "SRAM", "flash", "FLOPs", "params", "time"):
     assert field in result.output
+
+
+def test_prune_search_takes_images_from_data(tmp_path, toy_prune):
+  images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+  np.savez(tmp_path / "tiny.npz", images=images)
+  out = tmp_path / "r.json"
+  result = invoke("--fast", "--data", tmp_path / "tiny.npz", "--out", out, "--no-progress")
+  assert result.exit_code == 0, result.output
+  config, passed = toy_prune.calls[-1]
+  np.testing.assert_allclose(passed, data.load_images(tmp_path / "tiny.npz"))
+  assert config.data == data.fingerprint(passed)
+  report = json.loads(out.read_text())
+  assert report["data"] == str(tmp_path / "tiny.npz")
+  assert report["score_config"]["data"] == config.data
+  assert_one_line_error(invoke("--fast", "--data", tmp_path / "missing.npz"), "missing.npz")
+  scores = write_store(tmp_path / "s.sqlite", [0], [1.0], [1.0])
+  assert_one_line_error(invoke("--method", "table", "--scores", scores, "--data",
+                               tmp_path / "tiny.npz"), "--data belongs to --method prune")
 
 
 def test_table_search_with_meco_reports_it(tmp_path):

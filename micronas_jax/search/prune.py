@@ -306,9 +306,17 @@ def default_candidates_per_step() -> int:
   return 1 if jax.local_devices()[0].platform == "cpu" else 25
 
 
-@functools.lru_cache(maxsize=None)
-def prune_search(config: scoring.ScoreConfig, candidates_per_step: int | None = None
-                 ) -> PruneSearch:
-  """The PruneSearch of a scoring configuration's proxies (cached: one compilation each)."""
+def prune_search(config: scoring.ScoreConfig, candidates_per_step: int | None = None,
+                 images=None) -> PruneSearch:
+  """The PruneSearch of a scoring configuration's proxies on `images: [N, 32, 32, 3]` (normalized,
+  `data.load_images`; None: standard-normal inputs). Without images the searcher is cached, so a
+  configuration compiles once per process."""
   step = candidates_per_step or default_candidates_per_step()
+  if images is None:
+    return _cached_prune_search(config, step)
+  return PruneSearch(proxy_indicators(config, images), config.repeats, step)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_prune_search(config: scoring.ScoreConfig, step: int) -> PruneSearch:
   return PruneSearch(proxy_indicators(config), config.repeats, step)
