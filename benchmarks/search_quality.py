@@ -13,11 +13,15 @@ fast mode <= 60 s.
     python3 -m benchmarks search-quality --mode fast --seeds 10 --meco   # MeCo beside NTK and LR
     python3 -m benchmarks search-quality --mode fast --meco --scores TABLE.csv.gz \
         --limits-from benchmarks/data/search_fast_meco_cpu.json   # the table search, same limits
+    python3 -m benchmarks search-quality --mode fast --scores TABLE.csv.gz --sweep 25  # 25 limits
+    python3 -m benchmarks search-quality --mode fast --images benchmarks/data/natural_images.npz
 
 With `--scores`, the table search (`micronas-jax search --method table`) over a whole-space score
 table stands in for the pruning search: one unconstrained pick, then one pick per limit, the
 limits being a third of that pick's latency or, with `--limits-from`, those of a saved pruning run
-(so the two searches face the same limits).
+(so the two searches face the same limits), or with `--sweep N` N quantiles of all cells'
+latency, with a plot of the pick against the best cell under each limit. `--images` runs the
+pruning search's indicators on images (`natural_images.py`) instead of standard-normal inputs.
 
 Ground truth: --data, by default ../shared/data/nb201/cifar10.csv (index, arch, test_acc,
 params_m), read by `micronas_jax.benchmark.read_accuracy` (an official NB201 .pth or NATS-Bench
@@ -134,6 +138,43 @@ def run_table(mode: str, scores_path: pathlib.Path, accuracy: np.ndarray, meco: 
   return result
 
 
+def sweep_limits(all_latency: np.ndarray, count: int) -> list[float]:
+  """`count` latency limits (ms): the 2%...98% quantiles (evenly spaced) of all cells' latency,
+  so that each limit is met by that share of the space."""
+  return [float(q) for q in np.quantile(all_latency, np.linspace(0.02, 0.98, count))]
+
+
+def plot_sweep(result: dict, path: pathlib.Path) -> bool:
+  """Writes a PNG of a sweep: the best accuracy under each limit and the table search's pick;
+  False (and a message) without matplotlib."""
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    print("matplotlib missing (pip install -e '.[bench]'): no plot", file=sys.stderr)
+    return False
+  rows = result["rows"]
+  limit = [r["limit_ms"] for r in rows]
+  fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+  ax.plot(limit, [r["best_feasible_acc"] for r in rows], "-", c="0.4",
+          label="best cell under the limit (ground truth)")
+  ax.plot(limit, [r["limited_acc"] for r in rows], "o", ms=4, c="tab:red",
+          label=f"table search's pick ({result['indicators']})")
+  ax.set_xlabel("latency limit on the STM32F746 LUT (ms)")
+  ax.set_ylabel("CIFAR-10 test accuracy (%)")
+  gaps = np.array([r["gap"] for r in rows])
+  ax.set_title(f"mean gap {gaps.mean():.2f} points; within 0.5 at {(gaps <= 0.5).sum()} of "
+               f"{len(gaps)} limits", fontsize=10)
+  ax.set_ylim(max(80.0, min(r["limited_acc"] for r in rows) - 1), None)
+  ax.legend(loc="lower right", fontsize=8)
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path)
+  plt.close(fig)
+  return True
+
+
 def summary(mode, repeats, rows, times, compilations, indicators="", images_path=None,
             images_fingerprint=None) -> dict:
   import jax
@@ -161,7 +202,15 @@ def render(result: dict, command: str) -> str:
   ntk_proxy = "ntk_fast" if result["mode"] == "fast" else "ntk"
   meco_text = (" MeCo (one image through the full C=16, N=5 supernet) joins NTK and LR, a third "
                "of the weight each." if with_meco else "")
-  if result.get("method") == "table":
+  if result.get("sweep"):
+    title = (f"### table search over a latency sweep, {ntk_proxy}{' + MeCo' if with_meco else ''}"
+             f", {result['device']}")
+    setting = (f"Table search (`--method table`) over `{result['scores']}` ({result['cells']} "
+               f"cells, scoring seed(s) {', '.join(map(str, result['table_seeds']))}) under "
+               f"{len(rows)} latency limits, the 2%...98% quantiles of all cells' latency (the "
+               "first column numbers the limit); ranks among the cells meeting each limit."
+               f"{meco_text}" + (f" ![sweep]({result['plot']})" if result.get("plot") else ""))
+  elif result.get("method") == "table":
     title = f"### table search, {ntk_proxy}{' + MeCo' if with_meco else ''}, {result['device']}"
     setting = (f"Table search (`--method table`) over `{result['scores']}` ({result['cells']} "
                f"cells, scoring seed(s) {', '.join(map(str, result['table_seeds']))}): ranks of "
@@ -179,7 +228,7 @@ def render(result: dict, command: str) -> str:
   lines = [title, "",
            f"Command: `{command}` ({result['date']}; Python {result['python']}, "
            f"jax {result['jax']}). " + setting, "",
-           "| seed | pick | acc % | latency ms | limit ms | limited pick | acc % | best under "
+           f"| {'limit #' if result.get('sweep') else 'seed'} | pick | acc % | latency ms | limit ms | limited pick | acc % | best under "
            "limit % | gap | s (free / limited) |",
            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
   for r in rows:
@@ -192,7 +241,7 @@ def render(result: dict, command: str) -> str:
             f"(target >= 93.9; TE-NAS 93.9 ± 0.47; optimum 94.37).",
             f"- Latency-limited: mean gap to the best cell under the limit **{gaps.mean():.2f}** "
             f"points, max {gaps.max():.2f}; within 0.5 points in {(gaps <= 0.5).sum()} of "
-            f"{len(gaps)} seeds (target: within 0.5).",
+            f"{len(gaps)} {'limits' if result.get('sweep') else 'seeds'} (target: within 0.5).",
             f"- Time per search: first {result['first_seconds']:.1f} s"
             + (" (compilation included), " if result.get("method") != "table" else ", ")
             + (f"then {steady:.1f} s on average" if steady is not None else "no second search")
@@ -244,6 +293,9 @@ def main():
                       help="run the table search over this whole-space score table instead")
   parser.add_argument("--limits-from", type=pathlib.Path, default=None,
                       help="with --scores: the latency limits of a saved pruning run (its JSON)")
+  parser.add_argument("--sweep", type=int, default=None, metavar="N",
+                      help="with --scores: N latency limits, the 2%%...98%% quantiles of all "
+                           "cells' latency, and a plot (benchmarks/figures/)")
   parser.add_argument("--save-json", type=pathlib.Path, default=None)
   parser.add_argument("--load-json", type=pathlib.Path, default=None,
                       help="render a saved run instead of running")
@@ -267,7 +319,13 @@ def main():
     accuracy = benchmark.read_accuracy(args.data)
     if args.scores:
       limits_ms = limit_seeds = None
-      if args.limits_from:
+      if args.sweep:
+        from micronas_jax import space
+        from micronas_jax.hardware import latency
+        limits_ms = sweep_limits(
+            latency.estimate(space.all_archs(), latency.board("stm32f746")), args.sweep)
+        limit_seeds = list(range(len(limits_ms)))
+      elif args.limits_from:
         saved_rows = json.loads(args.limits_from.read_text())["result"]["rows"]
         limits_ms = [row["limit_ms"] for row in saved_rows]
         limit_seeds = [row["seed"] for row in saved_rows]
@@ -275,6 +333,12 @@ def main():
         result = run_table(args.mode, args.scores, accuracy, args.meco, limits_ms, limit_seeds)
       except (table_errors()) as error:
         raise SystemExit(str(error)) from None
+      if args.sweep:
+        name = f"sweep_{'fast' if args.mode == 'fast' else 'exact'}{'_meco' if args.meco else ''}"
+        plot_path = REPO / "benchmarks/figures" / f"{name}.png"
+        result["sweep"] = True
+        if plot_sweep(result, plot_path):
+          result["plot"] = str(plot_path.relative_to(REPO / "benchmarks"))
       save(result)
     else:
       result = run(args.mode, args.seeds, accuracy, args.repeats, save, args.meco, args.images)

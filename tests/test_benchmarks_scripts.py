@@ -291,3 +291,12 @@ def test_search_quality_feeds_the_given_images_to_the_search_and_names_them(tmp_
   plain = search_quality.run("fast", 1, accuracy, 1)
   assert calls[-1][1] is None and plain["images"] is None
   assert "standard-normal inputs" in search_quality.render(plain, "cmd")
+
+
+def test_sweep_limits_are_latency_quantiles_met_by_that_share_of_cells():
+  from benchmarks import search_quality
+  all_latency = np.arange(1.0, 101.0)  # 100 cells of 1..100 ms
+  limits = search_quality.sweep_limits(all_latency, 3)
+  # Quantiles 0.02, 0.5, 0.98 of 1..100 (linear interpolation): 1 + 99 q.
+  np.testing.assert_allclose(limits, [2.98, 50.5, 98.02])
+  assert [(all_latency <= limit).mean() for limit in limits] == [0.02, 0.5, 0.98]
