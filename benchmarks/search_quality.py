@@ -47,11 +47,13 @@ SECTION = "## Search (issue 6)"
 
 
 def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=None,
-        meco: bool = False, images_path: pathlib.Path | None = None) -> dict:
+        meco: bool = False, images_path: pathlib.Path | None = None,
+        limited_w_latency: float = 0.0) -> dict:
   """Searches `seeds` seeds unconstrained and latency-limited; returns rows and timings.
   `checkpoint(result)` gets the partial result after every seed. With `meco`, MeCo joins NTK and
   LR (a third of the weight each). `images_path` (`data.load_images`) replaces the
-  standard-normal inputs."""
+  standard-normal inputs. `limited_w_latency` weighs the latency rank in the limited search
+  (MicroNAS latency guidance next to the hard limit; the unconstrained search stays TE-NAS)."""
   import jax
 
   from micronas_jax import data, scoring, space
@@ -66,6 +68,7 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
       repeats=repeats, data=None if images is None else data.fingerprint(images))
   searcher = prune.prune_search(config, images=images)
   weights = objective.Weights.micronas(meco=meco)
+  limited_weights = objective.Weights.micronas(w_latency=limited_w_latency, meco=meco)
   rows, times = [], []
   for seed in range(seeds):
     free = searcher.search(seed, weights, lut)
@@ -74,7 +77,7 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
     limit = float(all_latency[index]) / 3
     feasible, _ = objective.space_feasibility(
         lut, objective.Limits(max_latency_ms=limit, board_memory=False))
-    limited = searcher.search(seed, weights, lut, feasible)
+    limited = searcher.search(seed, limited_weights, lut, feasible)
     times.append(limited.seconds)
     limited_index = space.index_of(limited.ops)
     best_feasible = float(np.nanmax(np.where(feasible, accuracy, np.nan)))
@@ -90,9 +93,9 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
           f"gap {row['gap']:.2f} ({limited.seconds:.1f} s)", file=sys.stderr, flush=True)
     if checkpoint:
       checkpoint(summary(mode, repeats, rows, times, searcher.trace_count,
-                         searcher.indicators.name, images_path, config.data))
+                         searcher.indicators.name, images_path, config.data, limited_w_latency))
   return summary(mode, repeats, rows, times, searcher.trace_count, searcher.indicators.name,
-                 images_path, config.data)
+                 images_path, config.data, limited_w_latency)
 
 
 def run_table(mode: str, scores_path: pathlib.Path, accuracy: np.ndarray, meco: bool = False,
@@ -176,13 +179,13 @@ def plot_sweep(result: dict, path: pathlib.Path) -> bool:
 
 
 def summary(mode, repeats, rows, times, compilations, indicators="", images_path=None,
-            images_fingerprint=None) -> dict:
+            images_fingerprint=None, limited_w_latency=0.0) -> dict:
   import jax
 
   device = jax.devices()[0]
   return {"mode": mode, "indicators": indicators, "repeats": repeats, "rows": rows,
           "images": None if images_path is None else pathlib.Path(images_path).name,
-          "images_sha256_16": images_fingerprint,
+          "images_sha256_16": images_fingerprint, "limited_w_latency": limited_w_latency,
           "first_seconds": times[0],
           "steady_seconds": float(np.mean(times[1:])) if len(times) > 1 else None,
           "compilations": compilations,
@@ -219,12 +222,16 @@ def render(result: dict, command: str) -> str:
                "limit a row uses; the unconstrained pick is the same in every row.")
   else:
     images = result.get("images")
+    guided = result.get("limited_w_latency") or 0.0
     title = (f"### {result['mode']} mode{' + MeCo' if with_meco else ''}"
-             f"{f', {images} images' if images else ''}, {result['device']}")
+             f"{f', {images} images' if images else ''}"
+             f"{f', limited search w_latency {guided:g}' if guided else ''}, {result['device']}")
     inputs = (f"inputs: the images of `{images}` (sha256 {result['images_sha256_16']}...; LR: "
               "random 3x3 crops of one channel)" if images else "standard-normal inputs")
     setting = (f"NTK proxy: {ntk_proxy} (exact = TE-NAS semantics), {result['repeats']} repeats, "
-               f"batch 32, LR 3 x 1000 of 3x3, {inputs}; seeds 0..{len(rows) - 1}.{meco_text}")
+               f"batch 32, LR 3 x 1000 of 3x3, {inputs}; seeds 0..{len(rows) - 1}.{meco_text}"
+               + (f" The limited search adds the latency rank with weight {guided:g} (MicroNAS "
+                  "latency guidance; the rest split as usual)." if guided else ""))
   lines = [title, "",
            f"Command: `{command}` ({result['date']}; Python {result['python']}, "
            f"jax {result['jax']}). " + setting, "",
@@ -293,6 +300,8 @@ def main():
                       help="run the table search over this whole-space score table instead")
   parser.add_argument("--limits-from", type=pathlib.Path, default=None,
                       help="with --scores: the latency limits of a saved pruning run (its JSON)")
+  parser.add_argument("--limited-w-latency", type=float, default=0.0, metavar="W",
+                      help="weight of the latency rank in the latency-limited search")
   parser.add_argument("--sweep", type=int, default=None, metavar="N",
                       help="with --scores: N latency limits, the 2%%...98%% quantiles of all "
                            "cells' latency, and a plot (benchmarks/figures/)")
@@ -341,7 +350,8 @@ def main():
           result["plot"] = str(plot_path.relative_to(REPO / "benchmarks"))
       save(result)
     else:
-      result = run(args.mode, args.seeds, accuracy, args.repeats, save, args.meco, args.images)
+      result = run(args.mode, args.seeds, accuracy, args.repeats, save, args.meco, args.images,
+                   args.limited_w_latency)
     print(f"total {time.perf_counter() - start:.0f} s", file=sys.stderr)
   text = render(result, command)
   if args.note:

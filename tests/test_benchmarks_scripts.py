@@ -300,3 +300,20 @@ def test_sweep_limits_are_latency_quantiles_met_by_that_share_of_cells():
   # Quantiles 0.02, 0.5, 0.98 of 1..100 (linear interpolation): 1 + 99 q.
   np.testing.assert_allclose(limits, [2.98, 50.5, 98.02])
   assert [(all_latency <= limit).mean() for limit in limits] == [0.02, 0.5, 0.98]
+
+
+def test_search_quality_weighs_latency_only_in_the_limited_search(monkeypatch):
+  from benchmarks import search_quality
+  from micronas_jax.search import prune
+  from test_search_prune import additive
+  searcher, weights_seen = prune.PruneSearch(additive(), repeats=1), []
+  search = searcher.search
+  monkeypatch.setattr(searcher, "search", lambda seed, weights, *rest: (
+      weights_seen.append(weights), search(seed, weights, *rest))[1])
+  monkeypatch.setattr(prune, "prune_search", lambda config, images=None: searcher)
+  result = search_quality.run("fast", 1, np.linspace(80, 94, space.NUM_CELLS), 1,
+                              limited_w_latency=0.4)
+  free, limited = weights_seen
+  assert (free.ntk, free.lr, free.latency) == (0.5, 0.5, 0.0)
+  assert limited.latency == 0.4 and limited.ntk == limited.lr == pytest.approx(0.3)
+  assert ", limited search w_latency 0.4, " in search_quality.render(result, "cmd")
