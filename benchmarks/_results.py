@@ -50,3 +50,25 @@ def write_section(title: str, body: str, path: pathlib.Path = RESULTS) -> None:
     end = text.find("\n## ", start + len(heading))
     text = text[:start] + section + (text[end:] if end >= 0 else "")
   path.write_text(text.rstrip("\n") + "\n")
+
+
+def pyplot():
+  """matplotlib.pyplot on the file-only Agg backend, or None (after a one-line message) where
+  matplotlib is missing: the scripts' tables never depend on it."""
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+  except ImportError:
+    print("no plot: it needs matplotlib (pip install -e '.[bench]')", file=sys.stderr)
+    return None
+  return plt
+
+
+def save_figure(fig, path: pathlib.Path, dpi: float | None = None) -> None:
+  """Writes `fig` as a PNG at `path` (making its folder) and closes it."""
+  import matplotlib.pyplot as plt
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=dpi)
+  plt.close(fig)

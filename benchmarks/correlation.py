@@ -152,13 +152,8 @@ def plot(table: dict[str, np.ndarray], names: list[str], truth: np.ndarray,
          correlations: dict[str, benchmark.Correlation], path: pathlib.Path) -> bool:
   """Scatter of each raw score (valid rows) against accuracy, one panel each; False without
   matplotlib."""
-  try:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-  except ImportError:
-    print("skipping the plot: it needs matplotlib (pip install -e '.[bench]')", file=sys.stderr)
+  plt = _results.pyplot()
+  if plt is None:
     return False
   cols = min(4, len(names))
   rows = -(-len(names) // cols)
@@ -179,10 +174,7 @@ def plot(table: dict[str, np.ndarray], names: list[str], truth: np.ndarray,
     ax.tick_params(labelsize=7)
   for ax in list(axes.flat)[len(names):]:
     ax.axis("off")
-  fig.tight_layout()
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=80)
-  plt.close(fig)
+  _results.save_figure(fig, path, dpi=80)
   return True
 
 

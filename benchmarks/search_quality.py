@@ -40,6 +40,10 @@ import time
 
 import numpy as np
 
+try:
+  from benchmarks import _results
+except ImportError:  # run as a file (python3 benchmarks/search_quality.py): its folder is on the path
+  import _results
 from micronas_jax import benchmark
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -150,12 +154,8 @@ def sweep_limits(all_latency: np.ndarray, count: int) -> list[float]:
 def plot_sweep(result: dict, path: pathlib.Path) -> bool:
   """Writes a PNG of a sweep: the best accuracy under each limit and the table search's pick;
   False (and a message) without matplotlib."""
-  try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-  except ImportError:
-    print("matplotlib missing (pip install -e '.[bench]'): no plot", file=sys.stderr)
+  plt = _results.pyplot()
+  if plt is None:
     return False
   rows = result["rows"]
   limit = [r["limit_ms"] for r in rows]
@@ -171,10 +171,7 @@ def plot_sweep(result: dict, path: pathlib.Path) -> bool:
                f"{len(gaps)} limits", fontsize=10)
   ax.set_ylim(max(80.0, min(r["limited_acc"] for r in rows) - 1), None)
   ax.legend(loc="lower right", fontsize=8)
-  fig.tight_layout()
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path)
-  plt.close(fig)
+  _results.save_figure(fig, path)
   return True
 
 

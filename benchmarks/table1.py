@@ -108,12 +108,8 @@ def pareto_front(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
 
 def plot(rows, accuracy, costs, path: pathlib.Path) -> bool:
   """Latency vs accuracy of the whole space, its Pareto front and each method's picks (PNG)."""
-  try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-  except ImportError:
-    print("matplotlib missing (pip install -e '.[bench]'): no plot", file=sys.stderr)
+  plt = _results.pyplot()
+  if plt is None:
     return False
   valid = np.isfinite(accuracy)
   lat, acc = costs["latency_ms"][valid], accuracy[valid]
@@ -139,10 +135,7 @@ def plot(rows, accuracy, costs, path: pathlib.Path) -> bool:
   ax.set_ylabel("NAS-Bench-201 CIFAR-10 test accuracy (%)")
   ax.set_title("Picks of the pruning search over seeds and weights")
   ax.legend(loc="lower right", fontsize=8)
-  fig.tight_layout()
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path)
-  plt.close(fig)
+  _results.save_figure(fig, path)
   return True
 
 

@@ -132,7 +132,7 @@ def test_correlation_plot_or_message_without_matplotlib(tiny, tmp_path, monkeypa
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   monkeypatch.setitem(sys.modules, "matplotlib", None)
   run(tiny, "--plot", str(tmp_path / "d.png"))
-  assert "skipping the plot: it needs matplotlib" in capsys.readouterr().err
+  assert "no plot: it needs matplotlib" in capsys.readouterr().err
   assert not (tmp_path / "d.png").exists()
 
 
