@@ -58,8 +58,6 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
   LR (a third of the weight each). `images_path` (`data.load_images`) replaces the
   standard-normal inputs. `limited_w_latency` weighs the latency rank in the limited search
   (MicroNAS latency guidance next to the hard limit; the unconstrained search stays TE-NAS)."""
-  import jax
-
   from micronas_jax import data, scoring, space
   from micronas_jax.hardware import latency
   from micronas_jax.search import objective, prune

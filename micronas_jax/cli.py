@@ -545,6 +545,7 @@ Examples:
   micronas-jax search --method table --scores space.sqlite --max-sram-kb 64 --plot pareto.png
   micronas-jax search --fast --benchmark ../shared/data/nb201/cifar10.csv
   micronas-jax search --fast --meco --max-latency-ms 200
+  micronas-jax search --data ~/cifar-10-batches-py   # TE-NAS's inputs: CIFAR-10 images
 Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a GPU.
 """)
 @click.option("--board", default="stm32f746", show_default=True,

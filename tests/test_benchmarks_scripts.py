@@ -271,10 +271,11 @@ def test_search_quality_table_mode_picks_the_best_scored_cell_under_each_limit(t
 
 def test_search_quality_feeds_the_given_images_to_the_search_and_names_them(tmp_path,
                                                                             monkeypatch):
+  from test_search_prune import additive
+
   from benchmarks import search_quality
   from micronas_jax import data
   from micronas_jax.search import prune
-  from test_search_prune import additive
   images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
   np.savez(tmp_path / "photos.npz", images=images)
   searcher, calls = prune.PruneSearch(additive(), repeats=1), []
@@ -303,9 +304,10 @@ def test_sweep_limits_are_latency_quantiles_met_by_that_share_of_cells():
 
 
 def test_search_quality_weighs_latency_only_in_the_limited_search(monkeypatch):
+  from test_search_prune import additive
+
   from benchmarks import search_quality
   from micronas_jax.search import prune
-  from test_search_prune import additive
   searcher, weights_seen = prune.PruneSearch(additive(), repeats=1), []
   search = searcher.search
   monkeypatch.setattr(searcher, "search", lambda seed, weights, *rest: (

@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_search_prune import additive
+from test_search_table import write_store
 
 from micronas_jax import cli, data, store
 from micronas_jax.search import prune
-from test_search_prune import additive
-from test_search_table import write_store
 
 
 def invoke(*args):

@@ -317,6 +317,6 @@ def prune_search(config: scoring.ScoreConfig, candidates_per_step: int | None = 
   return PruneSearch(proxy_indicators(config, images), config.repeats, step)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_prune_search(config: scoring.ScoreConfig, step: int) -> PruneSearch:
   return PruneSearch(proxy_indicators(config), config.repeats, step)
