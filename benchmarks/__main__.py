@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "search-quality": "search_quality",
     "table1": "table1",
     "latency-fit": "latency_fit",
+    "emu-validation": "emu_validation",
     "natural-images": "natural_images",
     "torch-reference": "torch_reference",
     "summary": "summary",

@@ -206,6 +206,12 @@ def test_entry_point_lists_and_forwards_subcommands(tmp_path, capsys):
   assert "| Search (issue 6) / fast mode |" in capsys.readouterr().out
 
 
+def test_every_benchmark_script_is_a_subcommand():
+  scripts = {path.stem for path in entry.HERE.glob("*.py")
+             if 'if __name__ == "__main__":' in path.read_text() and path.stem != "__main__"}
+  assert scripts == set(entry.SUBCOMMANDS.values())
+
+
 # --- Table I ----------------------------------------------------------------------------------
 
 
