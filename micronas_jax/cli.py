@@ -431,7 +431,6 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_
           init, data_path, cells_per_step, distributed, progress):
   """Scores cells with training-free proxies into a resumable SQLite store."""
   import jax
-  from tqdm import tqdm
 
   from micronas_jax import data as data_module
   from micronas_jax import scoring, store
@@ -464,18 +463,31 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_
     results = store.ScoreStore(out, config.to_dict(), config.hash(), config.proxies)
   except (ValueError, store.StoreError) as error:
     raise InputError(str(error)) from None
+  scored = _fill_store(results, scorer, selected, seed, progress, out)
+  click.echo(f"{out}: {scored} cells scored (config {config.hash()}, seed {seed})", err=True)
+
+
+def _fill_store(results, scorer, selected: np.ndarray, seed: int, progress: bool,
+                out: str) -> int:
+  """Scores the cells of `selected: [n]` (benchmark indices) that the store `results` lacks for
+  `seed`, committing each chunk (a killed run loses at most one chunk); returns how many."""
+  import jax
+  from tqdm import tqdm
+
+  from micronas_jax import scoring
+
   with results:
     done = results.done(seed)
     todo = np.asarray([i for i in dict.fromkeys(selected.tolist()) if i not in done], np.int32)
     click.echo(f"{len(selected)} cells selected, {len(selected) - len(todo)} already in {out}, "
                f"{len(todo)} to score on {jax.local_device_count()} {jax.default_backend()} "
-               f"device(s), {step} per step", err=True)
+               f"device(s), {scorer.cells_per_step} per step", err=True)
     with tqdm(total=len(todo), unit="cell", disable=not progress, dynamic_ncols=True) as bar:
       def write(rows):
         results.write(rows, seed)
         bar.update(len(rows))
       scoring.score_indices(todo, scorer, seed, write)
-  click.echo(f"{out}: {len(todo)} cells scored (config {config.hash()}, seed {seed})", err=True)
+  return len(todo)
 
 
 @cli.group("table")
@@ -561,8 +573,10 @@ Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a G
               help="Weight of the FLOPs rank; NTK and LR share 1 - w_flops - w_latency.")
 @click.option("--w-latency", type=float, default=0.0, show_default=True,
               help="Weight of the latency rank.")
-@click.option("--method", type=click.Choice(["prune", "table"]), default="prune",
-              show_default=True, help="Prune a supernet (TE-NAS/MicroNAS) or search a score table.")
+@click.option("--method", type=click.Choice(["prune", "table", "exhaustive"]), default="prune",
+              show_default=True,
+              help="Prune a supernet (TE-NAS/MicroNAS), search a score table, or score every cell "
+                   "meeting the limits into --scores and search that (exhaustive; resumable).")
 @click.option("--scores", "scores_path", default=None,
               help="Score store from `micronas-jax score` or its CSV export, .csv or .csv.gz "
                    "(--method table).")
@@ -577,8 +591,9 @@ Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a G
 @click.option("--batch-size", type=int, default=32, show_default=True,
               help="NTK batch (MicroNAS: 32, TE-NAS: 72).")
 @click.option("--data", "data_path", type=click.Path(), default=None,
-              help="Images for the indicators (--method prune), as TE-NAS uses CIFAR-10: a "
-                   "CIFAR-10 python directory or .npz of [N,32,32,3] (default: random normal).")
+              help="Images for the indicators (--method prune or exhaustive), as TE-NAS uses "
+                   "CIFAR-10: a CIFAR-10 python directory or .npz of [N,32,32,3] (default: "
+                   "random normal).")
 @click.option("--out", default=None, help="JSON report to write.")
 @click.option("--plot", "plot_path", default=None,
               help="Pareto plot PNG, objective vs latency (--method table; needs matplotlib).")
@@ -599,17 +614,27 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
     raise InputError(str(error)) from None
   if method == "table" and not scores_path:
     raise InputError("--method table needs --scores FILE (a store from `micronas-jax score`)")
+  if method == "exhaustive" and not scores_path:
+    raise InputError("--method exhaustive needs --scores FILE: the store it fills (rerun the "
+                     "same command to resume)")
   if method == "prune" and (scores_path or plot_path):
-    raise InputError("--scores and --plot belong to --method table")
+    raise InputError("--scores and --plot belong to --method table or exhaustive")
   if method == "table" and data_path:
-    raise InputError("--data belongs to --method prune (a score table was scored on its own "
-                     "inputs: `micronas-jax score --data`)")
+    raise InputError("--data belongs to --method prune or exhaustive (a score table was scored "
+                     "on its own inputs: `micronas-jax score --data`)")
   if benchmark_path and not pathlib.Path(benchmark_path).is_file():
     raise InputError(f"{benchmark_path}: no such benchmark CSV")
+  images = _load_images(data_path) if data_path else None
   if method == "prune":
-    images = _load_images(data_path) if data_path else None
     report = _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progress,
                            images)
+  elif method == "exhaustive":
+    scoring_seconds = _score_feasible(lut, weights, limits, fast, seed, repeats, batch_size,
+                                      progress, images, scores_path)
+    report = _search_table(lut, weights, limits, fast, scores_path, plot_path)
+    report["method"] = "exhaustive"
+    report["scoring_seconds"] = round(scoring_seconds, 2)
+    report["search_seconds"] = round(report["search_seconds"] + scoring_seconds, 2)
   else:
     report = _search_table(lut, weights, limits, fast, scores_path, plot_path)
   if data_path:
@@ -638,16 +663,11 @@ def _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progres
   import jax
   from tqdm import tqdm
 
-  from micronas_jax import data as data_module
-  from micronas_jax import scoring
   from micronas_jax.search import objective, prune
 
   try:
     feasible, bounds = objective.space_feasibility(lut, limits)
-    config = scoring.ScoreConfig(
-        proxies=("ntk_fast" if fast else "ntk", "lr", *(("meco",) if weights.meco else ())),
-        repeats=repeats, ntk_batch=batch_size,
-        data=None if images is None else data_module.fingerprint(images))
+    config = _search_config(weights, fast, repeats, batch_size, images)
   except (objective.ObjectiveError, ValueError) as error:
     raise InputError(str(error)) from None
   searcher = prune.prune_search(config, images=images)
@@ -669,6 +689,39 @@ def _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progres
   if result.meco is not None:
     indicators["meco"] = result.meco
   return search_report(result.ops, lut, "prune", indicators, result.seconds, details)
+
+
+def _search_config(weights, fast: bool, repeats: int, batch_size: int, images):
+  """The scoring configuration of a search's indicators: an NTK proxy, LR and MeCo if weighed."""
+  from micronas_jax import data as data_module
+  from micronas_jax import scoring
+
+  return scoring.ScoreConfig(
+      proxies=("ntk_fast" if fast else "ntk", "lr", *(("meco",) if weights.meco else ())),
+      repeats=repeats, ntk_batch=batch_size,
+      data=None if images is None else data_module.fingerprint(images))
+
+
+def _score_feasible(lut, weights, limits, fast, seed, repeats, batch_size, progress, images,
+                    scores_path) -> float:
+  """Scores every cell meeting `limits` into the store at `scores_path` (cells already there
+  are kept); returns the seconds it took."""
+  import time
+
+  from micronas_jax import scoring, store
+  from micronas_jax.search import objective
+
+  start = time.perf_counter()
+  try:
+    feasible, _ = objective.space_feasibility(lut, limits)
+    config = _search_config(weights, fast, repeats, batch_size, images)
+    scorer = scoring.Scorer(config, scoring.default_cells_per_step(), images=images)
+    results = store.ScoreStore(scores_path, config.to_dict(), config.hash(), config.proxies)
+  except (objective.ObjectiveError, ValueError, store.StoreError) as error:
+    raise InputError(str(error)) from None
+  _fill_store(results, scorer, np.flatnonzero(feasible).astype(np.int32), seed, progress,
+              scores_path)
+  return time.perf_counter() - start
 
 
 def _search_table(lut, weights, limits, fast, scores_path, plot_path) -> dict:

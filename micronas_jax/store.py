@@ -64,7 +64,7 @@ class ScoreStore:
       differing = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
       details = ", ".join(f"{k}: stored {old.get(k)!r} vs now {config.get(k)!r}" for k in differing)
       raise StoreError(f"{self.path} was made with another scoring configuration ({details}); "
-                       "use another --out file")
+                       "use another file")
 
   def done(self, seed: int) -> set[int]:
     """Benchmark indices already stored for `seed` under this configuration."""

@@ -7,8 +7,9 @@ from click.testing import CliRunner
 from test_search_prune import additive
 from test_search_table import write_store
 
-from micronas_jax import cli, data, store
-from micronas_jax.search import prune
+from micronas_jax import cli, data, scoring, space, store
+from micronas_jax.hardware import latency
+from micronas_jax.search import objective, prune
 
 
 def invoke(*args):
@@ -68,6 +69,44 @@ def test_prune_search_takes_images_from_data(tmp_path, toy_prune):
   scores = write_store(tmp_path / "s.sqlite", [0], [1.0], [1.0])
   assert_one_line_error(invoke("--method", "table", "--scores", scores, "--data",
                                tmp_path / "tiny.npz"), "--data belongs to --method prune")
+
+
+class IndexScorer:
+  """Stands in for scoring.Scorer: ntk_fast = -index (lower is better) and lr = index, so the
+  highest benchmark index among the scored cells is best on both; counts the cells scored."""
+  scored = 0
+
+  def __init__(self, config, cells_per_step=1, images=None):
+    self.config, self.cells_per_step = config, 1
+
+  def __call__(self, archs, seed):
+    index = float(space.index_of(archs[0]))
+    IndexScorer.scored += 1
+    return {"ntk_fast": (np.array([-index]), np.array([True])),
+            "lr": (np.array([index]), np.array([True]))}
+
+
+def test_exhaustive_search_scores_the_cells_meeting_the_limits_then_resumes(tmp_path,
+                                                                          monkeypatch):
+  monkeypatch.setattr(scoring, "Scorer", IndexScorer)
+  monkeypatch.setattr(IndexScorer, "scored", 0)
+  feasible, _ = objective.space_feasibility(latency.board("stm32f746"),
+                                            objective.Limits(max_latency_ms=50.0))
+  args = ("--method", "exhaustive", "--fast", "--max-latency-ms", 50, "--scores",
+          tmp_path / "s.sqlite", "--out", tmp_path / "r.json", "--no-progress")
+  result = invoke(*args)
+  assert result.exit_code == 0, result.output
+  report = json.loads((tmp_path / "r.json").read_text())
+  # 160 cells meet 50 ms; all are scored, and the highest index among them is best.
+  assert IndexScorer.scored == feasible.sum() == report["scored_cells"] == 160
+  assert report["method"] == "exhaustive" and report["index"] == np.flatnonzero(feasible).max()
+  assert report["latency_ms"] <= 50 and report["score_config"]["proxies"] == ["ntk_fast", "lr"]
+  again = invoke(*args)  # resumed: nothing left to score, same pick
+  assert again.exit_code == 0 and IndexScorer.scored == 160
+  assert json.loads((tmp_path / "r.json").read_text())["index"] == report["index"]
+  assert_one_line_error(invoke("--method", "exhaustive"), "needs --scores FILE")
+  assert_one_line_error(invoke(*args[:-5], "--scores", tmp_path / "s.sqlite", "--meco"),
+                        "meco")
 
 
 def test_table_search_with_meco_reports_it(tmp_path):
