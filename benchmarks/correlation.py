@@ -180,7 +180,10 @@ def plot(table: dict[str, np.ndarray], names: list[str], truth: np.ndarray,
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("scores", type=pathlib.Path)
+  parser.add_argument("scores", type=pathlib.Path, nargs="?",
+                      default=_results.REPO / "benchmarks/data/nb201_scores_h100_seed0_r1.csv.gz",
+                      help="score table from `micronas-jax score` or its CSV export (default: "
+                           "the shipped whole-space table, exact and fast NTK, LR, one draw)")
   parser.add_argument("--truth", type=pathlib.Path,
                       default=_results.REPO.parent / "shared/data/nb201/cifar10.csv",
                       help="CSV table (default), NB201 .pth or NATS-Bench file")

@@ -325,3 +325,8 @@ def test_search_quality_weighs_latency_only_in_the_limited_search(monkeypatch):
   assert (free.ntk, free.lr, free.latency) == (0.5, 0.5, 0.0)
   assert limited.latency == 0.4 and limited.ntk == limited.lr == pytest.approx(0.3)
   assert ", limited search w_latency 0.4, " in search_quality.render(result, "cmd")
+
+
+def test_correlation_defaults_to_the_shipped_whole_space_table():
+  args = correlation.parse_args([])
+  assert args.scores.name == "nb201_scores_h100_seed0_r1.csv.gz" and args.scores.is_file()
