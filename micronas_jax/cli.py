@@ -557,6 +557,7 @@ Examples:
   micronas-jax search --method table --scores space.sqlite --max-sram-kb 64 --plot pareto.png
   micronas-jax search --fast --benchmark ../shared/data/nb201/cifar10.csv
   micronas-jax search --fast --meco --max-latency-ms 200
+  micronas-jax search --method exhaustive --fast --max-latency-ms 100 --scores s.sqlite
   micronas-jax search --data ~/cifar-10-batches-py   # TE-NAS's inputs: CIFAR-10 images
 Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a GPU.
 """)
@@ -579,7 +580,8 @@ Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a G
                    "meeting the limits into --scores and search that (exhaustive; resumable).")
 @click.option("--scores", "scores_path", default=None,
               help="Score store from `micronas-jax score` or its CSV export, .csv or .csv.gz "
-                   "(--method table).")
+                   "(--method table); with --method exhaustive the SQLite store it fills (the "
+                   "seeds a store holds are averaged).")
 @click.option("--fast", is_flag=True,
               help="NTK with frozen BN statistics (ntk_fast): about 10x quicker than exact.")
 @click.option("--meco", is_flag=True,
@@ -587,7 +589,7 @@ Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a G
                    "three share 1 - w_flops - w_latency. Beyond the paper.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True,
-              help="Draws averaged per candidate (--method prune).")
+              help="Draws averaged per candidate (--method prune or exhaustive).")
 @click.option("--batch-size", type=int, default=32, show_default=True,
               help="NTK batch (MicroNAS: 32, TE-NAS: 72).")
 @click.option("--data", "data_path", type=click.Path(), default=None,
@@ -596,7 +598,8 @@ Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a G
                    "random normal).")
 @click.option("--out", default=None, help="JSON report to write.")
 @click.option("--plot", "plot_path", default=None,
-              help="Pareto plot PNG, objective vs latency (--method table; needs matplotlib).")
+              help="Pareto plot PNG, objective vs latency (--method table or exhaustive; needs "
+                   "matplotlib).")
 @click.option("--benchmark", "benchmark_path", default=None,
               help="CSV with index,test_acc: also report the chosen cell's accuracy.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
