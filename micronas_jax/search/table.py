@@ -165,7 +165,8 @@ def plot_pareto(result: TableResult, scores: Scores, path: str | os.PathLike,
   if max_latency_ms is not None:
     ax.axvline(max_latency_ms, ls="--", c="tab:red", lw=1, label="latency limit")
   ax.set_xlabel("latency (ms)")
-  ax.set_ylabel("objective S = sum w_k rank_k among candidates (lower is better)")
+  ax.set_ylabel("objective S (lower is better)")
+  ax.set_title("S = sum of w_k rank_k, ranks among the candidate cells", fontsize=10)
   ax.legend(loc="upper right", fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
