@@ -58,16 +58,14 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
   LR (a third of the weight each). `images_path` (`data.load_images`) replaces the
   standard-normal inputs. `limited_w_latency` weighs the latency rank in the limited search
   (MicroNAS latency guidance next to the hard limit; the unconstrained search stays TE-NAS)."""
-  from micronas_jax import data, scoring, space
+  from micronas_jax import data, space
   from micronas_jax.hardware import latency
   from micronas_jax.search import objective, prune
 
   lut = latency.board("stm32f746")
   all_latency = latency.estimate(space.all_archs(), lut)
   images = None if images_path is None else data.load_images(images_path)
-  config = scoring.ScoreConfig(
-      proxies=("ntk_fast" if mode == "fast" else "ntk", "lr", *(("meco",) if meco else ())),
-      repeats=repeats, data=None if images is None else data.fingerprint(images))
+  config = prune.search_config(mode == "fast", meco, repeats, images=images)
   searcher = prune.prune_search(config, images=images)
   weights = objective.Weights.micronas(meco=meco)
   limited_weights = objective.Weights.micronas(w_latency=limited_w_latency, meco=meco)

@@ -44,13 +44,12 @@ def methods(weights) -> list[tuple[str, float, float]]:
 
 def run(mode: str, seeds: int, weights, repeats: int, saved: dict, save) -> dict:
   """Runs every (method, seed) search missing from `saved["picks"]`; `save(saved)` after each."""
-  from micronas_jax import scoring, space
+  from micronas_jax import space
   from micronas_jax.hardware import latency
   from micronas_jax.search import objective, prune
 
   lut = latency.board("stm32f746")
-  config = scoring.ScoreConfig(proxies=("ntk_fast" if mode == "fast" else "ntk", "lr"),
-                               repeats=repeats)
+  config = prune.search_config(mode == "fast", repeats=repeats)
   searcher = prune.prune_search(config)
   picks = saved.setdefault("picks", {})
   todo = [(label, wf, wl, seed) for seed in range(seeds) for label, wf, wl in methods(weights)

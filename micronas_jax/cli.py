@@ -670,7 +670,7 @@ def _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progres
 
   try:
     feasible, bounds = objective.space_feasibility(lut, limits)
-    config = _search_config(weights, fast, repeats, batch_size, images)
+    config = prune.search_config(fast, weights.meco > 0, repeats, batch_size, images)
   except (objective.ObjectiveError, ValueError) as error:
     raise InputError(str(error)) from None
   searcher = prune.prune_search(config, images=images)
@@ -694,17 +694,6 @@ def _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progres
   return search_report(result.ops, lut, "prune", indicators, result.seconds, details)
 
 
-def _search_config(weights, fast: bool, repeats: int, batch_size: int, images):
-  """The scoring configuration of a search's indicators: an NTK proxy, LR and MeCo if weighed."""
-  from micronas_jax import data as data_module
-  from micronas_jax import scoring
-
-  return scoring.ScoreConfig(
-      proxies=("ntk_fast" if fast else "ntk", "lr", *(("meco",) if weights.meco else ())),
-      repeats=repeats, ntk_batch=batch_size,
-      data=None if images is None else data_module.fingerprint(images))
-
-
 def _score_feasible(lut, weights, limits, fast, seed, repeats, batch_size, progress, images,
                     scores_path) -> float:
   """Scores every cell meeting `limits` into the store at `scores_path` (cells already there
@@ -712,12 +701,12 @@ def _score_feasible(lut, weights, limits, fast, seed, repeats, batch_size, progr
   import time
 
   from micronas_jax import scoring, store
-  from micronas_jax.search import objective
+  from micronas_jax.search import objective, prune
 
   start = time.perf_counter()
   try:
     feasible, _ = objective.space_feasibility(lut, limits)
-    config = _search_config(weights, fast, repeats, batch_size, images)
+    config = prune.search_config(fast, weights.meco > 0, repeats, batch_size, images)
     scorer = scoring.Scorer(config, scoring.default_cells_per_step(), images=images)
     results = store.ScoreStore(scores_path, config.to_dict(), config.hash(), config.proxies)
   except (objective.ObjectiveError, ValueError, store.StoreError) as error:

@@ -132,3 +132,13 @@ def test_proxy_indicators_with_meco_measure_it_on_the_zero_cost_network():
   assert np.isfinite(result.meco) and result.meco > 0
   with pytest.raises(ValueError, match="optionally 'meco'"):
     prune.proxy_indicators(scoring.ScoreConfig(proxies=("ntk_fast", "lr", "zico")))
+
+
+def test_search_config_names_the_measured_proxies_and_the_images():
+  from micronas_jax import data
+  assert prune.search_config(fast=False).proxies == ("ntk", "lr")
+  images = np.zeros((2, 32, 32, 3), np.float32)
+  config = prune.search_config(fast=True, meco=True, repeats=1, ntk_batch=8, images=images)
+  assert config.proxies == ("ntk_fast", "lr", "meco")
+  assert (config.repeats, config.ntk_batch, config.data) == (1, 8, data.fingerprint(images))
+  assert prune.search_config(fast=True).data is None

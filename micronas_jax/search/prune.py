@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from micronas_jax import cost, proxies, scoring, space
+from micronas_jax import cost, data, proxies, scoring, space
 from micronas_jax.hardware import latency
 from micronas_jax.search import objective
 
@@ -69,6 +69,17 @@ class Indicators:
   measure: Callable[[Any, jax.Array], jax.Array]
   name: str = "custom"
   names: tuple[str, ...] = ("ntk", "lr")
+
+
+def search_config(fast: bool, meco: bool = False, repeats: int = 3, ntk_batch: int = 32,
+                  images=None) -> scoring.ScoreConfig:
+  """The scoring configuration of a search's indicators: the exact NTK ("ntk") or, with `fast`,
+  "ntk_fast", then "lr" and, with `meco`, "meco"; `images` (normalized `[N, 32, 32, 3]`, or None
+  for standard-normal inputs) are recorded by their fingerprint."""
+  return scoring.ScoreConfig(
+      proxies=("ntk_fast" if fast else "ntk", "lr", *(("meco",) if meco else ())),
+      repeats=repeats, ntk_batch=ntk_batch,
+      data=None if images is None else data.fingerprint(images))
 
 
 def proxy_indicators(config: scoring.ScoreConfig, images=None) -> Indicators:
