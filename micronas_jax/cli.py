@@ -5,6 +5,7 @@ string, an unknown op, an index out of range, a bad option), always as one line 
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -17,6 +18,7 @@ import numpy as np
 from micronas_jax import cost, model, space
 from micronas_jax.hardware import latency, profile
 from micronas_jax.hardware import costs as hw_costs
+from micronas_jax.search import run as search_run
 
 
 class InputError(click.ClickException):
@@ -371,7 +373,7 @@ def _load_images(data_path: str) -> np.ndarray:
   from micronas_jax import data as data_module
 
   try:
-    return data_module.load_images(data_path)
+    return data_module.load_images(data_path, max_images=data_module.INDICATOR_IMAGES)
   except data_module.DataError as error:
     raise InputError(str(error)) from None
 
@@ -463,31 +465,31 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_
     results = store.ScoreStore(out, config.to_dict(), config.hash(), config.proxies)
   except (ValueError, store.StoreError) as error:
     raise InputError(str(error)) from None
-  scored = _fill_store(results, scorer, selected, seed, progress, out)
+  with _progress_bar(progress, "cell") as update:
+    scored = scoring.fill_store(results, scorer, selected, seed, out, update,
+                                lambda line: click.echo(line, err=True))
   click.echo(f"{out}: {scored} cells scored (config {config.hash()}, seed {seed})", err=True)
 
 
-def _fill_store(results, scorer, selected: np.ndarray, seed: int, progress: bool,
-                out: str) -> int:
-  """Scores the cells of `selected: [n]` (benchmark indices) that the store `results` lacks for
-  `seed`, committing each chunk (a killed run loses at most one chunk); returns how many."""
-  import jax
+@contextlib.contextmanager
+def _progress_bar(enabled: bool, unit: str):
+  """A tqdm bar on stderr as a `progress(done, total)` callback for the library; the bar appears
+  at the first report, so an input error before any work prints only its one line."""
   from tqdm import tqdm
 
-  from micronas_jax import scoring
+  bars = []
 
-  with results:
-    done = results.done(seed)
-    todo = np.asarray([i for i in dict.fromkeys(selected.tolist()) if i not in done], np.int32)
-    click.echo(f"{len(selected)} cells selected, {len(selected) - len(todo)} already in {out}, "
-               f"{len(todo)} to score on {jax.local_device_count()} {jax.default_backend()} "
-               f"device(s), {scorer.cells_per_step} per step", err=True)
-    with tqdm(total=len(todo), unit="cell", disable=not progress, dynamic_ncols=True) as bar:
-      def write(rows):
-        results.write(rows, seed)
-        bar.update(len(rows))
-      scoring.score_indices(todo, scorer, seed, write)
-  return len(todo)
+  def update(done: int, total: int) -> None:
+    if not bars:
+      bars.append(tqdm(total=total, unit=unit, disable=not enabled, dynamic_ncols=True))
+    bars[0].total = total
+    bars[0].update(done - bars[0].n)
+
+  try:
+    yield update
+  finally:
+    for bar in bars:
+      bar.close()
 
 
 @cli.group("table")
@@ -537,29 +539,17 @@ def _benchmark_accuracy(path: str, index: int) -> float:
   raise InputError(f"{path}: no row for benchmark index {index}")
 
 
-def search_report(ops, lut, method: str, indicators: dict, seconds: float, details: dict) -> dict:
-  """The JSON-ready report of a search: the cell, its indicators and hardware costs."""
-  from micronas_jax.search import objective
-
-  costs = {name: float(values) for name, values in objective.cell_costs(ops, lut).items()}
-  return {"index": space.index_of(ops), "arch": space.format_arch(ops), "method": method,
-          "device": lut.device, "indicators": indicators,
-          "latency_ms": round(costs["latency_ms"], 4), "sram_kb": round(costs["sram_kb"], 2),
-          "flash_kb": round(costs["flash_kb"], 2), "flops_m": round(costs["flops_m"], 4),
-          "params_m": round(costs["params_m"], 6), "search_seconds": round(seconds, 2),
-          **details}
-
-
 @cli.command("search", epilog="""\b
 Examples:
-  micronas-jax search --board stm32f746 --fast
-  micronas-jax search --board stm32f746 --max-latency-ms 300 --w-latency 0.2 --out r.json
+  micronas-jax search --board stm32f746 --max-latency-ms 200
+  micronas-jax search --data cifar10-jpeg.zip --benchmark ../shared/data/nb201/cifar10.csv
+  micronas-jax search --method prune --fast           # TE-NAS / MicroNAS pruning
+  micronas-jax search --method prune --max-latency-ms 300 --w-latency 0.2 --out r.json
+  micronas-jax search --method prune --fast --meco --max-latency-ms 200
   micronas-jax search --method table --scores space.sqlite --max-sram-kb 64 --plot pareto.png
-  micronas-jax search --fast --benchmark ../shared/data/nb201/cifar10.csv
-  micronas-jax search --fast --meco --max-latency-ms 200
   micronas-jax search --method exhaustive --fast --max-latency-ms 100 --scores s.sqlite
-  micronas-jax search --data ~/cifar-10-batches-py   # TE-NAS's inputs: CIFAR-10 images
-Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a GPU.
+The default evolution takes about a minute on a 2-core CPU, compilation included; the exact
+pruning search minutes (measure with --fast first), seconds on a GPU.
 """)
 @click.option("--board", default="stm32f746", show_default=True,
               help="Packaged LUT to use: " + ", ".join(latency.boards()) + ".")
@@ -570,32 +560,42 @@ Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a G
 @click.option("--max-flash-kb", type=float, default=None,
               help="Flash limit (KB); the board's flash always applies.")
 @click.option("--max-flops-m", type=float, default=None, help="FLOPs limit (M, NB201 rules).")
-@click.option("--w-flops", type=float, default=0.0, show_default=True,
-              help="Weight of the FLOPs rank; NTK and LR share 1 - w_flops - w_latency.")
-@click.option("--w-latency", type=float, default=0.0, show_default=True,
-              help="Weight of the latency rank.")
-@click.option("--method", type=click.Choice(["prune", "table", "exhaustive"]), default="prune",
+@click.option("--method", type=click.Choice(list(search_run.METHODS)), default="evolution",
               show_default=True,
-              help="Prune a supernet (TE-NAS/MicroNAS), search a score table, or score every cell "
-                   "meeting the limits into --scores and search that (exhaustive; resumable).")
+              help="evolution: aging evolution, fitness = log-rank sum of MeCo, linear regions, "
+                   "FLOPs and skip span (beyond the paper); prune: the TE-NAS/MicroNAS pruning "
+                   "search; table: the best cell of a score table; exhaustive: score every cell "
+                   "meeting the limits into --scores, then search that (resumable).")
+@click.option("--budget", type=int, default=search_run.evolution.EvolutionConfig.budget,
+              show_default=True, help="Cells the evolution measures.")
+@click.option("--population", type=int, default=search_run.evolution.EvolutionConfig.population,
+              show_default=True, help="Evolution's population.")
+@click.option("--tournament", type=int, default=search_run.evolution.EvolutionConfig.tournament,
+              show_default=True, help="Evolution's tournament size.")
+@click.option("--w-flops", type=float, default=0.0, show_default=True,
+              help="prune/table/exhaustive: weight of the FLOPs rank; NTK and LR share "
+                   "1 - w_flops - w_latency.")
+@click.option("--w-latency", type=float, default=0.0, show_default=True,
+              help="prune/table/exhaustive: weight of the latency rank.")
 @click.option("--scores", "scores_path", default=None,
               help="Score store from `micronas-jax score` or its CSV export, .csv or .csv.gz "
                    "(--method table); with --method exhaustive the SQLite store it fills (the "
                    "seeds a store holds are averaged).")
 @click.option("--fast", is_flag=True,
-              help="NTK with frozen BN statistics (ntk_fast): about 10x quicker than exact.")
+              help="prune/table/exhaustive: NTK with frozen BN statistics (ntk_fast), about 10x "
+                   "quicker than exact.")
 @click.option("--meco", is_flag=True,
-              help="Add MeCo (Jiang et al. 2023) as a third indicator beside NTK and LR; the "
-                   "three share 1 - w_flops - w_latency. Beyond the paper.")
+              help="prune/table/exhaustive: add MeCo (Jiang et al. 2023) beside NTK and LR; the "
+                   "three share 1 - w_flops - w_latency.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True,
-              help="Draws averaged per candidate (--method prune or exhaustive).")
+              help="prune/exhaustive: draws averaged per candidate.")
 @click.option("--batch-size", type=int, default=32, show_default=True,
-              help="NTK batch (MicroNAS: 32, TE-NAS: 72).")
+              help="prune/exhaustive: NTK batch (MicroNAS: 32, TE-NAS: 72).")
 @click.option("--data", "data_path", type=click.Path(), default=None,
-              help="Images for the indicators (--method prune or exhaustive), as TE-NAS uses "
-                   "CIFAR-10: a CIFAR-10 python directory or .npz of [N,32,32,3] (default: "
-                   "random normal).")
+              help="Images for the indicators (not --method table), as TE-NAS uses CIFAR-10: an "
+                   "image folder or .zip of <split>/<class>/<image>, a CIFAR-10 python directory "
+                   "or an .npz of [N,32,32,3] (default: random normal).")
 @click.option("--out", default=None, help="JSON report to write.")
 @click.option("--plot", "plot_path", default=None,
               help="Pareto plot PNG, objective vs latency (--method table or exhaustive; needs "
@@ -603,152 +603,47 @@ Exact pruning takes minutes on a CPU (measure with --fast first); seconds on a G
 @click.option("--benchmark", "benchmark_path", default=None,
               help="CSV with index,test_acc: also report the chosen cell's accuracy.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m, w_flops,
-           w_latency, method, scores_path, fast, meco, seed, repeats, batch_size, data_path, out,
-           plot_path, benchmark_path, progress):
+def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m, method,
+           budget, population, tournament, w_flops, w_latency, scores_path, fast, meco, seed,
+           repeats, batch_size, data_path, out, plot_path, benchmark_path, progress):
   """Finds the best cell for a board under hardware limits, and reports it with its evidence."""
   from micronas_jax.search import objective
 
   lut = _lut_errors(latency.load, lut_path) if lut_path else _lut_errors(latency.board, board)
-  try:
-    weights = objective.Weights.micronas(w_flops, w_latency, meco)
-    limits = objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m)
-  except objective.ObjectiveError as error:
-    raise InputError(str(error)) from None
-  if method == "table" and not scores_path:
-    raise InputError("--method table needs --scores FILE (a store from `micronas-jax score`)")
-  if method == "exhaustive" and not scores_path:
-    raise InputError("--method exhaustive needs --scores FILE: the store it fills (rerun the "
-                     "same command to resume)")
-  if method == "prune" and (scores_path or plot_path):
-    raise InputError("--scores and --plot belong to --method table or exhaustive")
-  if method == "table" and data_path:
-    raise InputError("--data belongs to --method prune or exhaustive (a score table was scored "
-                     "on its own inputs: `micronas-jax score --data`)")
   if benchmark_path and not pathlib.Path(benchmark_path).is_file():
     raise InputError(f"{benchmark_path}: no such benchmark CSV")
-  images = _load_images(data_path) if data_path else None
-  if method == "prune":
-    report = _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progress,
-                           images)
-  elif method == "exhaustive":
-    scoring_seconds = _score_feasible(lut, weights, limits, fast, seed, repeats, batch_size,
-                                      progress, images, scores_path)
-    report = _search_table(lut, weights, limits, fast, scores_path, plot_path)
-    report["method"] = "exhaustive"
-    report["scoring_seconds"] = round(scoring_seconds, 2)
-    report["search_seconds"] = round(report["search_seconds"] + scoring_seconds, 2)
-  else:
-    report = _search_table(lut, weights, limits, fast, scores_path, plot_path)
-  if data_path:
-    report["data"] = str(data_path)
-  ind = report["indicators"]
+  try:
+    request = search_run.SearchRequest(
+        lut, objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m), method,
+        seed, objective.Weights.micronas(w_flops, w_latency, meco), fast, repeats, batch_size,
+        search_run.evolution.EvolutionConfig(population, tournament, budget),
+        _load_images(data_path) if data_path else None, data_path, scores_path, plot_path)
+    with _progress_bar(progress, "cell" if method != "prune" else "supernet") as update:
+      report = search_run.run(request, update, lambda line: click.echo(line, err=True))
+  except ValueError as error:  # SearchError, ObjectiveError, bad evolution sizes
+    raise InputError(str(error)) from None
   if benchmark_path:
     report["test_acc"] = _benchmark_accuracy(benchmark_path, report["index"])
+  click.echo(_format_report(report, benchmark_path))
   if out:
     _write_text(out, json.dumps(report, indent=2) + "\n")
-  limit_text = ", ".join(report["limits"]) or "none"
-  click.echo(f"device   {report['device']}   method {method}   limits: {limit_text}\n"
-             f"index    {report['index']}\narch     {report['arch']}\n"
-             f"NTK      {ind['ntk']:.4g} (condition number, {ind['ntk_proxy']})   "
-             f"LR {ind['lr']:.0f} (linear regions)"
-             + (f"   MeCo {ind['meco']:.4g}" if "meco" in ind else "") + "\n"
-             f"latency  {report['latency_ms']:.3f} ms\nSRAM     {report['sram_kb']:.1f} KB peak\n"
-             f"flash    {report['flash_kb']:.1f} KB\nFLOPs    {report['flops_m']:.2f} M\n"
-             f"params   {report['params_m']:.6f} M\ntime     {report['search_seconds']:.1f} s"
-             + (f"\naccuracy {report['test_acc']:.2f} % (from {benchmark_path})"
-                if benchmark_path else "")
-             + (f"\nwrote    {out}" if out else ""))
+    click.echo(f"wrote    {out}")
 
 
-def _search_prune(lut, weights, limits, fast, seed, repeats, batch_size, progress,
-                  images=None) -> dict:
-  import jax
-  from tqdm import tqdm
-
-  from micronas_jax.search import objective, prune
-
-  try:
-    feasible, bounds = objective.space_feasibility(lut, limits)
-    config = prune.search_config(fast, weights.meco > 0, repeats, batch_size, images)
-  except (objective.ObjectiveError, ValueError) as error:
-    raise InputError(str(error)) from None
-  searcher = prune.prune_search(config, images=images)
-  click.echo(f"pruning search ({searcher.indicators.name}, {repeats} repeats) on "
-             f"{jax.default_backend()}; compiling first (about a minute on a CPU)", err=True)
-  with_none = not feasible[(space.all_archs() != space.NONE).all(1)].any()
-  with tqdm(total=searcher.evaluations(with_none), unit="supernet", disable=not progress,
-            dynamic_ncols=True) as bar:
-    searcher.on_measure = lambda: bar.update(1)
-    try:
-      result = searcher.search(seed, weights, lut, feasible)
-    finally:
-      searcher.on_measure = None
-  details = {"seed": seed, "weights": dataclasses.asdict(weights),
-             "limits": [source for _, source in bounds.values()],
-             "start_with_none": result.start_with_none, "score_config": config.to_dict(),
-             "rounds": result.rounds}
-  indicators = {"ntk": result.ntk, "lr": result.lr, "ntk_proxy": config.proxies[0]}
-  if result.meco is not None:
-    indicators["meco"] = result.meco
-  return search_report(result.ops, lut, "prune", indicators, result.seconds, details)
-
-
-def _score_feasible(lut, weights, limits, fast, seed, repeats, batch_size, progress, images,
-                    scores_path) -> float:
-  """Scores every cell meeting `limits` into the store at `scores_path` (cells already there
-  are kept); returns the seconds it took."""
-  import time
-
-  from micronas_jax import scoring, store
-  from micronas_jax.search import objective, prune
-
-  start = time.perf_counter()
-  try:
-    feasible, _ = objective.space_feasibility(lut, limits)
-    config = prune.search_config(fast, weights.meco > 0, repeats, batch_size, images)
-    scorer = scoring.Scorer(config, scoring.default_cells_per_step(), images=images)
-    results = store.ScoreStore(scores_path, config.to_dict(), config.hash(), config.proxies)
-  except (objective.ObjectiveError, ValueError, store.StoreError) as error:
-    raise InputError(str(error)) from None
-  _fill_store(results, scorer, np.flatnonzero(feasible).astype(np.int32), seed, progress,
-              scores_path)
-  return time.perf_counter() - start
-
-
-def _search_table(lut, weights, limits, fast, scores_path, plot_path) -> dict:
-  import time
-
-  from micronas_jax.search import objective, table
-
-  start = time.perf_counter()
-  try:
-    scores = table.load_scores(scores_path, "ntk_fast" if fast else "ntk", weights.meco > 0)
-    result = table.search(scores, lut, weights, limits)
-  except (table.TableError, objective.ObjectiveError) as error:
-    raise InputError(str(error)) from None
-  if plot_path:
-    try:
-      table.plot_pareto(result, scores, plot_path, limits.max_latency_ms)
-    except table.TableError as error:
-      raise InputError(str(error)) from None
-  best = result.best
-  ops = space.arch_at(int(scores.indices[best]))
-  front = [{"index": int(scores.indices[i]), "objective": float(result.objective[i]),
-            "latency_ms": round(float(result.costs["latency_ms"][i]), 4)} for i in result.front]
-  details = {"weights": dataclasses.asdict(weights), "scores": str(scores_path),
-             "scored_cells": len(scores.indices), "seeds": list(scores.seeds),
-             "limits": [source for _, source in limits.bounds(lut).values()],
-             "objective": float(result.objective[best]),
-             "feasible_cells": int(result.feasible.sum()), "pareto_front": front,
-             "score_config": scores.config}
-  if plot_path:
-    details["plot"] = str(plot_path)
-  indicators = {"ntk": float(scores.ntk[best]), "lr": float(scores.lr[best]),
-                "ntk_proxy": scores.ntk_proxy}
-  if scores.meco is not None:
-    indicators["meco"] = float(scores.meco[best])
-  return search_report(ops, lut, "table", indicators, time.perf_counter() - start, details)
+def _format_report(report: dict, benchmark_path: str | None) -> str:
+  ind = report["indicators"]
+  names = {"ntk": "NTK", "lr": "LR", "meco": "MeCo", "flops": "FLOPs", "skip_span": "skip span"}
+  shown = "   ".join(f"{names[k]} {v:.4g}" + (f" ({ind['ntk_proxy']})" if k == "ntk" else "")
+                     for k, v in ind.items() if k in names)
+  lines = [f"device   {report['device']}   method {report['method']}   limits: "
+           f"{', '.join(report['limits']) or 'none'}",
+           f"index    {report['index']}", f"arch     {report['arch']}", f"indicators {shown}",
+           f"latency  {report['latency_ms']:.3f} ms", f"SRAM     {report['sram_kb']:.1f} KB peak",
+           f"flash    {report['flash_kb']:.1f} KB", f"FLOPs    {report['flops_m']:.2f} M",
+           f"params   {report['params_m']:.6f} M", f"time     {report['search_seconds']:.1f} s"]
+  if benchmark_path:
+    lines.append(f"accuracy {report['test_acc']:.2f} % (from {benchmark_path})")
+  return "\n".join(lines)
 
 
 # --- train and export (issue 9): the found cell, trained with NB201's recipe, as ONNX ----------

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from micronas_jax import cost, model, proxies, space
+from micronas_jax import cost, model, proxies, space, topology
 
 # Batches per zero-cost draw: ZiCo needs at least two; the other zc proxies read the first.
 ZC_BATCHES = 2
@@ -30,6 +30,7 @@ ZC_BATCHES = 2
 ANALYTIC = {
     "flops": lambda archs: cost.flops(archs) / 1e6,   # M, full CIFAR-10 network (C=16, N=5)
     "params": lambda archs: cost.params(archs) / 1e6,  # M
+    "skip_span": topology.skip_span,  # nodes bypassed per identity edge (FreeREA), higher better
 }
 
 
@@ -307,3 +308,29 @@ def score_indices(indices: np.ndarray, scorer: Scorer, seed: int,
         row[f"{name}_valid"] = bool(valid[position])
       rows.append(row)
     on_chunk(rows)
+
+
+def fill_store(results, scorer: Scorer, selected: np.ndarray, seed: int, name: str,
+               progress: Callable[[int, int], None] | None = None,
+               log: Callable[[str], None] = lambda message: None) -> int:
+  """Scores the cells of `selected: [n]` (benchmark indices) that the store `results`
+  (`store.ScoreStore`, called `name` in messages) lacks for `seed`, committing each chunk (a
+  killed run loses at most one chunk); returns how many. `progress(done, total)` after each chunk.
+  """
+  with results:
+    done = results.done(seed)
+    todo = np.asarray([i for i in dict.fromkeys(np.asarray(selected).tolist()) if i not in done],
+                      np.int32)
+    log(f"{len(selected)} cells selected, {len(selected) - len(todo)} already in {name}, "
+        f"{len(todo)} to score on {jax.local_device_count()} {jax.default_backend()} "
+        f"device(s), {scorer.cells_per_step} per step")
+    count = [0]
+
+    def write(rows):
+      results.write(rows, seed)
+      count[0] += len(rows)
+      if progress:
+        progress(count[0], len(todo))
+
+    score_indices(todo, scorer, seed, write)
+  return len(todo)

@@ -9,7 +9,8 @@ from test_search_table import write_store
 
 from micronas_jax import cli, data, scoring, space, store
 from micronas_jax.hardware import latency
-from micronas_jax.search import objective, prune
+from micronas_jax.search import evolution, objective, prune
+from micronas_jax.search import run as search_run
 
 
 def invoke(*args):
@@ -39,15 +40,18 @@ def toy_prune(monkeypatch):
 def test_prune_search_prints_and_writes_the_report(tmp_path, toy_prune):
   bench = tmp_path / "acc.csv"
   out = tmp_path / "r.json"
-  result = invoke("--fast", "--max-latency-ms", 400, "--out", out, "--benchmark", bench)
+  result = invoke("--method", "prune", "--fast", "--max-latency-ms", 400, "--out", out,
+                  "--benchmark", bench)
   assert_one_line_error(result, "no such benchmark CSV")
-  result = invoke("--fast", "--max-latency-ms", 400, "--out", out, "--no-progress")
+  result = invoke("--method", "prune", "--fast", "--max-latency-ms", 400, "--out", out,
+                  "--no-progress")
   assert result.exit_code == 0, result.output
   report = json.loads(out.read_text())
   assert report["latency_ms"] <= 400 and report["flash_kb"] <= 1024
   assert len(report["rounds"]) == 3
   bench.write_text("index,arch,test_acc,params_m\n" + f"{report['index']},x,93.5,1.0\n")
-  result = invoke("--fast", "--max-latency-ms", 400, "--benchmark", bench, "--no-progress")
+  result = invoke("--method", "prune", "--fast", "--max-latency-ms", 400, "--benchmark", bench,
+                  "--no-progress")
   assert result.exit_code == 0 and "accuracy 93.50 %" in result.output, result.output
   for field in ("index", "arch", "NTK", "latency", "SRAM", "flash", "FLOPs", "params", "time"):
     assert field in result.output
@@ -57,7 +61,8 @@ def test_prune_search_takes_images_from_data(tmp_path, toy_prune):
   images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
   np.savez(tmp_path / "tiny.npz", images=images)
   out = tmp_path / "r.json"
-  result = invoke("--fast", "--data", tmp_path / "tiny.npz", "--out", out, "--no-progress")
+  result = invoke("--method", "prune", "--fast", "--data", tmp_path / "tiny.npz", "--out", out,
+                  "--no-progress")
   assert result.exit_code == 0, result.output
   config, passed = toy_prune.calls[-1]
   np.testing.assert_allclose(passed, data.load_images(tmp_path / "tiny.npz"))
@@ -65,10 +70,11 @@ def test_prune_search_takes_images_from_data(tmp_path, toy_prune):
   report = json.loads(out.read_text())
   assert report["data"] == str(tmp_path / "tiny.npz")
   assert report["score_config"]["data"] == config.data
-  assert_one_line_error(invoke("--fast", "--data", tmp_path / "missing.npz"), "missing.npz")
+  assert_one_line_error(invoke("--method", "prune", "--fast", "--data", tmp_path / "missing.npz"),
+                        "missing.npz")
   scores = write_store(tmp_path / "s.sqlite", [0], [1.0], [1.0])
   assert_one_line_error(invoke("--method", "table", "--scores", scores, "--data",
-                               tmp_path / "tiny.npz"), "--data belongs to --method prune")
+                               tmp_path / "tiny.npz"), "--data belongs to --method evolution")
 
 
 class IndexScorer:
@@ -164,6 +170,10 @@ def test_table_plot_writes_a_png_or_says_matplotlib_is_missing(tmp_path):
     (["--max-flash-kb", 10], "no cell meets --max-flash-kb 10"),
     (["--max-sram-kb", -5], "must be a positive number"),
     (["--method", "table"], "--method table needs --scores"),
+    (["--w-latency", 0.2], "belong to --method prune, table or exhaustive"),
+    (["--fast"], "belong to --method prune, table or exhaustive"),
+    (["--budget", 10], "budget (10) is smaller than population (50)"),
+    (["--scores", "s.sqlite"], "--scores and --plot belong to --method table or exhaustive"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, toy_prune):
   assert_one_line_error(invoke(*args, "--no-progress"), message)
@@ -175,3 +185,64 @@ def test_a_score_table_from_another_configuration_is_refused(tmp_path):
                         "the search needs ntk")
   assert_one_line_error(invoke("--method", "table", "--scores", tmp_path / "none.sqlite"),
                         "no such score store")
+
+
+class ToyEvolutionScorer:
+  """Stands in for scoring.Scorer in the evolution: every indicator is the toy separable value
+  of test_search_evolution (its maximum is a known cell), so a CLI search takes a second."""
+
+  def __init__(self, config, cells_per_step=1, images=None):
+    self.config, self.cells_per_step, self.images = config, 1, images
+
+  def __call__(self, archs, seed):
+    from test_search_evolution import TABLE
+    value = TABLE[np.arange(6), archs[0]].sum()
+    return {name: (np.array([value]), np.array([True])) for name in self.config.proxies}
+
+
+@pytest.fixture
+def toy_evolution(monkeypatch):
+  monkeypatch.setattr(scoring, "Scorer", ToyEvolutionScorer)
+  monkeypatch.setattr(search_run, "_SESSIONS", {})
+
+
+def test_evolution_is_the_default_and_reports_its_cell(tmp_path, toy_evolution):
+  from test_search_evolution import TOY_BEST
+  out = tmp_path / "r.json"
+  result = invoke("--population", 20, "--tournament", 20, "--budget", 300, "--out", out,
+                  "--no-progress")
+  assert result.exit_code == 0, result.output
+  report = json.loads(out.read_text())
+  # All four indicators equal the toy value, so the fitness peaks at the toy optimum.
+  assert report["method"] == "evolution" and report["index"] == TOY_BEST
+  assert report["evaluated_cells"] == 300 and report["exhaustive"] is False
+  assert report["score_config"]["proxies"] == list(evolution.INDICATORS)
+  assert report["score_config"]["zc_cells"] == search_run.EVOLUTION_ZC_CELLS
+  for field in ("index", "arch", "MeCo", "skip span", "latency", "SRAM", "flash", "time"):
+    assert field in result.output
+  assert f"wrote    {out}" in result.output
+
+
+def test_evolution_meets_the_limits_and_is_reproducible(tmp_path, toy_evolution):
+  args = ("--max-latency-ms", 200, "--max-sram-kb", 200, "--seed", 3, "--no-progress")
+  reports = []
+  for name in ("a.json", "b.json"):
+    result = invoke(*args, "--out", tmp_path / name)
+    assert result.exit_code == 0, result.output
+    reports.append(json.loads((tmp_path / name).read_text()))
+  assert reports[0]["index"] == reports[1]["index"]
+  assert reports[0]["latency_ms"] <= 200 and reports[0]["sram_kb"] <= 200
+  assert reports[0]["limits"] == ["--max-latency-ms 200", "--max-sram-kb 200",
+                                  "the board's FLASH (1024 KB)"]
+
+
+def test_evolution_takes_images_from_data(tmp_path, toy_evolution):
+  images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+  np.savez(tmp_path / "tiny.npz", images=images)
+  out = tmp_path / "r.json"
+  result = invoke("--data", tmp_path / "tiny.npz", "--budget", 60, "--out", out, "--no-progress")
+  assert result.exit_code == 0, result.output
+  report = json.loads(out.read_text())
+  assert report["score_config"]["data"] == data.fingerprint(data.load_images(tmp_path / "tiny.npz"))
+  (scorer, _), = search_run._SESSIONS.values()
+  np.testing.assert_allclose(scorer.images, data.load_images(tmp_path / "tiny.npz"))

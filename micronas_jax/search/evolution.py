@@ -1,0 +1,198 @@
+"""Aging evolution over cells with a zero-shot fitness: the default search (beyond the paper).
+
+Fitness (AZ-NAS's non-linear rank aggregation, Lee & Ham, CVPR 2024, arXiv 2403.19232): among the
+n cells evaluated so far, each indicator k gives cell c an ordinal rank r_k(c) in 1..n (n = best,
+ties share their mean rank; an invalid value ranks below every valid one), and
+
+    F(c) = sum_k log(r_k(c) / n),
+
+so a cell that is poor in any one indicator is pulled down hard, while being best in one cannot
+make up for being poor in another. Higher F is better. No weight, no constant fitted to accuracy.
+
+Indicators (`INDICATORS`), each with its rationale in its own module:
+  meco       MeCo, minimum eigenvalue of feature-map correlations (Jiang et al., NeurIPS 2023):
+             how well the features separate, at initialization; the strongest single indicator
+             measured here (Spearman 0.919 over the whole space, benchmarks/RESULTS.md).
+  lr         linear regions (TE-NAS): the expressivity of the cell's ReLU partition.
+  flops      FLOPs of the network, higher is better: capacity (AZ-NAS's "complexity"). Hard
+             limits, never this rank, keep a cell within a budget.
+  skip_span  nodes bypassed per identity edge (FreeREA; `micronas_jax.topology`): the topology,
+             which the other three do not see (they reward size: the top-1 of each is the
+             biggest cell).
+
+Search (regularized / aging evolution, Real et al., AAAI 2019, as FreeREA uses it): a population
+of `population` random feasible cells; then, until `budget` cells are evaluated, a tournament of
+`tournament` random members picks the fittest as parent, a child differs from it on one edge
+(a random op among the unevaluated feasible one-edge neighbours; a random unevaluated feasible cell
+when there is none), joins the population, and the oldest member leaves. Fitness is recomputed
+over all evaluated cells after every child, so ranks stay comparable. The answer is the fittest
+evaluated cell (ties: lower benchmark index). When no more than `budget` cells meet the limits,
+all are evaluated: the search is then exhaustive. Only feasible cells are ever evaluated, so the
+answer meets every limit. Same seed, same evaluator: same cell.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from typing import Callable
+
+import numpy as np
+from scipy import stats
+
+from micronas_jax import space
+
+# Indicator -> higher is better.
+INDICATORS = {"meco": True, "lr": True, "flops": True, "skip_span": True}
+
+# `evaluate(indices: [n] int) -> {name: (values [n] float64, valid [n] bool)}` for every indicator.
+Evaluator = Callable[[np.ndarray], dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvolutionConfig:
+  """Sizes of the aging evolution.
+
+  Attributes:
+    population: cells kept alive (the first ones are random feasible cells).
+    tournament: members drawn per step; the fittest is the parent.
+    budget: cells evaluated in all (each indicator is measured once per cell).
+  """
+  population: int = 50
+  tournament: int = 10
+  budget: int = 300
+
+  def __post_init__(self):
+    for name in ("population", "tournament", "budget"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+    if self.tournament > self.population:
+      raise ValueError(f"tournament ({self.tournament}) is larger than population "
+                       f"({self.population})")
+    if self.budget < self.population:
+      raise ValueError(f"budget ({self.budget}) is smaller than population ({self.population})")
+
+
+def log_rank_fitness(values: dict[str, np.ndarray], valid: dict[str, np.ndarray],
+                     higher_is_better: dict[str, bool]) -> np.ndarray:
+  """F = sum_k log(r_k / n) `[n]` of indicator columns `values: {name: [n]}`; r_k is the ordinal
+  rank among the n cells (n = best, ties share their mean rank, invalid values rank below every
+  valid one, tied among themselves).
+
+  Example: one indicator [3., 1., 2.], higher better -> log([3, 1, 2] / 3).
+  """
+  names = list(values)
+  n = len(values[names[0]])
+  fitness = np.zeros(n)
+  for name in names:
+    key = np.asarray(values[name], np.float64) * (1.0 if higher_is_better[name] else -1.0)
+    key = np.where(np.asarray(valid[name], bool) & np.isfinite(key), key, -np.inf)
+    fitness += np.log(stats.rankdata(key, method="average") / n)
+  return fitness
+
+
+@dataclasses.dataclass(frozen=True)
+class EvolutionResult:
+  """The fittest evaluated cell and the search's record.
+
+  Attributes:
+    index: benchmark index of the chosen cell; ops: its `[6]` op indices.
+    indicators: {name: value} of the chosen cell.
+    fitness: its F among all evaluated cells.
+    evaluated: `[budget]` benchmark indices in evaluation order.
+    exhaustive: True when every feasible cell was evaluated.
+    seconds: wall time of the search.
+  """
+  index: int
+  ops: np.ndarray
+  indicators: dict
+  fitness: float
+  evaluated: np.ndarray
+  exhaustive: bool
+  seconds: float
+
+
+class _History:
+  """Evaluated cells and their indicator columns, in evaluation order."""
+
+  def __init__(self, evaluate: Evaluator, names: tuple[str, ...]):
+    self.evaluate, self.names = evaluate, names
+    self.indices: list[int] = []
+    self.values = {name: [] for name in names}
+    self.valid = {name: [] for name in names}
+
+  def add(self, indices: np.ndarray) -> None:
+    results = self.evaluate(np.asarray(indices, np.int64))
+    for name in self.names:
+      if name not in results:
+        raise ValueError(f"the evaluator returned no {name!r}")
+      values, valid = results[name]
+      self.values[name].extend(np.asarray(values, np.float64).tolist())
+      self.valid[name].extend(np.asarray(valid, bool).tolist())
+    self.indices.extend(int(i) for i in indices)
+
+  def fitness(self, higher_is_better: dict) -> np.ndarray:
+    return log_rank_fitness({k: np.asarray(v) for k, v in self.values.items()},
+                            {k: np.asarray(v) for k, v in self.valid.items()}, higher_is_better)
+
+
+def _child(parent: int, rng: np.random.Generator, feasible: np.ndarray, seen: np.ndarray) -> int:
+  """A random unevaluated feasible cell one edge away from `parent`, or any unevaluated feasible
+  cell when none is."""
+  ops = space.arch_at(parent)
+  neighbours = np.repeat(ops[None], space.NUM_EDGES * (space.NUM_OPS - 1), axis=0)
+  row = 0
+  for edge in range(space.NUM_EDGES):
+    for op in range(space.NUM_OPS):
+      if op != ops[edge]:
+        neighbours[row, edge] = op
+        row += 1
+  indices = np.asarray(space.index_of(neighbours))
+  open_ = indices[feasible[indices] & ~seen[indices]]
+  if len(open_) == 0:
+    open_ = np.flatnonzero(feasible & ~seen)
+  return int(rng.choice(open_))
+
+
+def evolve(evaluate: Evaluator, feasible: np.ndarray, seed: int,
+           config: EvolutionConfig = EvolutionConfig(),
+           higher_is_better: dict[str, bool] = INDICATORS,
+           on_evaluate: Callable[[int], None] | None = None) -> EvolutionResult:
+  """Aging evolution over the cells with `feasible: [15625]` True; returns the fittest evaluated
+  cell. `evaluate` measures the indicators of `higher_is_better`; `on_evaluate(count)` is called
+  after each batch of evaluations (progress)."""
+  start = time.perf_counter()
+  feasible = np.asarray(feasible, bool)
+  if feasible.shape != (space.NUM_CELLS,) or not feasible.any():
+    raise ValueError(f"feasible must be [{space.NUM_CELLS}] bool with at least one True")
+  rng = np.random.default_rng(seed)
+  history = _History(evaluate, tuple(higher_is_better))
+  candidates = np.flatnonzero(feasible)
+  exhaustive = len(candidates) <= config.budget
+  seen = np.zeros(space.NUM_CELLS, bool)
+  first = candidates if exhaustive else rng.choice(candidates, config.population, replace=False)
+  history.add(np.sort(first) if exhaustive else first)
+  seen[first] = True
+  if on_evaluate:
+    on_evaluate(len(first))
+  population = collections.deque(range(len(first)))  # positions in the history
+  while len(history.indices) < config.budget and not exhaustive:
+    fitness = history.fitness(higher_is_better)
+    members = np.asarray(population)
+    drawn = members[rng.choice(len(members), config.tournament, replace=False)]
+    parent = history.indices[int(drawn[np.argmax(fitness[drawn])])]
+    child = _child(parent, rng, feasible, seen)
+    history.add(np.asarray([child]))
+    seen[child] = True
+    population.append(len(history.indices) - 1)
+    population.popleft()
+    if on_evaluate:
+      on_evaluate(1)
+  fitness = history.fitness(higher_is_better)
+  indices = np.asarray(history.indices)
+  best = int(np.lexsort((indices, -fitness))[0])
+  chosen = int(indices[best])
+  return EvolutionResult(
+      chosen, space.arch_at(chosen),
+      {name: float(history.values[name][best]) for name in history.names},
+      float(fitness[best]), indices, exhaustive, time.perf_counter() - start)

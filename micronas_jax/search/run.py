@@ -1,0 +1,280 @@
+"""The search as one library call: a frozen request in, a JSON-ready report out.
+
+Every caller (the `micronas-jax search` command, benchmarks/search_quality.py, table1.py) goes
+through `run`, so a benchmark measures exactly what a user runs. Methods:
+
+  evolution   (default) aging evolution with the zero-shot log-rank fitness of MeCo, linear
+              regions, FLOPs and skip span (`search.evolution`); beyond the paper.
+  prune       the TE-NAS / MicroNAS pruning search, faithful to the reference (`search.prune`).
+  table       the best cell of a score table from `micronas-jax score` (`search.table`).
+  exhaustive  scores every cell meeting the limits into a resumable store, then `table`.
+
+Compiled indicator programs are kept per scoring configuration for the life of the process, and
+the evolution's measurements per (configuration, seed): a second search with the same seed
+re-measures nothing (the values are the same draw's by construction; `scoring`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import numpy as np
+
+from micronas_jax import data, scoring, space
+from micronas_jax.hardware import latency
+from micronas_jax.search import evolution, objective
+
+METHODS = ("evolution", "prune", "table", "exhaustive")
+# MeCo's network for the evolution: NB201's C=16 at 32x32 with N=2 cells per stage instead of 5.
+# Its XLA program compiles in 27 s instead of 70 s on the 2-core CPU and measures a cell in 0.05 s
+# instead of 0.11 s; its MeCo ranks 400 random cells with Spearman 0.98 against the N=5 network's
+# (benchmarks/RESULTS.md, search section).
+EVOLUTION_ZC_CELLS = 2
+
+
+class SearchError(ValueError):
+  """A request that defines no search (bad limits, weights, files); the message is one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchRequest:
+  """What to search for.
+
+  Attributes:
+    lut: the board's latency table (`latency.board` / `latency.load`).
+    limits: hard limits (`objective.Limits`).
+    method: one of METHODS.
+    seed: the search's seed (same seed, same cell).
+    weights: rank weights of the prune and table searches (`objective.Weights`).
+    fast: prune/table/exhaustive use the NTK with frozen BN statistics.
+    repeats, ntk_batch: draws per candidate and NTK batch (prune, exhaustive).
+    evolution: population, tournament and budget of the evolution.
+    images: normalized `[N, 32, 32, 3]` images for the indicators, or None (standard normal).
+    data_path: where the images came from (recorded in the report).
+    scores_path: score store or CSV (table; the store to fill for exhaustive).
+    plot_path: Pareto plot PNG (table, exhaustive).
+  """
+  lut: latency.LUT
+  limits: objective.Limits = objective.Limits()
+  method: str = "evolution"
+  seed: int = 0
+  weights: objective.Weights = objective.Weights()
+  fast: bool = False
+  repeats: int = 3
+  ntk_batch: int = 32
+  evolution: evolution.EvolutionConfig = evolution.EvolutionConfig()
+  images: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+  data_path: str | None = None
+  scores_path: str | None = None
+  plot_path: str | None = None
+
+  def __post_init__(self):
+    if self.method not in METHODS:
+      raise SearchError(f"Unknown search method {self.method!r}; known: {', '.join(METHODS)}")
+    if self.method in ("table", "exhaustive") and not self.scores_path:
+      raise SearchError(f"--method {self.method} needs --scores FILE"
+                        + (" (a store from `micronas-jax score`)" if self.method == "table"
+                           else ": the store it fills (rerun the same command to resume)"))
+    if self.method in ("prune", "evolution") and (self.scores_path or self.plot_path):
+      raise SearchError("--scores and --plot belong to --method table or exhaustive")
+    if self.method == "table" and self.images is not None:
+      raise SearchError("--data belongs to --method evolution, prune or exhaustive (a score "
+                        "table was scored on its own inputs: `micronas-jax score --data`)")
+    if self.method == "evolution" and (self.weights != objective.Weights() or self.fast):
+      raise SearchError("--w-flops, --w-latency, --meco and --fast belong to --method prune, "
+                        "table or exhaustive (the evolution weighs no ranks)")
+
+
+def evolution_config(images=None) -> scoring.ScoreConfig:
+  """The scoring configuration of the evolution's indicators (one draw per seed)."""
+  return scoring.ScoreConfig(proxies=tuple(evolution.INDICATORS), repeats=1,
+                             zc_cells=EVOLUTION_ZC_CELLS,
+                             data=None if images is None else data.fingerprint(images))
+
+
+# Per scoring-configuration hash (which covers the images' fingerprint): the compiled scorer and
+# {seed: {benchmark index: {indicator: (value, valid)}}}, the evolution's measurements so far.
+_SESSIONS: dict[str, tuple[scoring.Scorer, dict[int, dict]]] = {}
+
+
+def _evaluator(config: scoring.ScoreConfig, images, seed: int) -> evolution.Evaluator:
+  """`evolve`'s evaluator: measures each cell once per (configuration, seed) in this process."""
+  if config.hash() not in _SESSIONS:
+    _SESSIONS[config.hash()] = (scoring.Scorer(config, 1, images=images), {})
+  scorer, by_seed = _SESSIONS[config.hash()]
+  memo = by_seed.setdefault(seed, {})
+  archs = space.all_archs()
+
+  def evaluate(indices: np.ndarray) -> dict:
+    for index in map(int, indices):
+      if index not in memo:
+        results = scorer(archs[index][None], seed)
+        memo[index] = {name: (float(v[0]), bool(ok[0])) for name, (v, ok) in results.items()}
+    return {name: (np.asarray([memo[int(i)][name][0] for i in indices]),
+                   np.asarray([memo[int(i)][name][1] for i in indices]))
+            for name in config.proxies}
+
+  return evaluate
+
+
+def search_report(ops, lut: latency.LUT, method: str, indicators: dict, seconds: float,
+                  details: dict) -> dict:
+  """The JSON-ready report of a search: the cell, its indicators and hardware costs."""
+  costs = {name: float(values) for name, values in objective.cell_costs(ops, lut).items()}
+  return {"index": space.index_of(ops), "arch": space.format_arch(ops), "method": method,
+          "device": lut.device, "indicators": indicators,
+          "latency_ms": round(costs["latency_ms"], 4), "sram_kb": round(costs["sram_kb"], 2),
+          "flash_kb": round(costs["flash_kb"], 2), "flops_m": round(costs["flops_m"], 4),
+          "params_m": round(costs["params_m"], 6), "search_seconds": round(seconds, 2),
+          **details}
+
+
+def _feasible(request: SearchRequest) -> tuple[np.ndarray, dict]:
+  try:
+    return objective.space_feasibility(request.lut, request.limits)
+  except objective.ObjectiveError as error:
+    raise SearchError(str(error)) from None
+
+
+def _run_evolution(request: SearchRequest, progress: Callable[[int, int], None] | None,
+                   log: Callable[[str], None]) -> dict:
+  import jax
+
+  feasible, bounds = _feasible(request)
+  config = evolution_config(request.images)
+  log(f"evolution search ({'+'.join(evolution.INDICATORS)}, {int(feasible.sum())} cells meet "
+      f"the limits, budget {request.evolution.budget}) on {jax.default_backend()}; compiling "
+      "first (about 30 s on a CPU)")
+  evaluate = _evaluator(config, request.images, request.seed)
+  total = min(request.evolution.budget, int(feasible.sum()))
+  done = [0]
+
+  def tick(count):
+    done[0] += count
+    if progress:
+      progress(done[0], total)
+
+  result = evolution.evolve(evaluate, feasible, request.seed, request.evolution,
+                            on_evaluate=tick)
+  details = {"seed": request.seed, "limits": [source for _, source in bounds.values()],
+             "fitness": result.fitness, "evaluated_cells": len(result.evaluated),
+             "feasible_cells": int(feasible.sum()), "exhaustive": result.exhaustive,
+             "evolution": dataclasses.asdict(request.evolution),
+             "score_config": config.to_dict()}
+  return search_report(result.ops, request.lut, "evolution", result.indicators, result.seconds,
+                       details)
+
+
+def _run_prune(request: SearchRequest, progress: Callable[[int, int], None] | None,
+               log: Callable[[str], None]) -> dict:
+  import jax
+
+  from micronas_jax.search import prune
+
+  feasible, bounds = _feasible(request)
+  try:
+    config = prune.search_config(request.fast, request.weights.meco > 0, request.repeats,
+                                 request.ntk_batch, request.images)
+  except ValueError as error:
+    raise SearchError(str(error)) from None
+  searcher = prune.prune_search(config, images=request.images)
+  log(f"pruning search ({searcher.indicators.name}, {request.repeats} repeats) on "
+      f"{jax.default_backend()}; compiling first (about a minute on a CPU)")
+  with_none = not feasible[(space.all_archs() != space.NONE).all(1)].any()
+  total, done = searcher.evaluations(with_none), [0]
+
+  def tick():
+    done[0] += 1
+    if progress:
+      progress(done[0], total)
+
+  searcher.on_measure = tick
+  try:
+    result = searcher.search(request.seed, request.weights, request.lut, feasible)
+  finally:
+    searcher.on_measure = None
+  details = {"seed": request.seed, "weights": dataclasses.asdict(request.weights),
+             "limits": [source for _, source in bounds.values()],
+             "start_with_none": result.start_with_none, "score_config": config.to_dict(),
+             "rounds": result.rounds}
+  indicators = {"ntk": result.ntk, "lr": result.lr, "ntk_proxy": config.proxies[0]}
+  if result.meco is not None:
+    indicators["meco"] = result.meco
+  return search_report(result.ops, request.lut, "prune", indicators, result.seconds, details)
+
+
+def _run_table(request: SearchRequest) -> dict:
+  from micronas_jax.search import table
+
+  start = time.perf_counter()
+  weights, limits, lut = request.weights, request.limits, request.lut
+  try:
+    scores = table.load_scores(request.scores_path, "ntk_fast" if request.fast else "ntk",
+                               weights.meco > 0)
+    result = table.search(scores, lut, weights, limits)
+    if request.plot_path:
+      table.plot_pareto(result, scores, request.plot_path, limits.max_latency_ms)
+  except (table.TableError, objective.ObjectiveError) as error:
+    raise SearchError(str(error)) from None
+  best = result.best
+  ops = space.arch_at(int(scores.indices[best]))
+  front = [{"index": int(scores.indices[i]), "objective": float(result.objective[i]),
+            "latency_ms": round(float(result.costs["latency_ms"][i]), 4)} for i in result.front]
+  details = {"weights": dataclasses.asdict(weights), "scores": str(request.scores_path),
+             "scored_cells": len(scores.indices), "seeds": list(scores.seeds),
+             "limits": [source for _, source in limits.bounds(lut).values()],
+             "objective": float(result.objective[best]),
+             "feasible_cells": int(result.feasible.sum()), "pareto_front": front,
+             "score_config": scores.config}
+  if request.plot_path:
+    details["plot"] = str(request.plot_path)
+  indicators = {"ntk": float(scores.ntk[best]), "lr": float(scores.lr[best]),
+                "ntk_proxy": scores.ntk_proxy}
+  if scores.meco is not None:
+    indicators["meco"] = float(scores.meco[best])
+  return search_report(ops, lut, "table", indicators, time.perf_counter() - start, details)
+
+
+def _run_exhaustive(request: SearchRequest, progress, log) -> dict:
+  from micronas_jax import store
+  from micronas_jax.search import prune
+
+  start = time.perf_counter()
+  feasible, _ = _feasible(request)
+  try:
+    config = prune.search_config(request.fast, request.weights.meco > 0, request.repeats,
+                                 request.ntk_batch, request.images)
+    scorer = scoring.Scorer(config, scoring.default_cells_per_step(), images=request.images)
+    results = store.ScoreStore(request.scores_path, config.to_dict(), config.hash(),
+                               config.proxies)
+  except (ValueError, store.StoreError) as error:
+    raise SearchError(str(error)) from None
+  scoring.fill_store(results, scorer, np.flatnonzero(feasible).astype(np.int32), request.seed,
+                     request.scores_path, progress, log)
+  scoring_seconds = time.perf_counter() - start
+  report = _run_table(dataclasses.replace(request, method="table", images=None))
+  report["method"] = "exhaustive"
+  report["scoring_seconds"] = round(scoring_seconds, 2)
+  report["search_seconds"] = round(report["search_seconds"] + scoring_seconds, 2)
+  return report
+
+
+def run(request: SearchRequest, progress: Callable[[int, int], None] | None = None,
+        log: Callable[[str], None] = lambda message: None) -> dict:
+  """Runs the search `request` asks for -> its JSON-ready report (`search_report`).
+
+  `progress(done, total)` is called as candidates are measured; `log(line)` gets status lines.
+  Raises SearchError for a request no cell can answer (a limit no cell meets, a bad table).
+  """
+  if request.method == "evolution":
+    report = _run_evolution(request, progress, log)
+  elif request.method == "prune":
+    report = _run_prune(request, progress, log)
+  elif request.method == "exhaustive":
+    report = _run_exhaustive(request, progress, log)
+  else:
+    report = _run_table(request)
+  if request.data_path:
+    report["data"] = str(request.data_path)
+  return report
