@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "correlation": "correlation",
     "throughput": "throughput",
     "search-quality": "search_quality",
+    "search-evolution": "search_evolution",
     "table1": "table1",
     "latency-fit": "latency_fit",
     "emu-validation": "emu_validation",

@@ -30,6 +30,7 @@ file works too, with the `bench` extra).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -61,40 +62,45 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
   from micronas_jax import data, space
   from micronas_jax.hardware import latency
   from micronas_jax.search import objective, prune
+  from micronas_jax.search import run as search_run
 
   lut = latency.board("stm32f746")
   all_latency = latency.estimate(space.all_archs(), lut)
   images = None if images_path is None else data.load_images(images_path)
   config = prune.search_config(mode == "fast", meco, repeats, images=images)
-  searcher = prune.prune_search(config, images=images)
   weights = objective.Weights.micronas(meco=meco)
   limited_weights = objective.Weights.micronas(w_latency=limited_w_latency, meco=meco)
+  request = search_run.SearchRequest(lut, objective.Limits(board_memory=False), "prune",
+                                     weights=weights, fast=mode == "fast", repeats=repeats,
+                                     images=images)
   rows, times = [], []
   for seed in range(seeds):
-    free = searcher.search(seed, weights, lut)
-    times.append(free.seconds)
-    index = space.index_of(free.ops)
+    free = search_run.run(dataclasses.replace(request, seed=seed))
+    times.append(free["search_seconds"])
+    index = free["index"]
     limit = float(all_latency[index]) / 3
-    feasible, _ = objective.space_feasibility(
-        lut, objective.Limits(max_latency_ms=limit, board_memory=False))
-    limited = searcher.search(seed, limited_weights, lut, feasible)
-    times.append(limited.seconds)
-    limited_index = space.index_of(limited.ops)
+    limits = objective.Limits(max_latency_ms=limit, board_memory=False)
+    feasible, _ = objective.space_feasibility(lut, limits)
+    limited = search_run.run(dataclasses.replace(request, seed=seed, limits=limits,
+                                                 weights=limited_weights))
+    times.append(limited["search_seconds"])
+    limited_index = limited["index"]
     best_feasible = float(np.nanmax(np.where(feasible, accuracy, np.nan)))
     row = {"seed": seed, "index": index, "acc": float(accuracy[index]),
-           "latency_ms": float(all_latency[index]), "seconds": free.seconds, "limit_ms": limit,
+           "latency_ms": float(all_latency[index]), "seconds": free["search_seconds"],
+           "limit_ms": limit,
            "limited_index": limited_index, "limited_acc": float(accuracy[limited_index]),
            "limited_latency_ms": float(all_latency[limited_index]),
-           "limited_seconds": limited.seconds, "best_feasible_acc": best_feasible}
+           "limited_seconds": limited["search_seconds"], "best_feasible_acc": best_feasible}
     row["gap"] = best_feasible - row["limited_acc"]
     rows.append(row)
-    print(f"[{mode}] seed {seed}: index {index} acc {row['acc']:.2f} ({free.seconds:.1f} s); "
+    print(f"[{mode}] seed {seed}: index {index} acc {row['acc']:.2f} ({free['search_seconds']:.1f} s); "
           f"limit {limit:.1f} ms -> index {limited_index} acc {row['limited_acc']:.2f}, "
-          f"gap {row['gap']:.2f} ({limited.seconds:.1f} s)", file=sys.stderr, flush=True)
+          f"gap {row['gap']:.2f} ({limited['search_seconds']:.1f} s)", file=sys.stderr, flush=True)
     if checkpoint:
-      checkpoint(summary(mode, repeats, rows, times, searcher.trace_count,
-                         searcher.indicators.name, images_path, config.data, limited_w_latency))
-  return summary(mode, repeats, rows, times, searcher.trace_count, searcher.indicators.name,
+      checkpoint(summary(mode, repeats, rows, times, limited["compilations"],
+                         "+".join(config.proxies), images_path, config.data, limited_w_latency))
+  return summary(mode, repeats, rows, times, limited["compilations"], "+".join(config.proxies),
                  images_path, config.data, limited_w_latency)
 
 

@@ -44,25 +44,24 @@ def methods(weights) -> list[tuple[str, float, float]]:
 
 def run(mode: str, seeds: int, weights, repeats: int, saved: dict, save) -> dict:
   """Runs every (method, seed) search missing from `saved["picks"]`; `save(saved)` after each."""
-  from micronas_jax import space
   from micronas_jax.hardware import latency
-  from micronas_jax.search import objective, prune
+  from micronas_jax.search import objective
+  from micronas_jax.search import run as search_run
 
   lut = latency.board("stm32f746")
-  config = prune.search_config(mode == "fast", repeats=repeats)
-  searcher = prune.prune_search(config)
   picks = saved.setdefault("picks", {})
   todo = [(label, wf, wl, seed) for seed in range(seeds) for label, wf, wl in methods(weights)
           if f"{label}|{seed}" not in picks]
   for done, (label, w_flops, w_latency, seed) in enumerate(todo, 1):
-    result = searcher.search(seed, objective.Weights.micronas(w_flops, w_latency), lut)
-    picks[f"{label}|{seed}"] = {"index": int(space.index_of(result.ops)),
-                                "seconds": result.seconds}
+    report = search_run.run(search_run.SearchRequest(
+        lut, objective.Limits(board_memory=False), "prune", seed,
+        objective.Weights.micronas(w_flops, w_latency), fast=mode == "fast", repeats=repeats))
+    picks[f"{label}|{seed}"] = {"index": report["index"], "seconds": report["search_seconds"]}
     save(saved)
-    print(f"[{done}/{len(todo)}] {label} seed {seed}: index {picks[f'{label}|{seed}']['index']} "
-          f"({result.seconds:.1f} s)", file=sys.stderr, flush=True)
+    print(f"[{done}/{len(todo)}] {label} seed {seed}: index {report['index']} "
+          f"({report['search_seconds']:.1f} s)", file=sys.stderr, flush=True)
   if todo:  # a render-only invocation keeps the count of the run that searched
-    saved["compilations"] = searcher.trace_count
+    saved["compilations"] = report["compilations"]
   return saved
 
 

@@ -289,7 +289,8 @@ def test_search_quality_feeds_the_given_images_to_the_search_and_names_them(tmp_
                       lambda config, images=None: calls.append((config, images)) or searcher)
   accuracy = np.linspace(80, 94, space.NUM_CELLS)
   result = search_quality.run("fast", 1, accuracy, 1, images_path=tmp_path / "photos.npz")
-  (config, passed), = calls
+  (config, passed), *others = calls  # one call per search, all with the same configuration
+  assert all(other[0] == config and other[1] is passed for other in others)
   np.testing.assert_allclose(passed, data.load_images(tmp_path / "photos.npz"))
   assert config.data == data.fingerprint(passed) == result["images_sha256_16"]
   text = search_quality.render(result, "cmd")

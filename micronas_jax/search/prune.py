@@ -37,7 +37,6 @@ vmapped in groups on an accelerator.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from typing import Any, Callable
 
@@ -320,14 +319,13 @@ def default_candidates_per_step() -> int:
 def prune_search(config: scoring.ScoreConfig, candidates_per_step: int | None = None,
                  images=None) -> PruneSearch:
   """The PruneSearch of a scoring configuration's proxies on `images: [N, 32, 32, 3]` (normalized,
-  `data.load_images`; None: standard-normal inputs). Without images the searcher is cached, so a
-  configuration compiles once per process."""
+  `data.load_images`; None: standard-normal inputs). Searchers are kept per configuration (whose
+  hash covers the images' fingerprint), so a configuration compiles once per process."""
   step = candidates_per_step or default_candidates_per_step()
-  if images is None:
-    return _cached_prune_search(config, step)
-  return PruneSearch(proxy_indicators(config, images), config.repeats, step)
+  key = (config.hash(), step)
+  if key not in _SEARCHERS:
+    _SEARCHERS[key] = PruneSearch(proxy_indicators(config, images), config.repeats, step)
+  return _SEARCHERS[key]
 
 
-@functools.cache
-def _cached_prune_search(config: scoring.ScoreConfig, step: int) -> PruneSearch:
-  return PruneSearch(proxy_indicators(config), config.repeats, step)
+_SEARCHERS: dict[tuple[str, int], PruneSearch] = {}

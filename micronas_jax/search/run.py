@@ -197,7 +197,7 @@ def _run_prune(request: SearchRequest, progress: Callable[[int, int], None] | No
   details = {"seed": request.seed, "weights": dataclasses.asdict(request.weights),
              "limits": [source for _, source in bounds.values()],
              "start_with_none": result.start_with_none, "score_config": config.to_dict(),
-             "rounds": result.rounds}
+             "rounds": result.rounds, "compilations": searcher.trace_count}
   indicators = {"ntk": result.ntk, "lr": result.lr, "ntk_proxy": config.proxies[0]}
   if result.meco is not None:
     indicators["meco"] = result.meco
