@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "throughput": "throughput",
     "search-quality": "search_quality",
     "search-evolution": "search_evolution",
+    "fitness-ablation": "fitness_ablation",
     "table1": "table1",
     "latency-fit": "latency_fit",
     "emu-validation": "emu_validation",

@@ -8,6 +8,7 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks/RESULTS.md"
+README = REPO / "README.md"
 
 
 def machine() -> str:
@@ -50,6 +51,35 @@ def write_section(title: str, body: str, path: pathlib.Path = RESULTS) -> None:
     end = text.find("\n## ", start + len(heading))
     text = text[:start] + section + (text[end:] if end >= 0 else "")
   path.write_text(text.rstrip("\n") + "\n")
+
+
+def readme_block(name: str) -> tuple[str, str]:
+  """The opening and closing markers of the README block a script generates."""
+  return (f"<!-- generated from benchmarks/RESULTS.md: {name} -->",
+          f"<!-- end of generated block: {name} -->")
+
+
+def section_body(title: str, path: pathlib.Path = RESULTS) -> str:
+  """The body of the `## title` section of the Markdown file at `path` (stripped; '' if none)."""
+  text = path.read_text()
+  start = text.find(f"## {title}\n")
+  if start < 0:
+    return ""
+  end = text.find("\n## ", start + 3)
+  return text[start + len(title) + 4:end if end >= 0 else None].strip()
+
+
+def write_readme_block(title: str, path: pathlib.Path = README,
+                       results: pathlib.Path = RESULTS) -> None:
+  """Copies the RESULTS.md section `title` into the README between its markers (which must
+  exist), so that the README's numbers are RESULTS.md's by construction."""
+  opening, closing = readme_block(title)
+  text = path.read_text()
+  start, end = text.find(opening), text.find(closing)
+  if start < 0 or end < start:
+    raise ValueError(f"{path}: no block marked {opening!r} ... {closing!r}")
+  body = section_body(title, results).replace("](figures/", "](benchmarks/figures/")
+  path.write_text(text[:start + len(opening)] + "\n" + body + "\n" + text[end:])
 
 
 def pyplot():

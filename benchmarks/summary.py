@@ -23,6 +23,7 @@ HEADLINES = {
     "Latency LUT fit": (("device", "semantics", "train"), ("Kendall tau", "within ±10% %"),
                         lambda row: row["train"] in ("1%", "ceiling")),
     "Torch reference": (("proxy",), ("max rel diff value", "speedup"), None),
+    "Default search": (("measure",), ("value", "target"), None),
 }
 
 

@@ -421,7 +421,8 @@ Rerunning a command resumes it: cells already in --out are skipped.
                    "are random).")
 @click.option("--init", type=click.Choice(model.INITS), default="torch-default", show_default=True)
 @click.option("--data", "data_path", type=click.Path(), default=None,
-              help="CIFAR-10 python directory or .npz of [N,32,32,3] images (default: random normal).")
+              help="Images: an image folder or .zip of <split>/<class>/<image>, a CIFAR-10 python "
+                   "directory or an .npz of [N,32,32,3] (default: random normal).")
 @click.option("--cells-per-step", type=int, default=None,
               help="Cells per jitted step (default: 1 on CPU, 128 per device on GPU/TPU).")
 @click.option("--distributed", is_flag=True,
@@ -670,8 +671,10 @@ the result of an uninterrupted run; a checkpoint of another cell or setting is r
 """)
 @click.argument("cell", type=ArchParam(), metavar="ARCH_OR_INDEX")
 @click.option("--data", "data_path", required=True,
-              help="CIFAR-10 python directory (data_batch_1..5, test_batch) or an .npz with "
-                   "images+labels [and test_images+test_labels]; [N,32,32,3] uint8 or 0-1 float.")
+              help="An image folder or .zip of train|test/<class>/<image> (labels by sorted class "
+                   "name), a CIFAR-10 python directory (data_batch_1..5, test_batch) or an .npz "
+                   "with images+labels [and test_images+test_labels]; [N,32,32,3] uint8 or 0-1 "
+                   "float.")
 @click.option("--out", required=True, help="Run directory: checkpoint.msgpack and result.json.")
 @click.option("--epochs", type=int, default=200, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
