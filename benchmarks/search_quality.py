@@ -66,7 +66,8 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
 
   lut = latency.board("stm32f746")
   all_latency = latency.estimate(space.all_archs(), lut)
-  images = None if images_path is None else data.load_images(images_path)
+  images = (None if images_path is None
+            else data.load_images(images_path, max_images=data.INDICATOR_IMAGES))
   config = prune.search_config(mode == "fast", meco, repeats, images=images)
   weights = objective.Weights.micronas(meco=meco)
   limited_weights = objective.Weights.micronas(w_latency=limited_w_latency, meco=meco)
@@ -292,9 +293,9 @@ def main():
                       default=REPO.parent / "shared/data/nb201/cifar10.csv",
                       help="ground truth (accuracy per cell)")
   parser.add_argument("--images", type=pathlib.Path, default=None,
-                      help="inputs of the indicators instead of standard-normal ones: a CIFAR-10 "
-                           "python directory or an .npz of [N,32,32,3] (e.g. from "
-                           "benchmarks/natural_images.py)")
+                      help="inputs of the indicators instead of standard-normal ones: an image "
+                           "folder or .zip (e.g. cifar10-jpeg.zip), a CIFAR-10 python directory "
+                           "or an .npz of [N,32,32,3] (e.g. from benchmarks/natural_images.py)")
   parser.add_argument("--scores", type=pathlib.Path, default=None,
                       help="run the table search over this whole-space score table instead")
   parser.add_argument("--limits-from", type=pathlib.Path, default=None,

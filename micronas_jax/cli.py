@@ -9,6 +9,7 @@ import contextlib
 import csv
 import dataclasses
 import json
+import os
 import pathlib
 import sys
 
@@ -18,6 +19,7 @@ import numpy as np
 from micronas_jax import cost, model, space
 from micronas_jax.hardware import latency, profile
 from micronas_jax.hardware import costs as hw_costs
+from micronas_jax.search import evolution
 from micronas_jax.search import run as search_run
 
 
@@ -168,6 +170,23 @@ def _write_text(path: str, text: str) -> None:
       f.write(text)
   except OSError as error:
     raise InputError(f"{path}: cannot write: {error.strerror}") from None
+
+
+def _check_output_path(path: str | None, option: str) -> None:
+  """Refuses, before any work, an output path that cannot be written: a search of minutes must
+  not end in a path error."""
+  if path is None:
+    return
+  target = pathlib.Path(path)
+  parent = target.parent if str(target.parent) else pathlib.Path(".")
+  if not str(path).strip():
+    raise InputError(f"{option}: empty path")
+  if target.is_dir():
+    raise InputError(f"{option} {path}: is a directory")
+  if not parent.is_dir():
+    raise InputError(f"{option} {path}: no such directory {parent}")
+  if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+    raise InputError(f"{option} {path}: not writable")
 
 
 def _save_lut(lut, path: str) -> None:
@@ -567,11 +586,11 @@ pruning search minutes (measure with --fast first), seconds on a GPU.
                    "FLOPs and skip span (beyond the paper); prune: the TE-NAS/MicroNAS pruning "
                    "search; table: the best cell of a score table; exhaustive: score every cell "
                    "meeting the limits into --scores, then search that (resumable).")
-@click.option("--budget", type=int, default=search_run.evolution.EvolutionConfig.budget,
+@click.option("--budget", type=int, default=evolution.EvolutionConfig.budget,
               show_default=True, help="Cells the evolution measures.")
-@click.option("--population", type=int, default=search_run.evolution.EvolutionConfig.population,
+@click.option("--population", type=int, default=evolution.EvolutionConfig.population,
               show_default=True, help="Evolution's population.")
-@click.option("--tournament", type=int, default=search_run.evolution.EvolutionConfig.tournament,
+@click.option("--tournament", type=int, default=evolution.EvolutionConfig.tournament,
               show_default=True, help="Evolution's tournament size.")
 @click.option("--w-flops", type=float, default=0.0, show_default=True,
               help="prune/table/exhaustive: weight of the FLOPs rank; NTK and LR share "
@@ -613,11 +632,13 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
   lut = _lut_errors(latency.load, lut_path) if lut_path else _lut_errors(latency.board, board)
   if benchmark_path and not pathlib.Path(benchmark_path).is_file():
     raise InputError(f"{benchmark_path}: no such benchmark CSV")
+  _check_output_path(out, "--out")
+  _check_output_path(plot_path, "--plot")
   try:
     request = search_run.SearchRequest(
         lut, objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m), method,
         seed, objective.Weights.micronas(w_flops, w_latency, meco), fast, repeats, batch_size,
-        search_run.evolution.EvolutionConfig(population, tournament, budget),
+        evolution.EvolutionConfig(population, tournament, budget),
         _load_images(data_path) if data_path else None, data_path, scores_path, plot_path)
     with _progress_bar(progress, "cell" if method != "prune" else "supernet") as update:
       report = search_run.run(request, update, lambda line: click.echo(line, err=True))

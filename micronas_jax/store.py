@@ -166,16 +166,49 @@ def _read_csv_export(source: pathlib.Path) -> tuple[dict[str, np.ndarray], dict]
   return table, {"proxies": proxies}
 
 
+def _export_target(path, out) -> pathlib.Path:
+  """The output path of an export, refused (StoreError, before anything is written) when it is
+  the store itself, a directory or in a missing directory."""
+  out = pathlib.Path(out)
+  if not str(out).strip():
+    raise StoreError("empty output path")
+  if out.exists() and pathlib.Path(path).exists() and os.path.samefile(path, out):
+    raise StoreError(f"{out}: is the store being exported; write the export to another file")
+  if out.is_dir():
+    raise StoreError(f"{out}: is a directory")
+  if not out.resolve().parent.is_dir():
+    raise StoreError(f"{out}: no such directory {out.parent}")
+  return out
+
+
+def _write_atomically(out: pathlib.Path, write) -> None:
+  """Calls `write(temporary path)` beside `out`, then renames it to `out`: an interrupted or
+  failed export leaves no half-written file and the old one, if any, intact."""
+  tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+  try:
+    write(tmp)
+    os.replace(tmp, out)
+  except OSError as error:
+    raise StoreError(f"{out}: cannot write: {error.strerror or error}") from None
+  finally:
+    tmp.unlink(missing_ok=True)
+
+
 def export_csv(path: str | os.PathLike, out: str | os.PathLike) -> int:
   """Writes every row of a store to a CSV file; returns the row count."""
+  out = _export_target(path, out)
   table, _ = read_table(path)
   names = list(table)
   count = len(table[names[0]]) if names else 0
-  with open(out, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(names)
-    for i in range(count):
-      writer.writerow([table[name][i] for name in names])
+
+  def write(target):
+    with open(target, "w", newline="") as f:
+      writer = csv.writer(f)
+      writer.writerow(names)
+      for i in range(count):
+        writer.writerow([table[name][i] for name in names])
+
+  _write_atomically(out, write)
   return count
 
 
@@ -186,6 +219,8 @@ def export_parquet(path: str | os.PathLike, out: str | os.PathLike) -> int:
     import pyarrow.parquet as pq
   except ImportError:
     raise StoreError("Parquet export needs pyarrow: pip install pyarrow") from None
+  out = _export_target(path, out)
   table, _ = read_table(path)
-  pq.write_table(pa.table({name: column.tolist() for name, column in table.items()}), out)
+  _write_atomically(out, lambda target: pq.write_table(
+      pa.table({name: column.tolist() for name, column in table.items()}), target))
   return len(next(iter(table.values()), []))

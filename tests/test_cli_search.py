@@ -246,3 +246,36 @@ def test_evolution_takes_images_from_data(tmp_path, toy_evolution):
   assert report["score_config"]["data"] == data.fingerprint(data.load_images(tmp_path / "tiny.npz"))
   (scorer, _), = search_run._SESSIONS.values()
   np.testing.assert_allclose(scorer.images, data.load_images(tmp_path / "tiny.npz"))
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_searching(tmp_path,
+                                                                            toy_evolution):
+  for args, message in (
+      (["--out", tmp_path / "nodir" / "r.json"], "no such directory"),
+      (["--out", tmp_path], "is a directory"),
+      (["--plot", tmp_path / "nodir" / "p.png"], "no such directory")):
+    assert_one_line_error(invoke(*args, "--no-progress"), message)
+    assert not search_run._SESSIONS  # refused before a scorer was built or a cell measured
+  result = invoke("--out", tmp_path / "r.json", "--no-progress", "--budget", 60)
+  assert result.exit_code == 0 and (tmp_path / "r.json").is_file(), result.output
+
+
+def test_evolution_reads_an_image_folder_zip(tmp_path, toy_evolution):
+  import zipfile
+
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  with zipfile.ZipFile(tmp_path / "images.zip", "w") as archive:
+    for label in ("cat", "dog"):
+      for k, size in enumerate((32, 40)):  # mixed sizes: both become 32x32
+        path = tmp_path / f"{label}{k}.png"
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+        archive.write(path, f"train/{label}/{k}.png")
+  out = tmp_path / "r.json"
+  result = invoke("--data", tmp_path / "images.zip", "--budget", 60, "--out", out, "--no-progress")
+  assert result.exit_code == 0, result.output
+  images = data.load_images(tmp_path / "images.zip")
+  assert images.shape == (4, 32, 32, 3)
+  assert json.loads(out.read_text())["score_config"]["data"] == data.fingerprint(images)
+  (tmp_path / "bad.zip").write_text("not a zip")
+  assert_one_line_error(invoke("--data", tmp_path / "bad.zip"), "bad.zip")

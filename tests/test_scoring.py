@@ -195,3 +195,37 @@ def test_read_table_reads_a_csv_export_plain_or_gzipped(tmp_path):
   (tmp_path / "bad.csv").write_text("index,flops\n1,2\n")
   with pytest.raises(store.StoreError, match="needs index, arch and seed"):
     store.read_table(tmp_path / "bad.csv")
+
+
+@pytest.mark.parametrize("target, message", [
+    ("s.sqlite", "is the store being exported"), (".", "is a directory"),
+    ("nodir/s.csv", "no such directory"), ("", "give exactly one of --csv FILE")])
+def test_table_export_refuses_a_target_that_would_lose_data(tmp_path, target, message):
+  out = tmp_path / "s.sqlite"
+  runner = CliRunner()
+  assert runner.invoke(cli.cli, ["score", "--indices", "0:3", "--proxies", "flops,params",
+                                 "--out", str(out), "--no-progress"]).exit_code == 0
+  before = out.read_bytes()
+  result = runner.invoke(cli.cli, ["table", "export", str(out), "--csv",
+                                   str(tmp_path / target) if target else ""])
+  assert result.exit_code == 2 and result.output.startswith("Error:"), result.output
+  assert result.output.strip().count("\n") == 0 and message in result.output
+  assert out.read_bytes() == before and store.read_table(out)[0]["index"].tolist() == [0, 1, 2]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sqlite"]  # nothing half-written
+
+
+def test_a_failed_export_keeps_the_previous_file(tmp_path, monkeypatch):
+  out = tmp_path / "s.sqlite"
+  assert CliRunner().invoke(cli.cli, ["score", "--indices", "0:3", "--proxies", "flops,params",
+                                      "--out", str(out), "--no-progress"]).exit_code == 0
+  (tmp_path / "s.csv").write_text("the old export\n")
+
+  def failing_writer(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(store.csv, "writer", failing_writer)
+  result = CliRunner().invoke(cli.cli, ["table", "export", str(out), "--csv",
+                                        str(tmp_path / "s.csv")])
+  assert result.exit_code == 2 and "cannot write: No space left on device" in result.output
+  assert (tmp_path / "s.csv").read_text() == "the old export\n"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.sqlite"]

@@ -29,7 +29,7 @@ METHODS = ("evolution", "prune", "table", "exhaustive")
 # MeCo's network for the evolution: NB201's C=16 at 32x32 with N=2 cells per stage instead of 5.
 # Its XLA program compiles in 27 s instead of 70 s on the 2-core CPU and measures a cell in 0.05 s
 # instead of 0.11 s; its MeCo ranks 400 random cells with Spearman 0.98 against the N=5 network's
-# (benchmarks/RESULTS.md, search section).
+# (benchmarks/RESULTS.md, "Evolution fitness: indicator ablation").
 EVOLUTION_ZC_CELLS = 2
 
 
