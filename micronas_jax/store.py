@@ -23,6 +23,21 @@ class StoreError(ValueError):
   """A store that cannot be used: another configuration, or not a micronas-jax store."""
 
 
+def _check_store_target(path) -> None:
+  """Refuses, with one line, a store path that SQLite cannot open for writing."""
+  target = pathlib.Path(path)
+  if not str(path).strip():
+    raise StoreError("empty score store path")
+  if target.is_dir():
+    raise StoreError(f"{target}: is a directory")
+  if not target.resolve().parent.is_dir():
+    raise StoreError(f"{target}: no such directory {target.parent}")
+  writable = os.access(target, os.W_OK) if target.exists() else os.access(
+      target.resolve().parent, os.W_OK)
+  if not writable:
+    raise StoreError(f"{target}: not writable")
+
+
 def _quote(name: str) -> str:
   if not name.replace("_", "").isalnum():
     raise StoreError(f"invalid column name {name!r}")
@@ -37,7 +52,27 @@ class ScoreStore:
     self.path = pathlib.Path(path)
     self.config_hash = config_hash
     self.columns = tuple(columns)
+    _check_store_target(path)
     self._db = sqlite3.connect(self.path)
+    try:
+      self._open(config)
+    except sqlite3.Error as error:
+      self._db.close()
+      reason = ("not an SQLite database" if isinstance(error, sqlite3.DatabaseError)
+                and "not a database" in str(error) else str(error))
+      raise StoreError(f"{self.path}: not a micronas-jax score store ({reason})") from None
+    except StoreError:
+      self._db.close()
+      raise
+
+  def _open(self, config: dict) -> None:
+    tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master "
+                                                 "WHERE type = 'table'")}
+    if tables and not {"meta", "scores"} <= tables:
+      # Another application's database: adding our tables (or even switching it to WAL mode)
+      # would change a file that is not ours, so this check comes before any write.
+      raise StoreError(f"{self.path}: not a micronas-jax score store (it holds tables "
+                       f"{', '.join(sorted(tables))}); use another file")
     self._db.execute("PRAGMA journal_mode=WAL")
     # NORMAL keeps committed transactions across a killed process (not across power loss).
     self._db.execute("PRAGMA synchronous=NORMAL")
@@ -53,7 +88,7 @@ class ScoreStore:
                          f"seed INTEGER NOT NULL, config_hash TEXT NOT NULL, {value_columns}, "
                          f"PRIMARY KEY (\"index\", seed, config_hash))")
         self._db.executemany("INSERT INTO meta VALUES (?, ?)", [
-            ("config", json.dumps(config, sort_keys=True)), ("config_hash", config_hash),
+            ("config", json.dumps(config, sort_keys=True)), ("config_hash", self.config_hash),
             ("columns", json.dumps(self.columns)), ("micronas_jax_version", __version__)])
 
   def _check_same_config(self, stored: dict, config: dict) -> None:

@@ -229,3 +229,27 @@ def test_a_failed_export_keeps_the_previous_file(tmp_path, monkeypatch):
   assert result.exit_code == 2 and "cannot write: No space left on device" in result.output
   assert (tmp_path / "s.csv").read_text() == "the old export\n"
   assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.sqlite"]
+
+
+def test_score_out_that_is_not_a_usable_store_is_one_line_and_left_as_it_was(tmp_path):
+  import sqlite3
+  corrupt = tmp_path / "corrupt.sqlite"
+  corrupt.write_bytes(b"this is not a database, but someone's file" * 100)
+  other_app = tmp_path / "app.sqlite"
+  with sqlite3.connect(other_app) as db:
+    db.execute("CREATE TABLE customers (name TEXT)")
+    db.execute("INSERT INTO customers VALUES ('ada')")
+  db.close()
+  snapshots = {path: path.read_bytes() for path in (corrupt, other_app)}
+  for out, message in ((corrupt, "not a micronas-jax score store (not an SQLite database)"),
+                       (other_app, "not a micronas-jax score store (it holds tables customers)"),
+                       (tmp_path, "is a directory"),
+                       (tmp_path / "nodir" / "s.sqlite", "no such directory"),
+                       ("", "empty score store path")):
+    result = CliRunner().invoke(cli.cli, ["score", "--indices", "0:2", "--proxies", "flops",
+                                          "--out", str(out), "--no-progress"])
+    assert result.exit_code == 2 and result.output.startswith("Error:"), (out, result.output)
+    assert result.output.strip().count("\n") == 0 and message in result.output, result.output
+  for path, content in snapshots.items():
+    assert path.read_bytes() == content
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["app.sqlite", "corrupt.sqlite"]
