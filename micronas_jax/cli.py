@@ -16,7 +16,7 @@ import sys
 import click
 import numpy as np
 
-from micronas_jax import cost, model, space
+from micronas_jax import cost, model, paths, space
 from micronas_jax.hardware import latency, profile
 from micronas_jax.hardware import costs as hw_costs
 from micronas_jax.search import evolution
@@ -126,24 +126,33 @@ Examples:
   micronas-jax space list > nb201.csv
   micronas-jax space list --out nb201.csv
 """)
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--out", default=None,
               help="CSV file to write (default: standard output).")
 def space_list(out):
   """All 15,625 cells as CSV: index, arch, FLOPs (M) and params (M) of the CIFAR-10 network."""
   archs = space.all_archs()
   flops_m, params_m = cost.flops(archs) / 1e6, cost.params(archs) / 1e6
-  stream = open(out, "w", newline="") if out else sys.stdout
-  try:
+  _check_output_path(out, "--out")
+
+  def write_rows(stream):
     writer = csv.writer(stream)
     writer.writerow(["index", "arch", "flops_m", "params_m"])
     for index, ops in enumerate(archs):
       writer.writerow([index, space.format_arch(ops), f"{flops_m[index]:.6f}",
                        f"{params_m[index]:.6f}"])
-  finally:
-    if out:
-      stream.close()
-  if out:
-    click.echo(f"wrote {len(archs)} cells to {out}", err=True)
+
+  def write_file(tmp):
+    with open(tmp, "w", newline="") as stream:
+      write_rows(stream)
+
+  if not out:
+    write_rows(sys.stdout)
+    return
+  try:
+    paths.write_atomically(out, write_file)
+  except paths.PathError as error:
+    raise InputError(str(error)) from None
+  click.echo(f"wrote {len(archs)} cells to {out}", err=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,18 +184,11 @@ def _write_text(path: str, text: str) -> None:
 def _check_output_path(path: str | None, option: str) -> None:
   """Refuses, before any work, an output path that cannot be written: a search of minutes must
   not end in a path error."""
-  if path is None:
-    return
-  target = pathlib.Path(path)
-  parent = target.parent if str(target.parent) else pathlib.Path(".")
-  if not str(path).strip():
-    raise InputError(f"{option}: empty path")
-  if target.is_dir():
-    raise InputError(f"{option} {path}: is a directory")
-  if not parent.is_dir():
-    raise InputError(f"{option} {path}: no such directory {parent}")
-  if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-    raise InputError(f"{option} {path}: not writable")
+  if path is not None:
+    try:
+      paths.check_writable(path)
+    except paths.PathError as error:
+      raise InputError(f"{option}: {error}") from None
 
 
 def _save_lut(lut, path: str) -> None:

@@ -16,26 +16,11 @@ import sqlite3
 
 import numpy as np
 
-from micronas_jax import __version__
+from micronas_jax import __version__, paths
 
 
 class StoreError(ValueError):
   """A store that cannot be used: another configuration, or not a micronas-jax store."""
-
-
-def _check_store_target(path) -> None:
-  """Refuses, with one line, a store path that SQLite cannot open for writing."""
-  target = pathlib.Path(path)
-  if not str(path).strip():
-    raise StoreError("empty score store path")
-  if target.is_dir():
-    raise StoreError(f"{target}: is a directory")
-  if not target.resolve().parent.is_dir():
-    raise StoreError(f"{target}: no such directory {target.parent}")
-  writable = os.access(target, os.W_OK) if target.exists() else os.access(
-      target.resolve().parent, os.W_OK)
-  if not writable:
-    raise StoreError(f"{target}: not writable")
 
 
 def _quote(name: str) -> str:
@@ -52,7 +37,10 @@ class ScoreStore:
     self.path = pathlib.Path(path)
     self.config_hash = config_hash
     self.columns = tuple(columns)
-    _check_store_target(path)
+    try:
+      paths.check_writable(path, "score store")
+    except paths.PathError as error:
+      raise StoreError(str(error)) from None
     self._db = sqlite3.connect(self.path)
     try:
       self._open(config)
@@ -203,30 +191,21 @@ def _read_csv_export(source: pathlib.Path) -> tuple[dict[str, np.ndarray], dict]
 
 def _export_target(path, out) -> pathlib.Path:
   """The output path of an export, refused (StoreError, before anything is written) when it is
-  the store itself, a directory or in a missing directory."""
-  out = pathlib.Path(out)
-  if not str(out).strip():
-    raise StoreError("empty output path")
+  the store itself or cannot be written."""
+  try:
+    out = paths.check_writable(out)
+  except paths.PathError as error:
+    raise StoreError(str(error)) from None
   if out.exists() and pathlib.Path(path).exists() and os.path.samefile(path, out):
     raise StoreError(f"{out}: is the store being exported; write the export to another file")
-  if out.is_dir():
-    raise StoreError(f"{out}: is a directory")
-  if not out.resolve().parent.is_dir():
-    raise StoreError(f"{out}: no such directory {out.parent}")
   return out
 
 
 def _write_atomically(out: pathlib.Path, write) -> None:
-  """Calls `write(temporary path)` beside `out`, then renames it to `out`: an interrupted or
-  failed export leaves no half-written file and the old one, if any, intact."""
-  tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
   try:
-    write(tmp)
-    os.replace(tmp, out)
-  except OSError as error:
-    raise StoreError(f"{out}: cannot write: {error.strerror or error}") from None
-  finally:
-    tmp.unlink(missing_ok=True)
+    paths.write_atomically(out, write)
+  except paths.PathError as error:
+    raise StoreError(str(error)) from None
 
 
 def export_csv(path: str | os.PathLike, out: str | os.PathLike) -> int:

@@ -122,3 +122,12 @@ def test_train_malformed_cifar_batch_is_exit_2(tmp_path):
                   *TINY_TRAIN)
   assert result.exit_code == 2 and "not a CIFAR-10 python batch" in result.output
   assert result.output.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("target, message", [
+    ("nodir/x.csv", "no such directory"), (".", "is a directory"), ("", "empty output path")])
+def test_space_list_to_a_path_it_cannot_write_is_one_line(tmp_path, target, message):
+  result = invoke("space", "list", "--out", str(tmp_path / target) if target else "")
+  assert result.exit_code == 2 and result.output.startswith("Error: --out")
+  assert result.output.strip().count("\n") == 0 and message in result.output, result.output
+  assert list(tmp_path.iterdir()) == []
