@@ -7,7 +7,9 @@ Every search goes through `micronas_jax.search.run.run`, the call the CLI makes.
     max <= 1.0 points), for the first `--sweep-seeds` seeds;
   - Table I: under the TE-NAS row's latency / 3.23 (mean latency of the six cells with five
     conv 3x3 and one conv 1x1, the TE-NAS pick the paper's figures identify) on each packaged
-    STM32F746 LUT, the pick against index 13987 (MicroNAS's pick, 93.60%).
+    STM32F746 LUT, the pick against index 13987 (MicroNAS's pick, 93.60%);
+  - side by side with a saved pruning run on the same images (`--prune-json`): the evolution
+    under each of its seeds' limits (a third of the pruning pick's latency).
 Seconds per search are wall time on this machine; the first includes compilation. Measurements
 of one seed are shared between its searches (same draw), so later searches of a seed measure
 only cells not seen before; the unconstrained search runs first, on a fresh seed.
@@ -56,6 +58,13 @@ def sweep_limits(all_latency: np.ndarray, count: int) -> list[float]:
   return [float(q) for q in np.quantile(all_latency, np.linspace(0.02, 0.98, count))]
 
 
+def prune_rows(path: str | None) -> list[dict]:
+  """The rows of a saved `search-quality --save-json` run of the pruning search, or []."""
+  if not path or not pathlib.Path(path).is_file():
+    return []
+  return json.loads(pathlib.Path(path).read_text())["result"]["rows"]
+
+
 def one_search(lut, seed, images, data_path, max_latency_ms=None) -> dict:
   start = time.perf_counter()
   report = search_run.run(search_run.SearchRequest(
@@ -71,6 +80,7 @@ def run(args, accuracy: np.ndarray, saved: dict, save) -> dict:
   luts = {name: latency.board(name) for name in LUTS}
   all_latency = {name: latency.estimate(space.all_archs(), lut) for name, lut in luts.items()}
   limits = sweep_limits(all_latency["stm32f746"], args.sweep)
+  prune_limits = {row["seed"]: row["limit_ms"] for row in prune_rows(args.prune_json)}
   saved.setdefault("searches", {})
   for seed in range(args.seeds):
     jobs = [("free", "stm32f746", None)]
@@ -78,6 +88,8 @@ def run(args, accuracy: np.ndarray, saved: dict, save) -> dict:
              for name in LUTS]
     if seed < args.sweep_seeds:
       jobs += [(f"sweep|{k}", "stm32f746", limit) for k, limit in enumerate(limits)]
+    if seed in prune_limits:
+      jobs.append(("prune-limit", "stm32f746", prune_limits[seed]))
     for key, lut_name, limit in jobs:
       full_key = f"{seed}|{key}"
       if full_key in saved["searches"]:
@@ -124,7 +136,34 @@ def summarize(saved: dict, accuracy: np.ndarray) -> dict:
   return out
 
 
-def render(summary: dict, saved: dict, command: str) -> str:
+def side_by_side(saved: dict, rows: list[dict]) -> str:
+  """A Markdown table: the evolution and the saved pruning run, same seeds and limits."""
+  searches = saved["searches"]
+  paired = [(row, searches.get(f"{row['seed']}|prune-limit"), searches.get(f"{row['seed']}|free"))
+            for row in rows]
+  paired = [(row, limited, free) for row, limited, free in paired if limited and free]
+  if not paired:
+    return ""
+  prune_free = np.array([row["acc"] for row, _, _ in paired])
+  prune_gap = np.array([row["gap"] for row, _, _ in paired])
+  evo_free = np.array([free["test_acc"] for _, _, free in paired])
+  evo_gap = np.array([row["best_feasible_acc"] - limited["test_acc"] for row, limited, _ in paired])
+  prune_s = np.median([row["seconds"] for row, _, _ in paired][1:] or [paired[0][0]["seconds"]])
+  evo_s = np.median([free["seconds"] for _, _, free in paired][1:] or [paired[0][2]["seconds"]])
+  return "\n".join([
+      f"Side by side on the same images and seeds ({len(paired)}; the limit of each seed is a "
+      "third of the pruning pick's latency, the pruning benchmark's own protocol; pruning from "
+      "`search-quality --mode fast --images cifar10-jpeg.zip --save-json`):", "",
+      "| method | unconstrained | gap under the pruning run's limits (mean, max) | "
+      "median s per search after the first |", "| --- | --- | --- | ---: |",
+      f"| evolution (default) | {evo_free.mean():.2f} ± {evo_free.std():.2f} % | "
+      f"{evo_gap.mean():.2f}, {evo_gap.max():.2f} | {evo_s:.1f} |",
+      f"| pruning, `ntk_fast` + LR (TE-NAS, `--method prune --fast`) | {prune_free.mean():.2f} ± "
+      f"{prune_free.std():.2f} % | {prune_gap.mean():.2f}, {prune_gap.max():.2f} | "
+      f"{prune_s:.1f} |"]) + "\n"
+
+
+def render(summary: dict, saved: dict, command: str, rows: list[dict] = ()) -> str:
   s = summary
   lines = [
       f"Measured with `{command}` ({saved.get('machine', '')}); inputs: "
@@ -162,7 +201,8 @@ def render(summary: dict, saved: dict, command: str) -> str:
       "The pruning search on the same images: `search-quality --images cifar10-jpeg.zip` (section "
       "\"Search (issue 6)\"); the fitness's indicator sets: section \"Evolution fitness: "
       "indicator ablation (issue 15)\"."]
-  return "\n".join(lines) + "\n"
+  table = side_by_side(saved, list(rows))
+  return "\n".join(lines) + "\n" + ("\n" + table if table else "")
 
 
 def plot(saved: dict, accuracy: np.ndarray, path: pathlib.Path) -> bool:
@@ -199,6 +239,9 @@ def main():
                       ".npz); default: standard-normal inputs.")
   parser.add_argument("--accuracy", default=str(REPO.parent / "shared/data/nb201/cifar10.csv"))
   parser.add_argument("--save-json", default=str(REPO / "benchmarks/data/search_evolution.json"))
+  parser.add_argument("--prune-json", default=str(REPO / "benchmarks/data/search_fast_cifar10_cpu.json"),
+                      help="A saved pruning run (search-quality --save-json) on the same images: "
+                           "the evolution also searches under its limits, side by side.")
   parser.add_argument("--no-write", action="store_true", help="Do not touch RESULTS.md.")
   args = parser.parse_args()
   if not pathlib.Path(args.accuracy).is_file():
@@ -217,7 +260,7 @@ def main():
   saved = run(args, accuracy, saved, save)
   save(saved)
   summary = summarize(saved, accuracy)
-  text = render(summary, saved, _results.command())
+  text = render(summary, saved, _results.command(), prune_rows(args.prune_json))
   figure = REPO / "benchmarks/figures/search_evolution.png"
   if plot(saved, accuracy, figure):
     text += f"\n![picks over the space](figures/{figure.name})\n"

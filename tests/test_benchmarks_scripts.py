@@ -331,3 +331,96 @@ def test_search_quality_weighs_latency_only_in_the_limited_search(monkeypatch):
 def test_correlation_defaults_to_the_shipped_whole_space_table():
   args = correlation.parse_args([])
   assert args.scores.name == "nb201_scores_h100_seed0_r1.csv.gz" and args.scores.is_file()
+
+
+def test_readme_result_blocks_are_copies_of_their_results_sections():
+  # Every block the scripts generate in the README holds its RESULTS.md section verbatim
+  # (figure links rebased to the README's folder): the numbers agree by construction.
+  import re
+
+  from benchmarks import _results
+  readme = _results.README.read_text()
+  names = re.findall(r"<!-- generated from benchmarks/RESULTS.md: (.+?) -->", readme)
+  assert names, "the README has no generated result block"
+  for name in names:
+    opening, closing = _results.readme_block(name)
+    block = readme[readme.index(opening) + len(opening):readme.index(closing)].strip()
+    body = _results.section_body(name)
+    assert body and block == body.replace("](figures/", "](benchmarks/figures/"), name
+
+
+def test_write_readme_block_replaces_only_the_marked_block(tmp_path):
+  from benchmarks import _results
+  results, readme = tmp_path / "RESULTS.md", tmp_path / "README.md"
+  results.write_text("# r\n\n## A\n\n| x |\n![f](figures/f.png)\n\n## B\n\nother\n")
+  opening, closing = _results.readme_block("A")
+  readme.write_text(f"intro\n{opening}\nold\n{closing}\noutro\n")
+  _results.write_readme_block("A", readme, results)
+  assert readme.read_text() == (f"intro\n{opening}\n| x |\n![f](benchmarks/figures/f.png)\n"
+                                f"{closing}\noutro\n")
+  with pytest.raises(ValueError, match="no block marked"):
+    _results.write_readme_block("B", results, results)
+
+
+def test_search_evolution_tenas_row_is_the_six_cells_of_five_conv3x3_and_one_conv1x1():
+  from benchmarks import search_evolution
+  from micronas_jax import cost
+  row = search_evolution.tenas_row()
+  # One conv 1x1 on any of the 6 edges -> 6 cells, all of the paper's 188.66 MFLOPs.
+  assert len(row) == 6
+  np.testing.assert_allclose(cost.flops(space.all_archs()[row]) / 1e6, 188.66241, atol=1e-4)
+
+
+def test_search_evolution_summary_counts_gaps_and_table1_picks():
+  from benchmarks import search_evolution
+  accuracy = np.linspace(80, 94, space.NUM_CELLS)
+  saved = {"limits": [1.0], "searches": {
+      "0|free": {"index": 10, "test_acc": 94.0, "seconds": 50.0, "limit": None},
+      "1|free": {"index": 11, "test_acc": 93.0, "seconds": 20.0, "limit": None},
+      "0|sweep|0": {"index": 1, "test_acc": 90.0, "best_feasible": 90.5, "seconds": 5.0,
+                    "limit": 1.0},
+      "0|sweep|1": {"index": 2, "test_acc": 90.0, "best_feasible": 92.0, "seconds": 5.0,
+                    "limit": 2.0}}}
+  for seed in (0, 1):
+    for name in search_evolution.LUTS:
+      saved["searches"][f"{seed}|table1|{name}"] = {
+          "index": search_evolution.MICRONAS_PICK + seed, "test_acc": 93.0, "seconds": 9.0,
+          "limit": 300.0}
+  summary = search_evolution.summarize(saved, accuracy)
+  assert summary["free_mean"] == 93.5 and summary["free_std"] == 0.5
+  # Gaps 90.5 - 90 and 92 - 90: mean 1.25, max 2.
+  assert summary["gap_mean"] == pytest.approx(1.25) and summary["gap_max"] == pytest.approx(2.0)
+  assert summary["gap_within_05"] == 1 and summary["sweep_seeds"] == 1
+  # Picks 13987 and 13988: accuracy rises with the index here, so both are at least 13987's.
+  assert summary["table1_stm32f746"]["at_least_13987"] == 2
+  text = search_evolution.render(summary, saved, "cmd")
+  assert "93.50 ± 0.50 %" in text and "mean gap 1.25, max 2.00" in text
+
+
+def test_fitness_ablation_picks_the_fittest_cell_meeting_the_limit():
+  from benchmarks import fitness_ablation
+  columns = {"a": np.zeros(space.NUM_CELLS), "b": np.zeros(space.NUM_CELLS)}
+  columns["a"][[3, 7, 9]] = [3.0, 2.0, 1.0]
+  columns["b"][[3, 7, 9]] = [1.0, 3.0, 2.0]
+  mask = np.zeros(space.NUM_CELLS, bool)
+  mask[[3, 7, 9]] = True
+  # Ranks among the three: a (3, 2, 1), b (1, 3, 2): F = log(r_a r_b / 9) -> 3, 6, 2: cell 7.
+  assert fitness_ablation.pick(columns, {"a": True, "b": True}, mask) == 7
+  mask[7] = False  # ranks among 3 and 9: a (2, 1), b (1, 2): a tie, the lower index wins
+  assert fitness_ablation.pick(columns, {"a": True, "b": True}, mask) == 3
+
+
+def test_search_evolution_side_by_side_pairs_seeds_and_limits():
+  from benchmarks import search_evolution
+  rows = [{"seed": s, "acc": 93.0 + s, "gap": 2.0, "seconds": 40.0, "best_feasible_acc": 92.0}
+          for s in (0, 1, 2)]
+  saved = {"searches": {"0|free": {"test_acc": 94.0, "seconds": 50.0},
+                        "0|prune-limit": {"test_acc": 91.5},
+                        "1|free": {"test_acc": 94.2, "seconds": 20.0},
+                        "1|prune-limit": {"test_acc": 91.0}}}  # seed 2 not searched: left out
+  text = search_evolution.side_by_side(saved, rows)
+  # Evolution: 94.1 ± 0.1, gaps 0.5 and 1.0; pruning over seeds 0 and 1: 93.5 ± 0.5, gaps 2, 2.
+  assert "same images and seeds (2;" in text
+  assert "| evolution (default) | 94.10 ± 0.10 % | 0.75, 1.00 | 20.0 |" in text
+  assert "93.50 ± 0.50 % | 2.00, 2.00 | 40.0 |" in text
+  assert search_evolution.side_by_side({"searches": {}}, rows) == ""
