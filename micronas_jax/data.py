@@ -109,18 +109,45 @@ def _read_cifar_directory(source: pathlib.Path,
           np.concatenate([labels for _, labels in parts]))
 
 
-def _read_npz(path: pathlib.Path) -> np.ndarray:
+def _open_npz(path: pathlib.Path):
+  """The arrays of an .npz; never unpickles (numpy's own message would suggest allow_pickle)."""
   try:
-    arrays = np.load(path)
-  except (OSError, ValueError) as error:
-    raise DataError(f"{path}: not a readable .npz ({error})") from None
+    arrays = np.load(path, allow_pickle=False)
+  except OSError as error:
+    raise DataError(f"{path}: not a readable .npz ({error.strerror or error})") from None
+  except ValueError:
+    raise DataError(f"{path}: not a readable .npz (not a zip archive of .npy arrays)") from None
+  if not hasattr(arrays, "files"):
+    raise DataError(f"{path}: a single .npy array, not an .npz archive of named arrays")
+  return arrays
+
+
+def _checked_pixels(path, name: str, images: np.ndarray) -> np.ndarray:
+  """uint8 images as they are; float images as float32 in 0-1: those in 0-255 (a maximum above
+  1) are scaled by 1/255; NaN or infinite values, or values outside 0-255, are refused."""
+  if images.dtype == np.uint8:
+    return images
+  if not (np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer)):
+    raise DataError(f"{path}: '{name}' has dtype {images.dtype}, expected uint8 or float pixels")
+  images = images.astype(np.float32)
+  if not np.isfinite(images).all():
+    raise DataError(f"{path}: '{name}' holds NaN or infinite pixel values")
+  low, high = float(images.min(initial=0.0)), float(images.max(initial=0.0))
+  if low < 0 or high > 255:
+    raise DataError(f"{path}: '{name}' has pixel values in [{low:g}, {high:g}]; expected 0-1 "
+                    "or 0-255")
+  return images / 255.0 if high > 1.0 else images
+
+
+def _read_npz(path: pathlib.Path) -> np.ndarray:
+  arrays = _open_npz(path)
   names = [name for name in ("images", "x") if name in arrays] or list(arrays.files)
   if len(names) != 1 and not {"images", "x"} & set(arrays.files):
     raise DataError(f"{path}: holds arrays {arrays.files}; name the images 'images'")
   images = arrays[names[0]]
   if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
     raise DataError(f"{path}: '{names[0]}' has shape {images.shape}, expected [N, 32, 32, 3]")
-  return images
+  return _checked_pixels(path, names[0], images)
 
 
 def _check_images(path, name: str, images: np.ndarray) -> np.ndarray:
@@ -128,7 +155,7 @@ def _check_images(path, name: str, images: np.ndarray) -> np.ndarray:
     raise DataError(f"{path}: '{name}' has shape {images.shape}, expected [N, 32, 32, 3]")
   if images.shape[0] == 0:
     raise DataError(f"{path}: '{name}' holds no images")
-  return images if images.dtype == np.uint8 else images.astype(np.float32)
+  return _checked_pixels(path, name, images)
 
 
 def _check_labels(path, name: str, labels: np.ndarray, count: int) -> np.ndarray:
@@ -356,11 +383,8 @@ def load_split(path: str | os.PathLike, split: str = "train", required: bool = T
       raise DataError(f"{source}: no {split} split (no {split}/ folder of class folders)")
     return found
   else:
-    try:
-      arrays = np.load(source)
-      present = set(arrays.files)
-    except (OSError, ValueError) as error:
-      raise DataError(f"{source}: not a readable .npz ({error})") from None
+    arrays = _open_npz(source)
+    present = set(arrays.files)
     pair = next(((x, y) for x, y in NPZ_NAMES[split] if {x, y} <= present), None)
     if pair is None:
       if not required:
@@ -375,7 +399,8 @@ def load_split(path: str | os.PathLike, split: str = "train", required: bool = T
 
 
 def normalize(images):
-  """Float32 images normalized by the CIFAR-10 mean/std, from uint8 (0-255) or float (0-1).
+  """Float32 images normalized by the CIFAR-10 mean/std, from uint8 (0-255) or float (0-1; the
+  readers scale float images given in 0-255).
 
   Works on NumPy and JAX arrays `[..., 3]` alike.
   """

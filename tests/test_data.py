@@ -239,3 +239,37 @@ def test_cifar10_jpeg_zip_train_mean_matches_its_readme():
   assert images.shape == (50000, 32, 32, 3) and np.bincount(labels).tolist() == [5000] * 10
   mean = images.reshape(-1, 3).mean(0) / 255.0
   np.testing.assert_allclose(mean, [0.4913, 0.4821, 0.4465], atol=1e-3)  # the README's mean
+
+
+def test_float_images_in_0_255_are_scaled_and_nan_or_out_of_range_refused(tmp_path):
+  rng = np.random.default_rng(0)
+  pixels = rng.integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+  np.savez(tmp_path / "u8.npz", images=pixels)
+  np.savez(tmp_path / "f255.npz", images=pixels.astype(np.float32))
+  np.savez(tmp_path / "f01.npz", images=pixels.astype(np.float32) / 255)
+  reference = data.load_images(tmp_path / "u8.npz")
+  for name in ("f255.npz", "f01.npz"):
+    np.testing.assert_allclose(data.load_images(tmp_path / name), reference, atol=1e-5)
+  with_nan = pixels.astype(np.float32)
+  with_nan[0, 0, 0, 0] = np.nan
+  np.savez(tmp_path / "nan.npz", images=with_nan)
+  np.savez(tmp_path / "big.npz", images=pixels.astype(np.float32) * 4)
+  np.savez(tmp_path / "split.npz", images=with_nan, labels=np.zeros(4, np.int64))
+  for name, message in (("nan.npz", "holds NaN or infinite pixel values"),
+                        ("big.npz", "expected 0-1 or 0-255"),
+                        ("split.npz", "holds NaN or infinite pixel values")):
+    with pytest.raises(data.DataError, match=message):
+      data.load_images(tmp_path / name) if name != "split.npz" else data.load_split(
+          tmp_path / name, "train")
+
+
+def test_a_file_that_is_not_an_npz_never_suggests_pickles(tmp_path):
+  (tmp_path / "text.npz").write_text("these are not arrays\n")
+  np.save(tmp_path / "single.npy", np.zeros((2, 32, 32, 3), np.uint8))
+  (tmp_path / "single.npy").rename(tmp_path / "single.npz")
+  for name, message in (("text.npz", "not a zip archive of .npy arrays"),
+                        ("single.npz", "a single .npy array")):
+    for read in (data.load_images, lambda path: data.load_split(path, "train")):
+      with pytest.raises(data.DataError, match=message) as raised:
+        read(tmp_path / name)
+      assert "pickle" not in str(raised.value)

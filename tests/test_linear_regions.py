@@ -39,3 +39,13 @@ def test_cell_without_path_to_output_has_one_region():
   x = jax.random.normal(jax.random.key(1), (1, 100, *LR.input_shape))
   count, _ = linear_regions.linear_regions(variables, np.zeros(6, np.int32), x, LR)
   assert int(count) == 1
+
+
+def test_inputs_with_nan_make_the_count_invalid():
+  variables = model.init(jax.random.key(0), LR)
+  x = jax.random.normal(jax.random.key(1), (1, 100, *LR.input_shape))
+  count, valid = linear_regions.linear_regions(variables, space.arch_at(1462), x, LR)
+  assert bool(valid) and int(count) > 1
+  _, valid = linear_regions.linear_regions(variables, space.arch_at(1462),
+                                           x.at[0, 5, 0, 0, 0].set(np.nan), LR)
+  assert not bool(valid)

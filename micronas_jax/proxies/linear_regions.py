@@ -36,8 +36,10 @@ def linear_regions(variables, arch, x, config: model.NetworkConfig):
   """TE-NAS expressivity: (count, valid) for inputs `x: [num_batches, batch, H, W, C]`.
 
   Each batch goes through the network on its own (BN in training mode uses that batch's
-  statistics, as in the reference); the patterns of all batches are counted together.
+  statistics, as in the reference); the patterns of all batches are counted together. Inputs
+  with a NaN or infinite value make the count invalid: a NaN compares false, so every ReLU of
+  every sample would read "off" and the count would be a meaningless 1.
   """
   patterns = jax.lax.map(lambda batch: model.relu_patterns(variables, arch, batch, config), x)
   count = count_distinct_rows(patterns.reshape(-1, patterns.shape[-1]))
-  return count.astype(jnp.float32), jnp.bool_(True)
+  return count.astype(jnp.float32), jnp.isfinite(x).all()
