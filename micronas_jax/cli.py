@@ -399,6 +399,21 @@ def _load_images(data_path: str) -> np.ndarray:
     raise InputError(str(error)) from None
 
 
+# ScoreConfig fields and the options that set them, so that an error names what the user typed.
+_CONFIG_FLAGS = {"ntk_batch": "--batch-size", "lr_batches": "--lr-samples BATCHES",
+                 "lr_batch": "--lr-samples SAMPLES", "zc_batch": "--zc-batch",
+                 "repeats": "--repeats"}
+
+
+def _config_error(error: ValueError) -> InputError:
+  """A scoring-configuration error as one line naming the command-line option."""
+  message = str(error)
+  for field, flag in _CONFIG_FLAGS.items():
+    if message.startswith(f"{field} "):
+      message = flag + message[len(field):]
+  return InputError(message)
+
+
 def _parse_lr_samples(text: str) -> tuple[int, int]:
   batches, sep, batch = text.lower().partition("x")
   if not (sep and batches.isdigit() and batch.isdigit()):
@@ -473,7 +488,7 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_
         zc_channels=zc_channels, zc_cells=zc_cells, zc_resolution=zc_resolution,
         zc_batch=zc_batch, data=None if images is None else data_module.fingerprint(images))
   except ValueError as error:
-    raise InputError(str(error)) from None
+    raise _config_error(error) from None
   if distributed:
     jax.distributed.initialize()
   if jax.process_count() > 1:
@@ -644,8 +659,8 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
         _load_images(data_path) if data_path else None, data_path, scores_path, plot_path)
     with _progress_bar(progress, "cell" if method != "prune" else "supernet") as update:
       report = search_run.run(request, update, lambda line: click.echo(line, err=True))
-  except ValueError as error:  # SearchError, ObjectiveError, bad evolution sizes
-    raise InputError(str(error)) from None
+  except ValueError as error:  # SearchError, ObjectiveError, bad evolution or score config
+    raise _config_error(error) from None
   if benchmark_path:
     report["test_acc"] = _benchmark_accuracy(benchmark_path, report["index"])
   click.echo(_format_report(report, benchmark_path))

@@ -319,9 +319,9 @@ def fill_store(results, scorer: Scorer, selected: np.ndarray, seed: int, name: s
   """
   with results:
     done = results.done(seed)
-    todo = np.asarray([i for i in dict.fromkeys(np.asarray(selected).tolist()) if i not in done],
-                      np.int32)
-    log(f"{len(selected)} cells selected, {len(selected) - len(todo)} already in {name}, "
+    unique = list(dict.fromkeys(np.asarray(selected).tolist()))  # a cell listed twice is one
+    todo = np.asarray([i for i in unique if i not in done], np.int32)
+    log(f"{len(unique)} cells selected, {len(unique) - len(todo)} already in {name}, "
         f"{len(todo)} to score on {jax.local_device_count()} {jax.default_backend()} "
         f"device(s), {scorer.cells_per_step} per step")
     count = [0]

@@ -23,6 +23,13 @@ class StoreError(ValueError):
   """A store that cannot be used: another configuration, or not a micronas-jax store."""
 
 
+def _same_but_proxy_order(old: dict, new: dict) -> bool:
+  """Whether two scoring configurations differ at most in the order of their proxies."""
+  strip = lambda config: {k: v for k, v in config.items() if k != "proxies"}
+  return (strip(old) == strip(new)
+          and sorted(old.get("proxies", [])) == sorted(new.get("proxies", [])))
+
+
 def _quote(name: str) -> str:
   if not name.replace("_", "").isalnum():
     raise StoreError(f"invalid column name {name!r}")
@@ -84,6 +91,10 @@ class ScoreStore:
       raise StoreError(f"{self.path}: not a micronas-jax score store")
     if stored["config_hash"] != self.config_hash:
       old = json.loads(stored["config"])
+      if _same_but_proxy_order(old, config):
+        # The same measurements asked for in another order: keep the store's rows and hash.
+        self.config_hash = stored["config_hash"]
+        return
       differing = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
       details = ", ".join(f"{k}: stored {old.get(k)!r} vs now {config.get(k)!r}" for k in differing)
       raise StoreError(f"{self.path} was made with another scoring configuration ({details}); "

@@ -253,3 +253,35 @@ def test_score_out_that_is_not_a_usable_store_is_one_line_and_left_as_it_was(tmp
   for path, content in snapshots.items():
     assert path.read_bytes() == content
   assert sorted(p.name for p in tmp_path.iterdir()) == ["app.sqlite", "corrupt.sqlite"]
+
+
+def test_reordered_proxies_resume_the_same_store(tmp_path):
+  out = tmp_path / "s.sqlite"
+  runner = CliRunner()
+  first = runner.invoke(cli.cli, ["score", "--indices", "0:2", "--proxies", "flops,params",
+                                  "--out", str(out), "--no-progress"])
+  assert first.exit_code == 0, first.output
+  again = runner.invoke(cli.cli, ["score", "--indices", "0:3", "--proxies", "params,flops",
+                                  "--out", str(out), "--no-progress"])
+  assert again.exit_code == 0, again.output
+  assert "3 cells selected, 2 already in" in again.output
+  table, _ = store.read_table(out)
+  assert table["index"].tolist() == [0, 1, 2] and len(set(table["config_hash"])) == 1
+
+
+def test_a_cell_listed_twice_is_one_cell(tmp_path):
+  result = CliRunner().invoke(cli.cli, ["score", "--indices", "1,1,1", "--proxies", "flops",
+                                        "--out", str(tmp_path / "s.sqlite"), "--no-progress"])
+  assert result.exit_code == 0 and "1 cells selected, 0 already in" in result.output
+  assert store.read_table(tmp_path / "s.sqlite")[0]["index"].tolist() == [1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "1"], "--batch-size must be at least 2"),
+    (["--repeats", "0"], "--repeats must be positive"),
+    (["--zc-batch", "0"], "--zc-batch must be positive")])
+def test_configuration_errors_name_the_option(tmp_path, args, message):
+  result = CliRunner().invoke(cli.cli, ["score", "--indices", "0", "--out",
+                                        str(tmp_path / "s.sqlite"), *args])
+  assert result.exit_code == 2 and result.output.count("\n") == 1
+  assert result.output.startswith(f"Error: {message}"), result.output
