@@ -402,7 +402,8 @@ def _load_images(data_path: str) -> np.ndarray:
 # ScoreConfig fields and the options that set them, so that an error names what the user typed.
 _CONFIG_FLAGS = {"ntk_batch": "--batch-size", "lr_batches": "--lr-samples BATCHES",
                  "lr_batch": "--lr-samples SAMPLES", "zc_batch": "--zc-batch",
-                 "repeats": "--repeats"}
+                 "repeats": "--repeats", "learning_rate": "--lr", "weight_decay": "--weight-decay",
+                 "batch_size": "--batch-size", "epochs": "--epochs", "momentum": "--momentum"}
 
 
 def _config_error(error: ValueError) -> InputError:
@@ -742,7 +743,7 @@ def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nester
                                momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                                augment=augment, seed=seed)
   except ValueError as error:
-    raise InputError(str(error)) from None
+    raise _config_error(error) from None
   train_set, test_set = _load_training_data(data_path)
   try:
     # Checked before any output, so that a checkpoint of another run is a one-line error.

@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import pathlib
 import time
@@ -79,8 +80,9 @@ class TrainConfig:
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
     for name in ("learning_rate", "momentum", "weight_decay", "crop_padding"):
-      if getattr(self, name) < 0:
-        raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+      value = getattr(self, name)
+      if not math.isfinite(value) or value < 0:  # NaN passes `< 0`: it would train to NaN
+        raise ValueError(f"{name} must be a non-negative number, got {value}")
 
 
 class TrainState(NamedTuple):
@@ -394,6 +396,11 @@ def train(ops, train_set: tuple[np.ndarray, np.ndarray],
                         acc=f"{100 * correct_sum / (step + 1):.2f}%")
     if bar is not None:
       bar.close()
+    if not (math.isfinite(loss_sum) and all(jnp.isfinite(leaf).all()
+                                            for leaf in jax.tree_util.tree_leaves(state.params))):
+      # A diverged epoch is not saved: the checkpoint on disk stays the last good one.
+      raise TrainError(f"training diverged in epoch {epoch + 1} (loss {loss_sum / steps:g}, "
+                       f"non-finite weights or loss); {ckpt} keeps epoch {epoch}: lower --lr")
     history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps,
                     "train_accuracy": correct_sum / steps,
                     "seconds": round(time.perf_counter() - began, 3)})

@@ -131,3 +131,17 @@ def test_space_list_to_a_path_it_cannot_write_is_one_line(tmp_path, target, mess
   assert result.exit_code == 2 and result.output.startswith("Error: --out")
   assert result.output.strip().count("\n") == 0 and message in result.output, result.output
   assert list(tmp_path.iterdir()) == []
+
+
+def test_train_refuses_a_nan_learning_rate_and_stops_on_divergence(tmp_path):
+  npz, out = _tiny_npz(tmp_path / "tiny.npz"), tmp_path / "run"
+  # TINY_TRAIN sets --lr 0.05; the later --lr wins.
+  nan = invoke("train", "1462", "--data", str(npz), "--out", str(out), *TINY_TRAIN, "--lr", "nan")
+  assert nan.exit_code == 2 and nan.output.startswith("Error: --lr must be a non-negative number")
+  assert nan.output.strip().count("\n") == 0 and not out.exists()
+  # A learning rate that overflows the weights in the first epoch.
+  diverged = invoke("train", "1462", "--data", str(npz), "--out", str(out), *TINY_TRAIN,
+                    "--lr", "1e30")
+  assert diverged.exit_code == 2 and "training diverged in epoch 1" in diverged.output
+  assert diverged.output.strip().splitlines()[-1].startswith("Error:")
+  assert not (out / "checkpoint.msgpack").exists()  # no NaN checkpoint written
