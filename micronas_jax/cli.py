@@ -806,6 +806,7 @@ def export_command(cell, checkpoint_path, onnx_path, batch_size, seed, channels,
 
   if batch_size < 1 or check_samples < 1:
     raise InputError("--batch-size and --check-samples must be positive")
+  _check_output_path(onnx_path, "--onnx")
   if checkpoint_path:
     if channels is not None or cells is not None:
       raise InputError("--channels and --cells come from the checkpoint; leave them out")
@@ -828,23 +829,32 @@ def export_command(cell, checkpoint_path, onnx_path, batch_size, seed, channels,
       raise InputError(str(error)) from None
     variables = jax.jit(model.init, static_argnums=1)(train.init_key(seed), net_config)
     source = f"initialized weights (seed {seed}), NOT trained: no --checkpoint given"
+  checked = {}
+
+  def write_checked(tmp):
+    # The file is checked under a temporary name and renamed only when it passes, so a failed
+    # check never leaves a broken .onnx where the user expects a good one.
+    export.to_onnx(variables, cell, net_config, tmp, batch_size)
+    checked["difference"] = export.max_abs_difference(tmp, variables, cell, net_config,
+                                                      jax.random.PRNGKey(seed), check_samples)
+    if not checked["difference"] <= tolerance:
+      raise click.ClickException(f"onnxruntime vs JAX: max abs difference "
+                                 f"{checked['difference']:.3g} exceeds --tolerance {tolerance:g}; "
+                                 f"{onnx_path} not written")
+
   try:
-    export.to_onnx(variables, cell, net_config, onnx_path, batch_size)
-    difference = export.max_abs_difference(onnx_path, variables, cell, net_config,
-                                           jax.random.PRNGKey(seed), check_samples)
+    paths.write_atomically(onnx_path, write_checked)
   except export.ExportError as error:
     raise click.ClickException(str(error)) from None
-  except OSError as error:
-    raise InputError(f"{onnx_path}: cannot write: {error.strerror}") from None
+  except paths.PathError as error:
+    raise InputError(str(error)) from None
+  difference = checked["difference"]
   shape = [batch_size, net_config.in_channels, net_config.resolution, net_config.resolution]
   click.echo(f"wrote {onnx_path}: opset {export.OPSET}, NCHW input '{export.INPUT_NAME}' {shape} "
              f"float32 (CIFAR-10 normalized), output '{export.OUTPUT_NAME}' "
              f"[{batch_size}, {net_config.num_classes}], BN folded\nweights: {source}\n"
              f"onnxruntime vs JAX on {check_samples} random inputs: max abs difference "
              f"{difference:.3g}")
-  if not difference <= tolerance:
-    raise click.ClickException(f"max abs difference {difference:.3g} exceeds --tolerance "
-                               f"{tolerance:g}")
 
 
 def main():

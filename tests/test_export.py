@@ -140,3 +140,19 @@ def test_cli_export_bad_checkpoint_is_one_line_and_exit_2(tmp_path, args, messag
   assert result.exit_code == 2, result.output
   assert result.output.startswith("Error:") and message in result.output
   assert result.output.strip().count("\n") == 0
+
+
+def test_cli_export_that_fails_its_check_writes_nothing(tmp_path, monkeypatch):
+  pytest.importorskip("onnxruntime")
+  pytest.importorskip("jax2onnx")
+  from micronas_jax import export
+  (tmp_path / "c.onnx").write_bytes(b"the previous, good export")
+  monkeypatch.setattr(export, "max_abs_difference", lambda *args, **kwargs: float("nan"))
+  result = invoke("export", "0", "--onnx", str(tmp_path / "c.onnx"), "--channels", "2",
+                  "--cells", "1")
+  assert result.exit_code == 1 and "exceeds --tolerance" in result.output
+  assert "not written" in result.output and result.output.strip().count("\n") == 0
+  assert (tmp_path / "c.onnx").read_bytes() == b"the previous, good export"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["c.onnx"]
+  missing = invoke("export", "0", "--onnx", str(tmp_path / "nodir" / "c.onnx"))
+  assert missing.exit_code == 2 and "no such directory" in missing.output
