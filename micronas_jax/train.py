@@ -303,7 +303,15 @@ def check_same_run(path, stored: dict, wanted: dict, keys=RESUME_KEYS) -> None:
 def open_run(out_dir: str | os.PathLike, meta: dict) -> dict | None:
   """The checkpoint in a run directory (None if there is none yet); TrainError if it belongs to
   a run other than `meta` (see `run_metadata`)."""
-  path = pathlib.Path(out_dir) / CHECKPOINT_NAME
+  folder = pathlib.Path(out_dir)
+  if not str(out_dir).strip():
+    raise TrainError("empty run directory path")
+  if folder.exists() and not folder.is_dir():
+    raise TrainError(f"{folder}: is a file, not a run directory")
+  nearest = next(p for p in (folder, *folder.resolve().parents) if p.exists())
+  if not os.access(nearest, os.W_OK):
+    raise TrainError(f"{folder}: not writable ({nearest})")
+  path = folder / CHECKPOINT_NAME
   if not path.exists():
     return None
   checkpoint = read_checkpoint(path)

@@ -145,3 +145,14 @@ def test_train_refuses_a_nan_learning_rate_and_stops_on_divergence(tmp_path):
   assert diverged.exit_code == 2 and "training diverged in epoch 1" in diverged.output
   assert diverged.output.strip().splitlines()[-1].startswith("Error:")
   assert not (out / "checkpoint.msgpack").exists()  # no NaN checkpoint written
+
+
+def test_train_out_that_is_a_file_or_empty_is_one_line(tmp_path):
+  npz = _tiny_npz(tmp_path / "tiny.npz")
+  (tmp_path / "file").write_text("mine")
+  for out, message in ((tmp_path / "file", "is a file, not a run directory"),
+                       ("", "empty run directory path")):
+    result = invoke("train", "1462", "--data", str(npz), "--out", str(out), *TINY_TRAIN)
+    assert result.exit_code == 2 and result.output.startswith("Error:"), result.output
+    assert message in result.output and result.output.strip().count("\n") == 0
+  assert (tmp_path / "file").read_text() == "mine"
