@@ -168,6 +168,10 @@ def test_build_malformed_csv(tmp_path):
     ("latency_ms\n1.0\n", "needs a column 'index' or 'arch'"),
     ("index,time\n3,1.0\n", "missing column 'latency_ms'"),
     ("index,latency_ms\n3,1.0\n", "a fit needs at least 5 timed cells"),
+    # Index 1462 and its arch string name one cell: two timings of it are refused.
+    ("index,arch,latency_ms\n1462,,4.0\n0,,1.0\n,|nor_conv_3x3~0|+|nor_conv_3x3~0|"
+     "nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|,5.0\n",
+     "line 4: cell 1462 was already timed on line 2 (4 ms, here 5 ms)"),
 ])
 def test_fit_bad_timings_are_one_line(tmp_path, text, message):
   path = tmp_path / "t.csv"

@@ -128,7 +128,7 @@ def build(path: str | os.PathLike, device: str, unit: str, clock_mhz: float | No
 def read_timings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
   """Cells `[n, 6]` and latencies `[n]` (ms) from a CSV with `index` or `arch`, and `latency_ms`."""
   rows = _read_csv(path, ("latency_ms",), any_of=("index", "arch"))
-  archs, times = [], []
+  archs, times, first_line = [], [], {}
   for line, row in enumerate(rows, start=2):
     where = f"{path}: line {line}"
     try:
@@ -143,4 +143,12 @@ def read_timings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         raise
       raise LUTError(f"{where}: bad cell: {error}") from None
     times.append(_latency(row["latency_ms"].strip(), f"{where}: latency_ms"))
+    index = space.index_of(archs[-1])
+    if index in first_line:
+      # Two timings of one cell: a fit would average them silently; the user should choose.
+      earlier, earlier_ms = first_line[index]
+      raise LUTError(f"{where}: cell {index} was already timed on line {earlier} "
+                     f"({earlier_ms:g} ms, here {times[-1]:g} ms); keep one timing per cell "
+                     "(e.g. their median)")
+    first_line[index] = (line, times[-1])
   return np.stack(archs), np.asarray(times)
