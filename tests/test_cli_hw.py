@@ -95,6 +95,8 @@ def test_fit_from_timings_csv(tmp_path):
     (lambda d: d.update(unit="fortnights"), "unit: unknown value 'fortnights'"),
     (lambda d: d.update(head=-2.0), "head: must be non-negative"),
     (lambda d: d["stages"][2]["ops"].update(avg_pool_3x3="n/a"), "avg_pool_3x3: must be a non-negative number"),
+    # A cycle count off by 1e7: the all-conv3x3 network would take hours per inference.
+    (lambda d: d["stages"][0]["ops"].update(nor_conv_3x3=1e13), "is the unit right"),
 ])
 def test_hw_bad_lut_is_one_line(tmp_path, mutate, message):
   path = lut_file(tmp_path, mutate)

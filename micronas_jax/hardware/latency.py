@@ -46,6 +46,11 @@ _OPTIONAL = ("clock_mhz", "memory", "constants")
 DROPPED = space.NUM_OPS  # op index of an edge the runtime drops (a zero-cost column)
 
 
+# An inference of the largest NB201 network above an hour is no MCU's: a LUT that says so has its
+# numbers in another unit than it declares (microseconds labelled ms, cycles labelled ms).
+MAX_PLAUSIBLE_MS = 3.6e6
+
+
 class LUTError(ValueError):
   """A LUT, plan or timings file that is malformed: the message names the file and the field."""
 
@@ -255,7 +260,7 @@ def from_dict(data, origin: str = "LUT") -> LUT:
   constants = data.get("constants")
   if constants is not None:
     constants = _mapping(constants, f"{origin}: constants")
-  return LUT(
+  lut = LUT(
       device=_text(data["device"], f"{origin}: device"),
       unit=unit,
       semantics=_choice(data["semantics"], f"{origin}: semantics", SEMANTICS),
@@ -270,6 +275,11 @@ def from_dict(data, origin: str = "LUT") -> LUT:
       memory=memory,
       constants=constants,
   )
+  slowest = float(estimate(np.full((1, space.NUM_EDGES), space.CONV3X3), lut, False)[0])
+  if slowest > MAX_PLAUSIBLE_MS:
+    raise LUTError(f"{origin}: the largest cell (all conv 3x3) would take {slowest / 3.6e6:.3g} h "
+                   f"per inference in unit {unit!r}: is the unit right ({', '.join(UNITS)})?")
+  return lut
 
 
 def _round(value: float) -> float | int:
