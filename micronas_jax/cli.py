@@ -857,9 +857,54 @@ def export_command(cell, checkpoint_path, onnx_path, batch_size, seed, channels,
              f"{difference:.3g}")
 
 
+class Interrupted(BaseException):
+  """Ctrl-C: a BaseException, so that Click does not turn it into "Aborted!" with exit 1."""
+
+
+# Seconds the main thread gets to unwind after Ctrl-C (closing stores, removing temporary files)
+# before the process exits anyway: XLA compiles in C++ and only returns to Python when done.
+INTERRUPT_GRACE_S = 2.0
+
+
+def _exit_promptly_on_interrupt() -> None:
+  """Ctrl-C ends any command with exit status 130 within INTERRUPT_GRACE_S seconds.
+
+  Python runs its SIGINT handler only between bytecodes, so during an XLA compilation (tens of
+  seconds) it would wait, and exiting the interpreter while compiler threads run crashed
+  (segfaults were seen). The C-level handler also writes the signal to a wakeup pipe; a watcher
+  thread reading it ends the process with os._exit(130) if the main thread has not done so in
+  time. Writes are atomic (temporary file + rename, SQLite transactions), so exiting never leaves
+  half a file.
+  """
+  import signal
+  import threading
+  import time
+
+  def on_sigint(signum, frame):
+    raise Interrupted()
+
+  read_end, write_end = os.pipe()
+  os.set_blocking(write_end, False)
+  signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+  signal.signal(signal.SIGINT, on_sigint)
+
+  def watch():
+    os.read(read_end, 1)
+    time.sleep(INTERRUPT_GRACE_S)
+    os.write(2, b"\ninterrupted\n")
+    os._exit(130)
+
+  threading.Thread(target=watch, daemon=True, name="interrupt-watch").start()
+
+
 def main():
   """Console-script entry point."""
-  cli(prog_name="micronas-jax")
+  _exit_promptly_on_interrupt()
+  try:
+    cli(prog_name="micronas-jax")
+  except Interrupted:
+    click.echo("\ninterrupted", err=True)
+    os._exit(130)  # skips interpreter teardown, which crashed with compiler threads running
 
 
 if __name__ == "__main__":

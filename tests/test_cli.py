@@ -156,3 +156,23 @@ def test_train_out_that_is_a_file_or_empty_is_one_line(tmp_path):
     assert result.exit_code == 2 and result.output.startswith("Error:"), result.output
     assert message in result.output and result.output.strip().count("\n") == 0
   assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_ctrl_c_ends_a_search_promptly_with_status_130(tmp_path):
+  import signal
+  import subprocess
+  import sys
+  import time
+  out = tmp_path / "r.json"
+  process = subprocess.Popen(
+      [sys.executable, "-m", "micronas_jax.cli", "search", "--no-progress", "--budget", "60",
+       "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  time.sleep(6)  # inside the search: tracing or compiling the indicators
+  sent = time.monotonic()
+  process.send_signal(signal.SIGINT)
+  _, err = process.communicate(timeout=60)
+  waited = time.monotonic() - sent
+  assert process.returncode == 130, err.decode()
+  assert err.decode().strip().endswith("interrupted") and "Traceback" not in err.decode()
+  assert waited < 30, waited  # the grace period is 2 s; a compile would otherwise run on
+  assert not out.exists() and list(tmp_path.iterdir()) == []
