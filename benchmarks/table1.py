@@ -93,25 +93,16 @@ def render(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
-def pareto_front(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
-  """Indices of the cells no other cell beats in both lower `cost` and higher `value`, by cost."""
-  order = np.lexsort((-value, cost))
-  front, best = [], -np.inf
-  for i in order:
-    if value[i] > best:
-      front.append(i)
-      best = value[i]
-  return np.asarray(front)
-
-
 def plot(rows, accuracy, costs, path: pathlib.Path) -> bool:
   """Latency vs accuracy of the whole space, its Pareto front and each method's picks (PNG)."""
+  from micronas_jax.search import table
+
   plt = _results.pyplot()
   if plt is None:
     return False
   valid = np.isfinite(accuracy)
   lat, acc = costs["latency_ms"][valid], accuracy[valid]
-  front = pareto_front(lat, acc)
+  front = table.pareto_front(-acc, lat)  # higher accuracy is better
   fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
   ax.scatter(lat, acc, s=2, c="0.8", label="all cells", rasterized=True)
   ax.step(lat[front], acc[front], "k-", where="post", lw=1, label="Pareto front")

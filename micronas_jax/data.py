@@ -435,6 +435,10 @@ def load_images(path: str | os.PathLike, max_images: int | None = None) -> np.nd
   return normalize(images)
 
 
-def fingerprint(images: np.ndarray) -> str:
-  """Short SHA-256 of the image array, recorded in a score configuration."""
-  return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:16]
+def fingerprint(*arrays: np.ndarray) -> str:
+  """Short SHA-256 of the arrays' bytes in order (images; or images and labels), recorded in a
+  score configuration or a training run."""
+  digest = hashlib.sha256()
+  for array in arrays:
+    digest.update(np.ascontiguousarray(array).tobytes())
+  return digest.hexdigest()[:16]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import traverse_util
 
 from micronas_jax import model
@@ -61,12 +62,6 @@ def checked(value: jax.Array, sentinel: float = INVALID_SENTINEL):
   return jnp.where(valid, value, sentinel), valid
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean softmax cross-entropy of `logits: [B, K]` against int `labels: [B]` (PyTorch's)."""
-  log_probs = jax.nn.log_softmax(logits)
-  return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1))
-
-
 def loss_gradients(variables, arch, images, labels, config: model.NetworkConfig) -> dict:
   """dL/dW for every kernel, {path: array}: cross-entropy of `images: [B, H, W, C]`, BN in training
   mode (the batch's statistics), as the reference's `bn=True` measures run."""
@@ -75,7 +70,7 @@ def loss_gradients(variables, arch, images, labels, config: model.NetworkConfig)
   def loss(k):
     network_vars = {"params": merge(k, rest), "batch_stats": variables["batch_stats"]}
     logits, _ = model.apply(network_vars, arch, images, config, train=True)
-    return cross_entropy(logits, labels)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
   return jax.grad(loss)(kernels)
 
