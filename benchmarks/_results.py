@@ -53,6 +53,17 @@ def write_section(title: str, body: str, path: pathlib.Path = RESULTS) -> None:
   path.write_text(text.rstrip("\n") + "\n")
 
 
+def write_subsection(title: str, text: str, intro: str = "", path: pathlib.Path = RESULTS) -> None:
+  """Puts `text` (a `### ` subsection) into the `## title` section of the Markdown file at `path`
+  (created with `intro` if missing), replacing the subsection of the same heading."""
+  heading = text.split("\n", 1)[0]
+  body = section_body(title, path) if path.exists() else ""
+  parts = ("\n" + body).split("\n### ") if body else [intro]
+  head, subsections = parts[0], ["### " + part for part in parts[1:]]
+  subsections = [s for s in subsections if s.split("\n", 1)[0] != heading] + [text]
+  write_section(title, "\n\n".join([head.strip()] + [s.strip() for s in subsections]), path)
+
+
 def readme_block(name: str) -> tuple[str, str]:
   """The opening and closing markers of the README block a script generates."""
   return (f"<!-- generated from benchmarks/RESULTS.md: {name} -->",

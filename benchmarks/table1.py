@@ -26,8 +26,10 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from benchmarks import _results  # noqa: E402
+try:
+  from benchmarks import _results
+except ImportError:  # run as a file: its folder is on the path
+  import _results
 
 REPO = _results.REPO
 TITLE = "Table I: TE-NAS vs MicroNAS on NAS-Bench-201 CIFAR-10 (issue 7)"

@@ -41,12 +41,16 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+try:
+  from benchmarks import _results
+except ImportError:  # run as a file: its folder is on the path
+  import _results
 from micronas_jax import model, space
 from micronas_jax.proxies import linear_regions, ntk
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SECTION = "## Torch reference (issue 7)"
-SECTION_FLOAT64 = "## Torch reference in float64 (issue 7)"
+SECTION = "Torch reference (issue 7)"
+SECTION_FLOAT64 = "Torch reference in float64 (issue 7)"
 PROXIES = ("ntk", "ntk-fast", "lr")
 TOLERANCE = 1e-4  # relative agreement asked of the NTK and its condition number
 EXTRA_INDICES = (1462,)  # a cell with every op kind, checked on top of the first --cells indices
@@ -528,18 +532,6 @@ def machine(device: str) -> str:
   return text + f"; JAX backend {jax.default_backend()}"
 
 
-def write_section(path: pathlib.Path, body: str, section: str = SECTION) -> None:
-  """Replaces (or appends) `section` (a "## " heading) of the Markdown file at `path` with `body`."""
-  text = path.read_text() if path.exists() else "# Benchmark results\n"
-  start = text.find(section + "\n")
-  if start < 0:
-    text = text.rstrip("\n") + "\n\n" + body
-  else:
-    end = text.find("\n## ", start + len(section))
-    text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
-  path.write_text(text.rstrip("\n") + "\n")
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--cells", type=int, default=100,
@@ -576,7 +568,6 @@ def main():
   precision = "float64" if args.float64 else "float32"
   section = SECTION_FLOAT64 if args.float64 else SECTION
   body = "\n".join([
-      section, "",
       f"Command: `{command.strip()}` ({datetime.date.today().isoformat()}; {machine(args.device)}; "
       f"Python {platform.python_version()}, jax {jax.__version__}, torch {torch.__version__}, "
       f"torch threads {torch.get_num_threads()}; load average before the run "
@@ -596,7 +587,7 @@ def main():
   if notes:
     body += "\n".join(["", f"Cells that differ by more than {TOLERANCE:g} or in validity:", "",
                        *(f"- {line}" for line in notes.splitlines()), ""])
-  write_section(REPO / "benchmarks/RESULTS.md", body, section)
+  _results.write_section(section, body)
   print(f"\nwrote the section to {REPO / 'benchmarks/RESULTS.md'}", file=sys.stderr)
 
 

@@ -425,3 +425,15 @@ def test_search_evolution_side_by_side_pairs_seeds_and_limits():
   assert "| evolution (default) | 94.10 ± 0.10 % | 0.75, 1.00 | 20.0 |" in text
   assert "93.50 ± 0.50 % | 2.00, 2.00 | 40.0 |" in text
   assert search_evolution.side_by_side({"searches": {}}, rows) == ""
+
+
+def test_write_subsection_replaces_its_own_heading_and_creates_the_section(tmp_path):
+  from benchmarks import _results
+  path = tmp_path / "RESULTS.md"
+  path.write_text("# r\n\n## S\n\nintro\n\n### a\n\nold a\n\n### b\n\nb\n\n## T\n\nt\n")
+  _results.write_subsection("S", "### a\n\nnew a", path=path)
+  # The replaced subsection moves to the end of its section; the next section is untouched.
+  assert path.read_text() == ("# r\n\n## S\n\nintro\n\n### b\n\nb\n\n### a\n\nnew a\n\n"
+                              "## T\n\nt\n")
+  _results.write_subsection("U", "### c\n\nc", "made by a test", path)
+  assert path.read_text().endswith("## U\n\nmade by a test\n\n### c\n\nc\n")
