@@ -93,5 +93,20 @@ def test_instruction_count_depends_on_shape_not_data(machine):
   assert kernels.conv(machine, _int8(rng, (6, 6, 8)), p, relu_in=True)[1] > max(counts)
 
 
-def test_build_is_cached(machine):
-  assert emu_machine.build() == machine.elf_path
+def test_build_is_cached_and_rebuilds_when_the_cache_is_empty(machine, tmp_path, monkeypatch):
+  # Cached: a second build compiles nothing (only `gcc --version` runs, for the cache key).
+  run = emu_machine.subprocess.run
+  compiles = []
+
+  def counting_run(args, *rest, **kwargs):
+    if "-o" in args:
+      compiles.append(args)
+    return run(args, *rest, **kwargs)
+
+  monkeypatch.setattr(emu_machine.subprocess, "run", counting_run)
+  assert emu_machine.build() == machine.elf_path and compiles == []
+  # An empty cache folder: one compilation, into that folder, and the same bytes as the cache's.
+  monkeypatch.setenv("MICRONAS_EMU_CACHE", str(tmp_path))
+  rebuilt = emu_machine.build()
+  assert len(compiles) == 1 and rebuilt.parent == tmp_path and rebuilt.name == machine.elf_path.name
+  assert rebuilt.stat().st_size > 0
