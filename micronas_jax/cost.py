@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 
 from micronas_jax import space
-from micronas_jax.model import NB201_CIFAR10, NetworkConfig
+from micronas_jax.network import NB201_CIFAR10, NetworkConfig
 
 
 @dataclasses.dataclass(frozen=True)

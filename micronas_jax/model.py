@@ -38,74 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from micronas_jax import space
+# The configuration is plain data (network.py) that cost and hardware models read without Flax.
+from micronas_jax.network import (  # noqa: F401 (re-exported)
+    INITS, LR_NETWORK, NB201_CIFAR10, NTK_NETWORK, NetworkConfig)
 
 Variables = Any  # {"params": ..., "batch_stats": ...}
-
-INITS = ("torch-default", "kaiming-normal")
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkConfig:
-  """Shape of an NB201 network.
-
-  Attributes:
-    channels: C, the channels of stage 1 (stage s has C * 2**s).
-    cells_per_stage: N, cells in each stage.
-    num_stages: stages; a stride-2 ResNet block sits between consecutive stages.
-    num_classes: outputs of the linear head.
-    resolution: input height and width.
-    in_channels: input channels (3 for images).
-    stem: whether a 3x3 conv + BN maps the input to C channels; without it in_channels must be C.
-    init: weight initialization, one of INITS. "torch-default" is PyTorch's default
-      (kaiming-uniform with a=sqrt(5): U(+-1/sqrt(fan_in)) for weights and linear biases), which is
-      what the TE-NAS reference code actually ran; "kaiming-normal" is N(0, 2/fan_in) with zero
-      biases, what that code meant to ask for.
-    bn_momentum: flax convention, running = m * running + (1 - m) * batch (PyTorch's 0.1 is 0.9).
-      Proxies use 0: one training-mode pass then stores the batch's own statistics.
-  """
-  channels: int = 16
-  cells_per_stage: int = 5
-  num_stages: int = 3
-  num_classes: int = 10
-  resolution: int = 32
-  in_channels: int = 3
-  stem: bool = True
-  init: str = "torch-default"
-  bn_momentum: float = 0.9
-
-  def __post_init__(self):
-    if self.init not in INITS:
-      raise ValueError(f"Unknown init {self.init!r}; known: {', '.join(INITS)}")
-    if not self.stem and self.in_channels != self.channels:
-      raise ValueError(f"without a stem in_channels ({self.in_channels}) must equal channels "
-                       f"({self.channels})")
-    for name in ("channels", "cells_per_stage", "num_stages", "num_classes", "resolution",
-                 "in_channels"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-    if self.resolution % 2**(self.num_stages - 1):
-      # The reduction block's conv and shortcut only agree in size on even inputs.
-      raise ValueError(f"resolution {self.resolution} must be divisible by "
-                       f"{2**(self.num_stages - 1)} for {self.num_stages} stages")
-
-  @property
-  def stage_channels(self) -> tuple[int, ...]:
-    return tuple(self.channels * 2**s for s in range(self.num_stages))
-
-  @property
-  def stage_resolutions(self) -> tuple[int, ...]:
-    return tuple(self.resolution // 2**s for s in range(self.num_stages))
-
-  @property
-  def input_shape(self) -> tuple[int, int, int]:
-    return (self.resolution, self.resolution, self.in_channels)
-
-
-# The full network of the benchmark (CIFAR-10), and the two proxy networks of TE-NAS.
-NB201_CIFAR10 = NetworkConfig()
-NTK_NETWORK = NetworkConfig(channels=3, cells_per_stage=1, bn_momentum=0.0)
-LR_NETWORK = NetworkConfig(channels=1, cells_per_stage=1, num_stages=1, resolution=3,
-                           in_channels=1, stem=False, bn_momentum=0.0)
 
 
 def _torch_default_bias_init(fan_in: int):

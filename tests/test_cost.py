@@ -46,3 +46,14 @@ def test_model_params_equal_cost_params():
 def test_cost_rejects_wrong_edge_count():
   with pytest.raises(space.ArchError):
     cost.flops(np.zeros((3, 5), np.int32))
+
+
+def test_cost_and_hardware_models_do_not_import_flax():
+  # Layering: FLOPs, params, latency and memory read the network's configuration, not the model.
+  import subprocess
+  import sys
+  code = ("import sys, micronas_jax.cost, micronas_jax.hardware.latency, "
+          "micronas_jax.hardware.memory, micronas_jax.hardware.costs; "
+          "print('flax' in sys.modules, 'micronas_jax.model' in sys.modules)")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert result.stdout.split() == ["False", "False"]

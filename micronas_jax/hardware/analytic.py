@@ -25,7 +25,7 @@ import dataclasses
 import numpy as np
 
 from micronas_jax import space
-from micronas_jax.model import NetworkConfig
+from micronas_jax.network import NetworkConfig
 
 
 @dataclasses.dataclass(frozen=True)

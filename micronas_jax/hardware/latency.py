@@ -31,7 +31,7 @@ from scipy import optimize
 from micronas_jax import space
 from micronas_jax.cost import StageOpTable
 from micronas_jax.hardware import analytic
-from micronas_jax.model import NB201_CIFAR10, NetworkConfig
+from micronas_jax.network import NB201_CIFAR10, NetworkConfig
 
 FORMAT = "micronas-jax-lut/1"
 UNITS = ("ms", "us", "cycles")

@@ -33,7 +33,7 @@ import numpy as np
 from micronas_jax import space
 from micronas_jax.cost import StageOpTable
 from micronas_jax.hardware import latency
-from micronas_jax.model import NB201_CIFAR10, NetworkConfig
+from micronas_jax.network import NB201_CIFAR10, NetworkConfig
 
 BIAS_BYTES = 4  # int32
 

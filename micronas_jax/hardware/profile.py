@@ -20,7 +20,7 @@ import numpy as np
 from micronas_jax import space
 from micronas_jax.hardware import latency
 from micronas_jax.hardware.latency import LUT, LUTError, Memory
-from micronas_jax.model import NB201_CIFAR10, NetworkConfig
+from micronas_jax.network import NB201_CIFAR10, NetworkConfig
 
 PLAN_COLUMNS = ("op", "stage", "channels", "height", "width", "latency")
 TIMING_COLUMNS = ("index", "arch", "latency_ms")

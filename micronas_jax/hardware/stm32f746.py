@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from micronas_jax.hardware import analytic, latency
-from micronas_jax.model import NB201_CIFAR10
+from micronas_jax.network import NB201_CIFAR10
 
 # MLPerf Tiny v1.0 image classification (ResNet-8, 12,501,632 MACs, mostly dense 3x3 convs like
 # NB201's), Plumerai on a DISCO-F746NG at 216 MHz: 15.440 inferences/s.

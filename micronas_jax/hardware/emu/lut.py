@@ -22,7 +22,7 @@ from micronas_jax import space
 from micronas_jax.hardware import latency, stm32f746
 from micronas_jax.hardware.emu import kernels
 from micronas_jax.hardware.emu import machine as emu_machine
-from micronas_jax.model import NB201_CIFAR10, NetworkConfig
+from micronas_jax.network import NB201_CIFAR10, NetworkConfig
 
 TARGET = "cortex-m7-emu"
 CLOCK_MHZ = stm32f746.CLOCK_MHZ
