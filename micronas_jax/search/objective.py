@@ -22,13 +22,17 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from micronas_jax import space
+from micronas_jax import proxies, space
 from micronas_jax.hardware import latency
 from micronas_jax.hardware.costs import COST_NAMES, KB, cell_costs  # noqa: F401 (re-exported)
 
 INDICATORS = ("ntk", "lr", "flops", "latency", "meco")
-# How each indicator's value orders cells: NTK condition number, FLOPs, latency lower is better.
-HIGHER_IS_BETTER = {"ntk": False, "lr": True, "flops": False, "latency": False, "meco": True}
+# How each indicator's value orders cells. The proxies' directions come from their registry (the
+# "ntk" indicator is either NTK proxy; both are condition numbers); FLOPs and latency are costs.
+HIGHER_IS_BETTER = {"ntk": proxies.get("ntk").higher_is_better,
+                    "lr": proxies.get("lr").higher_is_better,
+                    "flops": False, "latency": False,
+                    "meco": proxies.get("meco").higher_is_better}
 
 
 class ObjectiveError(ValueError):
