@@ -28,6 +28,11 @@ class InputError(click.ClickException):
   exit_code = 2
 
 
+# Commands that take ARCH_OR_INDEX read "-5" as that argument (a one-line range error), not as an
+# unknown option that needs `--` before it.
+CELL_ARGUMENT = {"ignore_unknown_options": True}
+
+
 class ArchParam(click.ParamType):
   """A cell given as a benchmark index ("1462") or an arch string; converts to op indices [6]."""
   name = "ARCH_OR_INDEX"
@@ -103,7 +108,7 @@ def space_group():
   """The NAS-Bench-201 cell space: 5 ops on 6 edges, 15,625 cells in benchmark index order."""
 
 
-@space_group.command("info", epilog="""\b
+@space_group.command("info", context_settings=CELL_ARGUMENT, epilog="""\b
 Examples:
   micronas-jax space info 1462
   micronas-jax space info '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|' --json
@@ -333,7 +338,7 @@ def hw_report(ops, lut, dead_code: bool | None = None) -> dict:
   return report
 
 
-@cli.command("hw", epilog="""\b
+@cli.command("hw", context_settings=CELL_ARGUMENT, epilog="""\b
 Examples:
   micronas-jax hw 1462
   micronas-jax hw 1462 --board stm32f746 --json
@@ -700,7 +705,7 @@ def _load_training_data(data_path: str):
   return train_set, test_set
 
 
-@cli.command("train", epilog="""\b
+@cli.command("train", context_settings=CELL_ARGUMENT, epilog="""\b
 Examples:
   micronas-jax train 1462 --data ~/cifar-10-batches-py --out run/
   micronas-jax train 1462 --data tiny.npz --out tiny/ --channels 4 --cells 1 --epochs 3 \\
@@ -773,7 +778,7 @@ def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nester
                f"wrote {pathlib.Path(out) / train.RESULT_NAME}")
 
 
-@cli.command("export", epilog="""\b
+@cli.command("export", context_settings=CELL_ARGUMENT, epilog="""\b
 Examples:
   micronas-jax export 1462 --checkpoint run/ --onnx cell.onnx
   micronas-jax export 1462 --onnx untrained.onnx          (initialized weights, seed 0)

@@ -36,6 +36,7 @@ def test_space_info_accepts_arch_string():
     (ALL_CONV3X3.replace("nor_conv_3x3~2", "sep_conv_3x3~2"), "unknown op 'sep_conv_3x3'"),
     (ALL_CONV3X3.replace("|nor_conv_3x3~2|", "|"), "2 input edges, expected 3"),
     ("15625", "out of range"),
+    ("-5", "benchmark index -5 out of range"),  # an argument, not an unknown option needing --
     ("hello", "neither a benchmark index nor an arch string"),
 ])
 def test_space_info_bad_input_is_one_line_and_exit_2(bad, message):
