@@ -27,9 +27,9 @@ from micronas_jax.search import evolution, objective
 
 METHODS = ("evolution", "prune", "table", "exhaustive")
 # MeCo's network for the evolution: NB201's C=16 at 32x32 with N=2 cells per stage instead of 5.
-# Its XLA program compiles in 27 s instead of 70 s on the 2-core CPU and measures a cell in 0.05 s
-# instead of 0.11 s; its MeCo ranks 400 random cells with Spearman 0.98 against the N=5 network's
-# (benchmarks/RESULTS.md, "Evolution fitness: indicator ablation").
+# Measured on the 2-core CPU (`benchmarks fitness-ablation --meco-network 400`): it compiles in
+# about half the time and measures a cell in about half the time of the N=5 network, and its MeCo
+# ranks 400 random cells with Spearman 0.98 against the N=5 network's.
 EVOLUTION_ZC_CELLS = 2
 
 
