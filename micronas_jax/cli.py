@@ -565,21 +565,17 @@ def table_export(store_path, csv_out, parquet_out):
 # --- search (issue 6): pruning or score-table search under hardware limits ---------------------
 
 
-def _benchmark_accuracy(path: str, index: int) -> float:
-  """Test accuracy of benchmark `index` from a CSV with columns index and test_acc."""
+def _read_benchmark(path: str) -> np.ndarray:
+  """Accuracy `[15625]` of a benchmark table (`benchmark.read_accuracy`), read before a search so
+  that a bad file never costs a finished search its report."""
+  from micronas_jax import benchmark
+
+  if not pathlib.Path(path).is_file():
+    raise InputError(f"{path}: no such benchmark CSV")
   try:
-    with open(path, newline="") as f:
-      reader = csv.DictReader(f)
-      if not {"index", "test_acc"} <= set(reader.fieldnames or ()):
-        raise InputError(f"{path}: --benchmark needs columns index and test_acc")
-      for row in reader:
-        if int(row["index"]) == index:
-          return float(row["test_acc"])
-  except OSError as error:
-    raise InputError(f"{path}: cannot read: {error.strerror}") from None
-  except ValueError:
-    raise InputError(f"{path}: malformed index or test_acc value") from None
-  raise InputError(f"{path}: no row for benchmark index {index}")
+    return benchmark.read_accuracy(path)
+  except benchmark.BenchmarkError as error:
+    raise InputError(str(error)) from None
 
 
 @cli.command("search", epilog="""\b
@@ -653,8 +649,7 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
   from micronas_jax.search import objective
 
   lut = _lut_errors(latency.load, lut_path) if lut_path else _lut_errors(latency.board, board)
-  if benchmark_path and not pathlib.Path(benchmark_path).is_file():
-    raise InputError(f"{benchmark_path}: no such benchmark CSV")
+  accuracy = _read_benchmark(benchmark_path) if benchmark_path else None
   _check_output_path(out, "--out")
   _check_output_path(plot_path, "--plot")
   try:
@@ -667,8 +662,9 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
       report = search_run.run(request, update, lambda line: click.echo(line, err=True))
   except ValueError as error:  # SearchError, ObjectiveError, bad evolution or score config
     raise _config_error(error) from None
-  if benchmark_path:
-    report["test_acc"] = _benchmark_accuracy(benchmark_path, report["index"])
+  if accuracy is not None:
+    value = float(accuracy[report["index"]])
+    report["test_acc"] = value if np.isfinite(value) else None  # a table without this cell
   click.echo(_format_report(report, benchmark_path))
   if out:
     _write_text(out, json.dumps(report, indent=2) + "\n")
@@ -687,7 +683,9 @@ def _format_report(report: dict, benchmark_path: str | None) -> str:
            f"flash    {report['flash_kb']:.1f} KB", f"FLOPs    {report['flops_m']:.2f} M",
            f"params   {report['params_m']:.6f} M", f"time     {report['search_seconds']:.1f} s"]
   if benchmark_path:
-    lines.append(f"accuracy {report['test_acc']:.2f} % (from {benchmark_path})")
+    lines.append(f"accuracy {report['test_acc']:.2f} % (from {benchmark_path})"
+                 if report["test_acc"] is not None
+                 else f"accuracy  none: {benchmark_path} has no value for this cell")
   return "\n".join(lines)
 
 

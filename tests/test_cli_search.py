@@ -49,10 +49,16 @@ def test_prune_search_prints_and_writes_the_report(tmp_path, toy_prune):
   report = json.loads(out.read_text())
   assert report["latency_ms"] <= 400 and report["flash_kb"] <= 1024
   assert len(report["rounds"]) == 3
-  bench.write_text("index,arch,test_acc,params_m\n" + f"{report['index']},x,93.5,1.0\n")
+  bench.write_text("index,test_acc\n" + f"{report['index']},93.5\n")
   result = invoke("--method", "prune", "--fast", "--max-latency-ms", 400, "--benchmark", bench,
                   "--no-progress")
   assert result.exit_code == 0 and "accuracy 93.50 %" in result.output, result.output
+  bench.write_text("index,test_acc\n0,93.5\n" if report["index"] else "index,test_acc\n1,93.5\n")
+  result = invoke("--method", "prune", "--fast", "--max-latency-ms", 400, "--benchmark", bench,
+                  "--no-progress")
+  assert result.exit_code == 0 and "has no value for this cell" in result.output, result.output
+  bench.write_text("index,test_acc\n0,abc\n")  # refused before searching
+  assert_one_line_error(invoke("--benchmark", bench), "test_acc")
   for field in ("index", "arch", "NTK", "latency", "SRAM", "flash", "FLOPs", "params", "time"):
     assert field in result.output
 
