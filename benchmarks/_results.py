@@ -80,17 +80,21 @@ def section_body(title: str, path: pathlib.Path = RESULTS) -> str:
   return text[start + len(title) + 4:end if end >= 0 else None].strip()
 
 
-def write_readme_block(title: str, path: pathlib.Path = README,
-                       results: pathlib.Path = RESULTS) -> None:
-  """Copies the RESULTS.md section `title` into the README between its markers (which must
-  exist), so that the README's numbers are RESULTS.md's by construction."""
+def write_readme_block(title: str, path: pathlib.Path = README, results: pathlib.Path = RESULTS,
+                       required: bool = True) -> bool:
+  """Copies the RESULTS.md section `title` into the README between its markers, so that the
+  README's numbers are RESULTS.md's by construction; returns whether it did. Without the markers:
+  ValueError if `required`, else nothing (a section the README does not show)."""
   opening, closing = readme_block(title)
   text = path.read_text()
   start, end = text.find(opening), text.find(closing)
   if start < 0 or end < start:
+    if not required:
+      return False
     raise ValueError(f"{path}: no block marked {opening!r} ... {closing!r}")
   body = section_body(title, results).replace("](figures/", "](benchmarks/figures/")
   path.write_text(text[:start + len(opening)] + "\n" + body + "\n" + text[end:])
+  return True
 
 
 def pyplot():

@@ -94,6 +94,7 @@ def main():
                     "One draw per cell (repeats=1) at the default scoring configuration; "
                     "`first step` includes XLA compilation.", "", table, "", agreement])
   _results.write_section(f"Proxy throughput on {kind} (issue 4)", body)
+  _results.write_readme_block(f"Proxy throughput on {kind} (issue 4)", required=False)
 
 
 if __name__ == "__main__":

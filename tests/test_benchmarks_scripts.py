@@ -361,6 +361,9 @@ def test_write_readme_block_replaces_only_the_marked_block(tmp_path):
                                 f"{closing}\noutro\n")
   with pytest.raises(ValueError, match="no block marked"):
     _results.write_readme_block("B", results, results)
+  before = readme.read_text()
+  assert _results.write_readme_block("B", readme, results, required=False) is False
+  assert readme.read_text() == before
 
 
 def test_search_evolution_tenas_row_is_the_six_cells_of_five_conv3x3_and_one_conv1x1():
