@@ -77,7 +77,7 @@ def meco_network(count: int) -> dict:
   """Spearman of N=2 vs N=5 MeCo on `count` random cells, and compile / per-cell seconds."""
   from micronas_jax import scoring
   raw, _ = store.read_table(TABLE)
-  full = dict(zip(raw["index"].astype(int).tolist(), np.asarray(raw["meco"], np.float64)))
+  full = dict(zip(raw["index"].astype(int).tolist(), np.asarray(raw["meco"], np.float64), strict=True))
   cells = np.random.default_rng(1).choice(space.NUM_CELLS, count, replace=False)
   out = {"cells": count}
   for n in (2, 5):
