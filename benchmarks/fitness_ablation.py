@@ -77,7 +77,8 @@ def meco_network(count: int) -> dict:
   """Spearman of N=2 vs N=5 MeCo on `count` random cells, and compile / per-cell seconds."""
   from micronas_jax import scoring
   raw, _ = store.read_table(TABLE)
-  full = dict(zip(raw["index"].astype(int).tolist(), np.asarray(raw["meco"], np.float64), strict=True))
+  full = dict(zip(raw["index"].astype(int).tolist(), np.asarray(raw["meco"], np.float64),
+                  strict=True))
   cells = np.random.default_rng(1).choice(space.NUM_CELLS, count, replace=False)
   out = {"cells": count}
   for n in (2, 5):
@@ -95,7 +96,8 @@ def meco_network(count: int) -> dict:
     start = time.perf_counter()
     values = np.array([scorer(space.all_archs()[i][None], 0)["meco"][0][0] for i in cells])
     out["per_cell_2"] = (time.perf_counter() - start) / count
-    out["spearman"] = benchmark.rank_correlation(values, np.array([full[int(i)] for i in cells])).rho
+    table_meco = np.array([full[int(i)] for i in cells])
+    out["spearman"] = benchmark.rank_correlation(values, table_meco).rho
   return out
 
 

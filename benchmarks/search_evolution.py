@@ -239,7 +239,8 @@ def main():
                       ".npz); default: standard-normal inputs.")
   parser.add_argument("--accuracy", default=str(REPO.parent / "shared/data/nb201/cifar10.csv"))
   parser.add_argument("--save-json", default=str(REPO / "benchmarks/data/search_evolution.json"))
-  parser.add_argument("--prune-json", default=str(REPO / "benchmarks/data/search_fast_cifar10_cpu.json"),
+  parser.add_argument("--prune-json",
+                      default=str(REPO / "benchmarks/data/search_fast_cifar10_cpu.json"),
                       help="A saved pruning run (search-quality --save-json) on the same images: "
                            "the evolution also searches under its limits, side by side.")
   parser.add_argument("--no-write", action="store_true", help="Do not touch RESULTS.md.")
