@@ -657,9 +657,12 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
         seed, objective.Weights.micronas(w_flops, w_latency, meco), fast, repeats, batch_size,
         evolution.EvolutionConfig(population, tournament, budget),
         _load_images(data_path) if data_path else None, data_path, scores_path, plot_path)
+  except ValueError as error:  # SearchError, ObjectiveError, bad evolution sizes
+    raise _config_error(error) from None
+  try:
     with _progress_bar(progress, "cell" if method != "prune" else "supernet") as update:
       report = search_run.run(request, update, lambda line: click.echo(line, err=True))
-  except ValueError as error:  # SearchError, ObjectiveError, bad evolution or score config
+  except search_run.SearchError as error:  # limits no cell meets, a bad score table or config
     raise _config_error(error) from None
   if accuracy is not None:
     value = float(accuracy[report["index"]])
