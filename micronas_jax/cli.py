@@ -179,10 +179,9 @@ def _check_choice(value: str, option: str, choices) -> str:
 
 def _write_text(path: str, text: str) -> None:
   try:
-    with open(path, "w", newline="") as f:
-      f.write(text)
-  except OSError as error:
-    raise InputError(f"{path}: cannot write: {error.strerror}") from None
+    paths.write_atomically(path, lambda tmp: tmp.write_text(text, newline=""))
+  except paths.PathError as error:
+    raise InputError(str(error)) from None
 
 
 def _check_output_path(path: str | None, option: str) -> None:

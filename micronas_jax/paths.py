@@ -30,16 +30,39 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> pathlib.Pat
   return target
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[pathlib.Path], None]) -> None:
-  """Calls `write(temporary path)` beside `path`, then renames the result to `path`; on any
-  failure the temporary file is removed and `path` is left as it was (PathError for an OSError).
-  """
+def _fsync_dir(directory: pathlib.Path) -> None:
+  try:
+    fd = os.open(directory, os.O_RDONLY)
+  except OSError:
+    return  # Directories cannot be opened on some platforms (Windows); the replace still holds.
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def replace_atomically(path: str | os.PathLike, write: Callable[[pathlib.Path], None]) -> None:
+  """Calls `write(temporary path)` beside `path`, flushes it to disk, then renames it to `path`:
+  a crash leaves the old file or the new one, never half. On any failure the temporary file is
+  removed and `path` is left as it was; an OSError propagates."""
   target = pathlib.Path(path)
   tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
   try:
     write(tmp)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+      os.fsync(fd)
+    finally:
+      os.close(fd)
     os.replace(tmp, target)
-  except OSError as error:
-    raise PathError(f"{target}: cannot write: {error.strerror or error}") from None
   finally:
     tmp.unlink(missing_ok=True)
+  _fsync_dir(target.parent)
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[pathlib.Path], None]) -> None:
+  """`replace_atomically`, with an OSError turned into a one-line PathError naming the path."""
+  try:
+    replace_atomically(path, write)
+  except OSError as error:
+    raise PathError(f"{pathlib.Path(path)}: cannot write: {error.strerror or error}") from None

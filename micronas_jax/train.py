@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from micronas_jax import __version__, data, model, space
+from micronas_jax import __version__, data, model, paths, space
 
 CHECKPOINT_NAME = "checkpoint.msgpack"
 RESULT_NAME = "result.json"
@@ -222,27 +222,9 @@ def _eval_sums(net_config: model.NetworkConfig, ops: tuple[int, ...]):
 # --- checkpoints -------------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: pathlib.Path) -> None:
-  try:
-    fd = os.open(directory, os.O_RDONLY)
-  except OSError:
-    return  # Directories cannot be opened on some platforms (Windows); the replace still holds.
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
 def write_atomic(path: str | os.PathLike, payload: bytes) -> None:
   """Writes `payload` to `path` so that a crash leaves the old file or the new one, never half."""
-  path = pathlib.Path(path)
-  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-  with open(tmp, "wb") as f:
-    f.write(payload)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-  _fsync_dir(path.parent)
+  paths.replace_atomically(path, lambda tmp: tmp.write_bytes(payload))
 
 
 def checkpoint_path(path: str | os.PathLike) -> pathlib.Path:
