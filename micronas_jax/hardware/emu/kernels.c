@@ -12,8 +12,17 @@
 #include <stdint.h>
 #include <arm_acle.h>
 
-/* -ffreestanding still lets GCC emit calls to these for zeroing loops and struct copies. */
-void *memset(void *dst, int value, unsigned int n) {
+#include "kernels.h"
+
+/* -ffreestanding still lets GCC emit calls to these for zeroing loops and struct copies. In the
+   deployed library (MNJ_LIBRARY) they are weak, so that a firmware's C library wins. */
+#ifdef MNJ_LIBRARY
+#define MNJ_WEAK __attribute__((weak))
+#else
+#define MNJ_WEAK
+#endif
+
+MNJ_WEAK void *memset(void *dst, int value, unsigned int n) {
   uint8_t *d = dst;
   if ((((uintptr_t)d | n) & 3) == 0) { /* the node buffers: word stores */
     uint32_t word = (uint8_t)value * 0x01010101u;
@@ -24,27 +33,12 @@ void *memset(void *dst, int value, unsigned int n) {
   return dst;
 }
 
-void *memcpy(void *dst, const void *src, unsigned int n) {
+MNJ_WEAK void *memcpy(void *dst, const void *src, unsigned int n) {
   uint8_t *d = dst;
   const uint8_t *s = src;
   while (n--) *d++ = *s++;
   return dst;
 }
-
-typedef struct {
-  const int8_t *weights; /* [c_out][k][k][c_in] */
-  const int32_t *bias;   /* [c_out], accumulator units (BN folded in) */
-  const int32_t *mult;   /* [c_out], Q31 in [2^30, 2^31) */
-  const int32_t *shift;  /* [c_out], right shift >= 0 after the Q31 multiply */
-} conv_params;
-
-typedef struct {
-  const int32_t *bn_scale; /* [c]: BN as an integer affine before requantization */
-  const int32_t *bn_bias;  /* [c] */
-  int32_t mult, shift;     /* one requantization for the BN output */
-  const int8_t *fc_weights; /* [classes][c] */
-  const int32_t *fc_bias;   /* [classes] */
-} head_params;
 
 /* Rotate right: GCC folds it into SXTB16's ROR operand. */
 static inline uint32_t ror(uint32_t v, uint32_t n) { return (v >> n) | (v << (32 - n)); }
@@ -220,7 +214,9 @@ void head_s8(const int8_t *in, int32_t hw, int32_t c, const head_params *p, int3
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* The whole network, as a runtime that runs every op would: one cell arch shared by all cells. */
+/* The whole network, as a runtime that runs every op would: one cell arch shared by all cells.
+   Not part of the deployed library, which calls the kernels above in the cell's own order. */
+#ifndef MNJ_LIBRARY
 
 enum { NONE, SKIP, CONV1X1, CONV3X3, POOL };
 
@@ -300,3 +296,4 @@ int32_t nb201_forward(const network *net, const int8_t *image, int8_t *arena, in
   head_s8(node[0], r * r, c, net->head, net->classes, logits, (int32_t *)col);
   return (int32_t)(node[0] - arena) / size;
 }
+#endif /* MNJ_LIBRARY */

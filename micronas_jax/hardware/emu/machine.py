@@ -32,7 +32,9 @@ FLAGS = ("-mcpu=cortex-m7", "-mthumb", "-O2", "-mfloat-abi=soft", "-ffreestandin
          "-Wall", "-Wextra")
 CODE_BASE = 0x0800_0000
 RAM_BASE, RAM_SIZE = 0x2000_0000, 64 << 20
-RETURN_ADDRESS = CODE_BASE + (1 << 20) - 0x100  # mapped, never code: the run stops here
+STACK_BYTES = 64 << 10  # the top of RAM
+STACK_PAINT = 0xA5  # what an unused stack byte holds while `call_measuring_stack` runs
+SOURCES = ("kernels.c", "kernels.h", "link.ld")  # package data that build() compiles
 
 
 class ToolchainMissing(RuntimeError):
@@ -76,9 +78,8 @@ def build() -> pathlib.Path:
   reason = missing()
   if reason:
     raise ToolchainMissing(reason)
-  source = _source_dir().joinpath("kernels.c").read_bytes()
-  script = _source_dir().joinpath("link.ld").read_bytes()
-  key = hashlib.sha256(b"\0".join([source, script, " ".join(FLAGS).encode(),
+  sources = {name: _source_dir().joinpath(name).read_bytes() for name in SOURCES}
+  key = hashlib.sha256(b"\0".join([*sources.values(), " ".join(FLAGS).encode(),
                                    compiler_version().encode()])).hexdigest()[:16]
   elf = cache_dir() / f"kernels-{key}.elf"
   if elf.exists():
@@ -86,8 +87,8 @@ def build() -> pathlib.Path:
   elf.parent.mkdir(parents=True, exist_ok=True)
   work = elf.parent / f"build-{key}-{os.getpid()}"
   work.mkdir(exist_ok=True)
-  (work / "kernels.c").write_bytes(source)
-  (work / "link.ld").write_bytes(script)
+  for name, data in sources.items():
+    (work / name).write_bytes(data)
   partial = work / "kernels.elf"
   result = subprocess.run([GCC, *FLAGS, "-T", "link.ld", "kernels.c", "-lgcc", "-o", partial.name],
                           cwd=work, capture_output=True, text=True, check=False)
@@ -131,23 +132,29 @@ class Machine:
     self._uc = uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB)
     uc.ctl_set_cpu_model(arm_const.UC_CPU_ARM_CORTEX_M7)
     self._regs = arm_const
-    uc.mem_map(CODE_BASE, 1 << 20)
-    uc.mem_map(RAM_BASE, RAM_SIZE)
     self.symbols = {}
-    self._image = bytearray(1 << 20)
     with open(self.elf_path, "rb") as f:
       elf_file = ELFFile(f)
-      for segment in elf_file.iter_segments():
-        if segment["p_type"] != "PT_LOAD":
-          continue
-        data = segment.data() + bytes(segment["p_memsz"] - segment["p_filesz"])
-        uc.mem_write(segment["p_vaddr"], data)
-        if CODE_BASE <= segment["p_vaddr"] < CODE_BASE + len(self._image):
-          start = segment["p_vaddr"] - CODE_BASE
-          self._image[start:start + len(data)] = data
+      segments = [(s["p_vaddr"], s.data() + bytes(s["p_memsz"] - s["p_filesz"]))
+                  for s in elf_file.iter_segments() if s["p_type"] == "PT_LOAD"]
       for symbol in elf_file.get_section_by_name(".symtab").iter_symbols():
         if symbol["st_info"]["type"] == "STT_FUNC":
           self.symbols[symbol.name] = symbol["st_value"]  # bit 0 set: Thumb
+    # Flash: 1 MB, or whole MBs past the program's end (a deployed network's weights), with the
+    # return address in the last MB, which holds no code.
+    code_end = max([a + len(d) for a, d in segments if a < RAM_BASE] + [CODE_BASE])
+    flash_bytes = max(1 << 20, ((code_end - CODE_BASE + 0x100) + (1 << 20) - 1) >> 20 << 20)
+    self.return_address = CODE_BASE + flash_bytes - 0x100
+    uc.mem_map(CODE_BASE, flash_bytes)
+    uc.mem_map(RAM_BASE, RAM_SIZE)
+    self._image = bytearray(flash_bytes)
+    for address, data in segments:
+      uc.mem_write(address, data)
+      if CODE_BASE <= address < CODE_BASE + flash_bytes:
+        self._image[address - CODE_BASE:address - CODE_BASE + len(data)] = data
+    # Buffers go above the program's own RAM (.data, .bss), 8-byte aligned.
+    ram_end = max([a + len(d) for a, d in segments if a >= RAM_BASE] + [RAM_BASE])
+    self._ram_start = (ram_end + 7) & ~7
     self._block_sizes: dict[int, int] = {}
     self._executed = 0
     uc.hook_add(UC_HOOK_BLOCK, self._on_block)
@@ -161,8 +168,8 @@ class Machine:
     self._executed += count
 
   def reset(self) -> None:
-    """Frees every buffer (the next `alloc` starts at the bottom of RAM)."""
-    self._next = RAM_BASE
+    """Frees every buffer (the next `alloc` starts at the bottom of free RAM)."""
+    self._next = self._ram_start
 
   def alloc(self, dtype, shape) -> Buffer:
     """An uninitialised buffer of `shape` and `dtype` (8-byte aligned)."""
@@ -171,7 +178,7 @@ class Machine:
     size = int(np.prod(shape)) * dtype.itemsize
     address = self._next
     self._next = (address + size + 7) & ~7
-    if self._next > RAM_BASE + RAM_SIZE - (64 << 10):  # the top 64 KB is the stack
+    if self._next > RAM_BASE + RAM_SIZE - STACK_BYTES:
       raise MemoryError(f"emulated RAM exhausted allocating {size} bytes")
     return Buffer(address, dtype, shape)
 
@@ -194,12 +201,8 @@ class Machine:
     data = self._uc.mem_read(buffer.address, size)
     return np.frombuffer(bytes(data), buffer.dtype).reshape(buffer.shape).copy()
 
-  def call(self, name: str, *args) -> tuple[int, int]:
-    """Runs C function `name(*args)` (ints or Buffers, 32-bit each) -> (r0 as int32, instructions).
-
-    AAPCS: the first four arguments in r0-r3, the rest on the stack; LR points at a mapped address
-    that holds no code, where the run stops.
-    """
+  def _enter(self, args) -> int:
+    """Sets up the AAPCS call of `args` (first four in r0-r3, the rest stacked) -> entry SP."""
     regs = self._regs
     words = [(a.address if isinstance(a, Buffer) else int(a)) & 0xFFFF_FFFF for a in args]
     sp = RAM_BASE + RAM_SIZE - 16
@@ -212,8 +215,34 @@ class Machine:
                           regs.UC_ARM_REG_R3), words[:4]):
       self._uc.reg_write(reg, word)
     self._uc.reg_write(regs.UC_ARM_REG_SP, sp)
-    self._uc.reg_write(regs.UC_ARM_REG_LR, RETURN_ADDRESS | 1)
+    self._uc.reg_write(regs.UC_ARM_REG_LR, self.return_address | 1)
+    return sp
+
+  def _run(self, name: str) -> tuple[int, int]:
     self._executed = 0
-    self._uc.emu_start(self.symbols[name], RETURN_ADDRESS)
-    result = int(np.uint32(self._uc.reg_read(regs.UC_ARM_REG_R0)).astype(np.int32))
+    self._uc.emu_start(self.symbols[name], self.return_address)
+    result = int(np.uint32(self._uc.reg_read(self._regs.UC_ARM_REG_R0)).astype(np.int32))
     return result, self._executed
+
+  def call(self, name: str, *args) -> tuple[int, int]:
+    """Runs C function `name(*args)` (ints or Buffers, 32-bit each) -> (r0 as int32, instructions).
+
+    AAPCS: the first four arguments in r0-r3, the rest on the stack; LR points at a mapped address
+    that holds no code, where the run stops.
+    """
+    self._enter(args)
+    return self._run(name)
+
+  def call_measuring_stack(self, name: str, *args) -> tuple[int, int, int]:
+    """`call`, also returning the stack bytes the function used below its entry SP.
+
+    The stack is painted with STACK_PAINT first; the lowest byte that no longer holds it is the
+    high-water mark (a pushed byte that happens to equal the paint is missed, as on a board)."""
+    sp = self._enter(args)
+    bottom = RAM_BASE + RAM_SIZE - STACK_BYTES
+    self._uc.mem_write(bottom, bytes([STACK_PAINT]) * (sp - bottom))
+    result, count = self._run(name)
+    painted = np.frombuffer(bytes(self._uc.mem_read(bottom, sp - bottom)), np.uint8)
+    touched = np.flatnonzero(painted != STACK_PAINT)
+    used = 0 if len(touched) == 0 else sp - (bottom + int(touched[0]))
+    return result, count, used

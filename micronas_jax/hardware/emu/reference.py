@@ -1,6 +1,6 @@
 """int8 numpy reference of the emulated kernels: the same integer arithmetic, written independently.
 
-Tensors are NHWC without the batch axis (`[h, w, c]`), int8, symmetric (zero point 0). A conv
+Tensors are NHWC (`[..., h, w, c]`: one image, or a batch), int8, symmetric (zero point 0). A conv
 accumulates in int32 (here int64, no overflow at these sizes) and requantizes per output channel:
 
     requantize(acc, m, s) = floor((acc * m + 2^(30 + s)) / 2^(31 + s)),   m in [2^30, 2^31), s >= 0
@@ -66,42 +66,44 @@ def mean_round(total, count) -> np.ndarray:
 
 
 def conv(x, p: ConvParams, stride: int = 1, relu_in: bool = False) -> np.ndarray:
-  """Conv k x k, padding k // 2: `x [h, w, c_in]` -> int8 `[oh, ow, c_out]`, by explicit taps."""
+  """Conv k x k, padding k // 2: `x [..., h, w, c_in]` -> int8 `[..., oh, ow, c_out]`, by
+  explicit taps."""
   x = np.asarray(x, np.int64)
   if relu_in:
     x = np.maximum(x, 0)
   c_out, k, _, c_in = p.weights.shape
   pad = k // 2
-  h, w, _ = x.shape
-  padded = np.zeros((h + 2 * pad, w + 2 * pad, c_in), np.int64)
-  padded[pad:pad + h, pad:pad + w] = x
+  *lead, h, w, _ = x.shape
+  padded = np.zeros((*lead, h + 2 * pad, w + 2 * pad, c_in), np.int64)
+  padded[..., pad:pad + h, pad:pad + w, :] = x
   oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-  acc = np.broadcast_to(p.bias.astype(np.int64), (oh, ow, c_out)).copy()
+  acc = np.broadcast_to(p.bias.astype(np.int64), (*lead, oh, ow, c_out)).copy()
   weights = p.weights.astype(np.int64)
   for ky in range(k):
     for kx in range(k):
-      window = padded[ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride]
+      window = padded[..., ky:ky + stride * (oh - 1) + 1:stride,
+                      kx:kx + stride * (ow - 1) + 1:stride, :]
       acc += window @ weights[:, ky, kx, :].T
   return saturate(requantize(acc, p.mult, p.shift))
 
 
 def avgpool3x3(x) -> np.ndarray:
-  """3x3 average pool, stride 1, padding 1 not counted: `[h, w, c]` -> int8 `[h, w, c]`."""
+  """3x3 average pool, stride 1, padding 1 not counted: `[..., h, w, c]` -> int8, same shape."""
   x = np.asarray(x, np.int64)
-  h, w, _ = x.shape
+  h, w, _ = x.shape[-3:]
   out = np.zeros(x.shape, np.int64)
   for i in range(h):
     for j in range(w):
-      window = x[max(i - 1, 0):i + 2, max(j - 1, 0):j + 2]
-      out[i, j] = mean_round(window.sum((0, 1)), window.shape[0] * window.shape[1])
+      window = x[..., max(i - 1, 0):i + 2, max(j - 1, 0):j + 2, :]
+      out[..., i, j, :] = mean_round(window.sum((-3, -2)), window.shape[-3] * window.shape[-2])
   return out.astype(np.int8)
 
 
 def avgpool2x2(x) -> np.ndarray:
-  """2x2 average pool, stride 2: `[h, w, c]` -> int8 `[h/2, w/2, c]`."""
+  """2x2 average pool, stride 2: `[..., h, w, c]` -> int8 `[..., h/2, w/2, c]`."""
   x = np.asarray(x, np.int64)
-  h, w, c = x.shape
-  return mean_round(x.reshape(h // 2, 2, w // 2, 2, c).sum((1, 3)), 4).astype(np.int8)
+  *lead, h, w, c = x.shape
+  return mean_round(x.reshape(*lead, h // 2, 2, w // 2, 2, c).sum((-4, -2)), 4).astype(np.int8)
 
 
 def add(a, b, mult_a: int, mult_b: int, shift: int) -> np.ndarray:
@@ -111,11 +113,11 @@ def add(a, b, mult_a: int, mult_b: int, shift: int) -> np.ndarray:
 
 
 def head(x, p: HeadParams) -> np.ndarray:
-  """BN + ReLU, global average pool, linear: `[h, w, c]` -> int32 logits `[classes]`."""
+  """BN + ReLU, global average pool, linear: `[..., h, w, c]` -> int32 logits `[..., classes]`."""
   x = np.asarray(x, np.int64)
   y = saturate(requantize(x * p.bn_scale + p.bn_bias, p.mult, p.shift)).astype(np.int64)
-  pooled = mean_round(np.maximum(y, 0).sum((0, 1)), x.shape[0] * x.shape[1])
-  return (p.fc_weights.astype(np.int64) @ pooled + p.fc_bias).astype(np.int32)
+  pooled = mean_round(np.maximum(y, 0).sum((-3, -2)), x.shape[-3] * x.shape[-2])
+  return (pooled @ p.fc_weights.astype(np.int64).T + p.fc_bias).astype(np.int32)
 
 
 @dataclasses.dataclass(frozen=True)
