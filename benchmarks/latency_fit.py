@@ -147,6 +147,7 @@ def main():
       "0.01 ms, so a tiny absolute error there dominates the plain MAPE).".format(args.seeds - 1),
       "", rendered, ""])
   _results.write_section(SECTION, body)
+  _results.write_readme_block(SECTION)
   print(f"\nwrote the section to {REPO / 'benchmarks/RESULTS.md'}", file=sys.stderr)
 
 

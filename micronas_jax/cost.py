@@ -12,6 +12,7 @@ cells of a network share the architecture; `StageOpTable` evaluates it for many 
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 
 import numpy as np
@@ -92,3 +93,28 @@ def params(ops, config: NetworkConfig = NB201_CIFAR10) -> np.ndarray:
 def flops(ops, config: NetworkConfig = NB201_CIFAR10) -> np.ndarray:
   """FLOPs of cells `ops: [..., 6]` -> `[...]`, as NAS-Bench-201 counts them."""
   return flops_table(config)(ops)
+
+
+def cell_summary(ops) -> dict:
+  """The JSON-ready description of one full-size CIFAR-10 cell network `ops: [6]`: index, arch,
+  op names, FLOPs (M) and params (M)."""
+  return {
+      "index": space.index_of(ops),
+      "arch": space.format_arch(ops),
+      "ops": [space.OPS[op] for op in ops],
+      "flops_m": round(float(flops(ops)) / 1e6, 6),
+      "params_m": round(float(params(ops)) / 1e6, 6),
+  }
+
+
+def write_space_csv(stream) -> int:
+  """Writes all 15,625 cells as CSV rows (index, arch, flops_m, params_m of the CIFAR-10
+  network) to a text stream; returns the number of cells."""
+  archs = space.all_archs()
+  flops_m, params_m = flops(archs) / 1e6, params(archs) / 1e6
+  writer = csv.writer(stream)
+  writer.writerow(["index", "arch", "flops_m", "params_m"])
+  for index, ops in enumerate(archs):
+    writer.writerow([index, space.format_arch(ops), f"{flops_m[index]:.6f}",
+                     f"{params_m[index]:.6f}"])
+  return len(archs)

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from micronas_jax import model, space
+from micronas_jax import model, paths, space
 
 OPSET = 18
 BN_EPSILON = 1e-5
@@ -31,7 +31,11 @@ INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 
 class ExportError(RuntimeError):
-  """An export that cannot run: a missing optional dependency."""
+  """An export that cannot run (a missing optional dependency) or whose file fails its check."""
+
+
+class WeightsError(ValueError):
+  """Bad input for the weights of a cell's network: a checkpoint of another cell or a bad size."""
 
 
 def _require_onnx():
@@ -194,6 +198,39 @@ def checkpoint_variables(checkpoint: dict) -> tuple[model.Variables, model.Netwo
   return variables, config
 
 
+def cell_variables(ops, checkpoint: str | None = None, seed: int = 0, channels: int | None = None,
+                   cells: int | None = None) -> tuple[model.Variables, model.NetworkConfig, str]:
+  """(variables, network config, where the weights come from) of the network of cell `ops: [6]`:
+  a `micronas-jax train` checkpoint (run folder or file) of that cell, or, without one, freshly
+  initialized weights from `seed` with C=`channels` (16) and N=`cells` (5).
+
+  Raises WeightsError for a checkpoint of another cell or a size given beside a checkpoint.
+  """
+  from micronas_jax import train
+
+  if checkpoint:
+    if channels is not None or cells is not None:
+      raise WeightsError("channels and cells come from the checkpoint; leave them out")
+    try:
+      stored = train.read_checkpoint(checkpoint)
+    except train.TrainError as error:
+      raise WeightsError(str(error)) from None
+    arch = stored["meta"]["arch"]
+    if arch != space.format_arch(ops):
+      raise WeightsError(f"{checkpoint} holds a network of arch {arch}, not "
+                         f"{space.format_arch(ops)}")
+    variables, config = checkpoint_variables(stored)
+    return variables, config, (f"checkpoint {train.checkpoint_path(checkpoint)} after epoch "
+                               f"{stored['epoch']} of {stored['meta']['training']['epochs']}")
+  try:
+    config = model.NetworkConfig(channels=16 if channels is None else channels,
+                                 cells_per_stage=5 if cells is None else cells)
+  except ValueError as error:
+    raise WeightsError(str(error)) from None
+  variables = jax.jit(model.init, static_argnums=1)(train.init_key(seed), config)
+  return variables, config, f"initialized weights (seed {seed}), NOT trained: no checkpoint given"
+
+
 # --- ONNX ----------------------------------------------------------------------------------------
 
 
@@ -227,3 +264,34 @@ def max_abs_difference(path: str | os.PathLike, variables: model.Variables, ops,
   outputs = [session.run([OUTPUT_NAME], {INPUT_NAME: x[i:i + batch_size].transpose(0, 3, 1, 2)})[0]
              for i in range(0, count, batch_size)]
   return float(np.max(np.abs(np.concatenate(outputs) - np.asarray(expected))))
+
+
+def export_cell(ops, onnx_path: str, checkpoint: str | None = None, batch_size: int = 1,
+                seed: int = 0, channels: int | None = None, cells: int | None = None,
+                check_samples: int = 8, tolerance: float = 1e-4) -> dict:
+  """Writes the network of cell `ops: [6]` as ONNX to `onnx_path`, checked with ONNX Runtime
+  against JAX on `check_samples` random inputs -> {"difference", "source", "config", ...}.
+
+  The file is checked under a temporary name and renamed only when the largest logit difference
+  is within `tolerance`, so a failed check never leaves a broken .onnx where the user expects a
+  good one. Raises WeightsError or paths.PathError for bad input, ExportError when a dependency
+  is missing or the check fails.
+  """
+  if batch_size < 1 or check_samples < 1:
+    raise WeightsError("batch_size and check_samples must be positive")
+  paths.check_writable(onnx_path)
+  variables, config, source = cell_variables(ops, checkpoint, seed, channels, cells)
+  checked = {}
+
+  def write_checked(tmp):
+    to_onnx(variables, ops, config, tmp, batch_size)
+    checked["difference"] = max_abs_difference(tmp, variables, ops, config,
+                                               jax.random.PRNGKey(seed), check_samples)
+    if not checked["difference"] <= tolerance:
+      raise ExportError(f"onnxruntime vs JAX: max abs difference {checked['difference']:.3g} "
+                        f"exceeds tolerance={tolerance:g}; {onnx_path} not written")
+
+  paths.write_atomically(onnx_path, write_checked)
+  return {"difference": checked["difference"], "source": source, "config": config,
+          "input_shape": [batch_size, config.in_channels, config.resolution, config.resolution],
+          "output_shape": [batch_size, config.num_classes]}

@@ -32,6 +32,7 @@ import math
 from typing import Any
 
 import chex
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -355,3 +356,17 @@ def count_active_params(params, ops: np.ndarray) -> int:
         continue
     total += int(np.prod(leaf.shape))
   return total
+
+
+def partition_params(params, selected) -> tuple[dict, dict]:
+  """Splits a params tree into (chosen, rest), flat {path tuple: array} dicts, where
+  `selected(path)` chooses a leaf; the proxies differentiate with respect to the chosen leaves."""
+  flat = flax.traverse_util.flatten_dict(params)
+  chosen = {path: leaf for path, leaf in flat.items() if selected(path)}
+  rest = {path: leaf for path, leaf in flat.items() if not selected(path)}
+  return chosen, rest
+
+
+def merge_params(chosen: dict, rest: dict):
+  """Inverse of `partition_params`: the nested params tree."""
+  return flax.traverse_util.unflatten_dict({**chosen, **rest})

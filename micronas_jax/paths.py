@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Callable
+from typing import Any, Callable
 
 
 class PathError(ValueError):
@@ -41,14 +41,15 @@ def _fsync_dir(directory: pathlib.Path) -> None:
     os.close(fd)
 
 
-def replace_atomically(path: str | os.PathLike, write: Callable[[pathlib.Path], None]) -> None:
-  """Calls `write(temporary path)` beside `path`, flushes it to disk, then renames it to `path`:
-  a crash leaves the old file or the new one, never half. On any failure the temporary file is
-  removed and `path` is left as it was; an OSError propagates."""
+def replace_atomically(path: str | os.PathLike, write: Callable[[pathlib.Path], Any]) -> Any:
+  """Calls `write(temporary path)` beside `path`, flushes it to disk, then renames it to `path`,
+  and returns what `write` returned: a crash leaves the old file or the new one, never half. On
+  any failure the temporary file is removed and `path` is left as it was; an OSError
+  propagates."""
   target = pathlib.Path(path)
   tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
   try:
-    write(tmp)
+    result = write(tmp)
     fd = os.open(tmp, os.O_RDONLY)
     try:
       os.fsync(fd)
@@ -58,11 +59,12 @@ def replace_atomically(path: str | os.PathLike, write: Callable[[pathlib.Path], 
   finally:
     tmp.unlink(missing_ok=True)
   _fsync_dir(target.parent)
+  return result
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[pathlib.Path], None]) -> None:
+def write_atomically(path: str | os.PathLike, write: Callable[[pathlib.Path], Any]) -> Any:
   """`replace_atomically`, with an OSError turned into a one-line PathError naming the path."""
   try:
-    replace_atomically(path, write)
+    return replace_atomically(path, write)
   except OSError as error:
     raise PathError(f"{pathlib.Path(path)}: cannot write: {error.strerror or error}") from None

@@ -158,6 +158,23 @@ def parse_index_range(spec: str) -> np.ndarray:
   return indices
 
 
+def read_arch_file(path: str) -> np.ndarray:
+  """Benchmark indices `[n]` from a file of indices or arch strings, one per line ('#' starts a
+  comment); a bad line raises ArchError naming the file and line."""
+  indices = []
+  with open(path) as lines:
+    for number, line in enumerate(lines, start=1):
+      text = line.split("#", 1)[0].strip()
+      if not text:
+        continue
+      try:
+        indices.append(index_of(resolve(text)))
+      except ArchError as error:
+        raise ArchError(f"{path}:{number}: {error}") from None
+  if not indices:
+    raise ArchError(f"{path}: no cells listed")
+  return np.asarray(indices, np.int32)
+
 def one_hot(ops: np.ndarray) -> np.ndarray:
   """Edge-op weights `[..., 6, 5]` (float32) of op indices `[..., 6]`: 1 on the chosen op."""
   return np.eye(NUM_OPS, dtype=np.float32)[np.asarray(ops)]

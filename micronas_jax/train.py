@@ -277,7 +277,7 @@ def check_same_run(path, stored: dict, wanted: dict, keys=RESUME_KEYS) -> None:
     elif old != new:
       differing.append(f"{key}: checkpoint {old!r} vs now {new!r}")
   if differing:
-    raise TrainError(f"{path} is from another run ({'; '.join(differing)}); use another --out "
+    raise TrainError(f"{path} is from another run ({'; '.join(differing)}); use another run "
                      "directory or the same settings")
 
 
@@ -324,6 +324,7 @@ class TrainResult:
   test_accuracy: float | None
   resumed_from: int
   epochs_done: int
+  test_images: int | None = None
 
 
 def train(ops, train_set: tuple[np.ndarray, np.ndarray],
@@ -385,7 +386,7 @@ def train(ops, train_set: tuple[np.ndarray, np.ndarray],
                                             for leaf in jax.tree_util.tree_leaves(state.params))):
       # A diverged epoch is not saved: the checkpoint on disk stays the last good one.
       raise TrainError(f"training diverged in epoch {epoch + 1} (loss {loss_sum / steps:g}, "
-                       f"non-finite weights or loss); {ckpt} keeps epoch {epoch}: lower --lr")
+                       f"non-finite weights or loss); {ckpt} keeps epoch {epoch}: lower learning_rate")
     history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps,
                     "train_accuracy": correct_sum / steps,
                     "seconds": round(time.perf_counter() - began, 3)})
@@ -398,7 +399,31 @@ def train(ops, train_set: tuple[np.ndarray, np.ndarray],
     result = {**meta, "epochs_done": last, "test_loss": test_loss,
               "test_accuracy": test_accuracy, "history": history}
     write_atomic(out_dir / RESULT_NAME, (json.dumps(result, indent=2) + "\n").encode())
-  return TrainResult(state, history, test_loss, test_accuracy, start, max(start, last))
+  return TrainResult(state, history, test_loss, test_accuracy, start, max(start, last),
+                     None if test_set is None else len(test_set[0]))
+
+
+def train_from_path(ops, data_path: str, out_dir: str | os.PathLike,
+                    net_config: model.NetworkConfig = model.NB201_CIFAR10,
+                    config: TrainConfig = TrainConfig(), stop_after: int | None = None,
+                    progress: bool = False, log: Callable[[str], None] = lambda message: None
+                    ) -> TrainResult:
+  """`train` on the train and (optional) test split of the images at `data_path` (any format
+  `data.load_split` reads). A bad data set or a run directory of another run raises TrainError
+  before anything is written."""
+  try:
+    train_set = data.load_split(data_path, "train")
+    test_set = data.load_split(data_path, "test", required=False)
+  except data.DataError as error:
+    raise TrainError(str(error)) from None
+  open_run(out_dir, run_metadata(ops, net_config, config, fingerprint(*train_set)))
+  log(f"training {space.format_arch(ops)} (C={net_config.channels}, "
+      f"N={net_config.cells_per_stage}) on {len(train_set[0])} images, {config.epochs} epochs of "
+      f"{len(train_set[0]) // config.batch_size} steps, on {jax.default_backend()}; compiling "
+      "the step first")
+  if test_set is None:
+    log(f"{data_path}: no test split; test accuracy will not be measured")
+  return train(ops, train_set, test_set, out_dir, net_config, config, stop_after, progress, log)
 
 
 def _progress(total: int, description: str, enabled: bool):

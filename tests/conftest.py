@@ -1,9 +1,11 @@
-"""Shared fixtures: the NAS-Bench-201 ground truth in ../shared/data/nb201 (read-only)."""
+"""Shared fixtures: the NAS-Bench-201 ground truth in ../shared/data/nb201 (read-only), a checker
+of one-line CLI errors, synthetic pruning indicators and a score-store writer."""
 import csv
 import gc
 import os
 import pathlib
 
+import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -49,3 +51,83 @@ def nb201_rows():
     pytest.skip(f"NB201 ground truth not found at {path} (set MICRONAS_NB201_DATA)")
   with open(path, newline="") as f:
     return list(csv.DictReader(f))
+
+
+def _assert_one_line_error(result, message, exit_code=2):
+  """A Click result that failed with `exit_code` and one `Error: ...` line containing `message`,
+  and no traceback."""
+  assert result.exit_code == exit_code, result.output
+  assert result.output.startswith("Error:") and result.output.strip().count("\n") == 0, \
+      result.output
+  assert message in result.output, result.output
+  assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def one_line_error():
+  """`one_line_error(result, message, exit_code=2)`: asserts a one-line CLI error."""
+  return _assert_one_line_error
+
+
+class Additive:
+  """Synthetic additive pruning indicators over edge-op weights `w: [6, 5]`: NTK(w) = sum w * A,
+  LR(w) = sum w * B, MeCo(w) = sum w * M, so every search answer is known in closed form."""
+  _rng = np.random.default_rng(0)
+  A = _rng.uniform(1, 10, (6, 5)).astype(np.float32)
+  B = _rng.uniform(1, 10, (6, 5)).astype(np.float32)
+  M = _rng.uniform(1, 10, (6, 5)).astype(np.float32)
+
+  def indicators(self, noise: float = 0.0):
+    """NTK and LR, each plus `noise` times a normal draw per measurement."""
+    import jax
+    import jax.numpy as jnp
+
+    from micronas_jax.search import prune
+
+    def draw(key):
+      return noise * jax.random.normal(key, (2, 6, 5))
+
+    def measure(state, weights):
+      return jnp.stack([jnp.sum(weights * (self.A + state[0])),
+                        jnp.sum(weights * (self.B + state[1]))])
+
+    return prune.Indicators(draw, measure, "additive")
+
+  def with_meco(self):
+    """NTK and LR as `indicators()`, and MeCo (higher is better, like LR)."""
+    import jax.numpy as jnp
+
+    from micronas_jax.search import prune
+
+    def measure(state, weights):
+      return jnp.stack([jnp.sum(weights * self.A), jnp.sum(weights * self.B),
+                        jnp.sum(weights * self.M)])
+
+    return prune.Indicators(lambda key: None, measure, "additive+meco", ("ntk", "lr", "meco"))
+
+
+@pytest.fixture
+def additive() -> Additive:
+  """Synthetic pruning indicators with known answers (`Additive`)."""
+  return Additive()
+
+
+def _write_store(path, indices, ntk, lr, proxies=("ntk", "lr"), seed=0, meco=None):
+  from micronas_jax import scoring, space, store
+
+  config = scoring.ScoreConfig(proxies=proxies + (("meco",) if meco is not None else ()))
+  with store.ScoreStore(path, config.to_dict(), config.hash(), config.proxies) as scores:
+    rows = [{"index": int(i), "arch": space.format_arch(space.arch_at(int(i))),
+             proxies[0]: float(n), proxies[0] + "_valid": True, "lr": float(r), "lr_valid": True}
+            for i, n, r in zip(indices, ntk, lr, strict=True)]
+    for row, value in zip(rows, meco if meco is not None else [], strict=False):
+      row.update(meco=float(value), meco_valid=True)
+    scores.write(rows, seed)
+  return path
+
+
+@pytest.fixture
+def write_store():
+  """`write_store(path, indices, ntk, lr, proxies=("ntk", "lr"), seed=0, meco=None)`: a score
+  store holding the given values for benchmark `indices`; returns `path`."""
+  return _write_store

@@ -13,13 +13,6 @@ def invoke(*args):
   return CliRunner().invoke(cli.cli, [str(a) for a in args])
 
 
-def assert_one_line_error(result, message):
-  assert result.exit_code == 2, result.output
-  assert result.output.startswith("Error:") and result.output.strip().count("\n") == 0
-  assert message in result.output, result.output
-  assert "Traceback" not in result.output
-
-
 def filled_plan(tmp_path, value=lambda i, row: str(0.25 * (i + 1))):
   rows = list(csv.DictReader(io.StringIO(profile.plan_csv())))
   for i, row in enumerate(rows):
@@ -98,22 +91,22 @@ def test_fit_from_timings_csv(tmp_path):
     # A cycle count off by 1e7: the all-conv3x3 network would take hours per inference.
     (lambda d: d["stages"][0]["ops"].update(nor_conv_3x3=1e13), "is the unit right"),
 ])
-def test_hw_bad_lut_is_one_line(tmp_path, mutate, message):
+def test_hw_bad_lut_is_one_line(one_line_error, tmp_path, mutate, message):
   path = lut_file(tmp_path, mutate)
-  assert_one_line_error(invoke("hw", "1462", "--lut", path), f"{path}: ")
-  assert_one_line_error(invoke("hw", "1462", "--lut", path), message)
+  one_line_error(invoke("hw", "1462", "--lut", path), f"{path}: ")
+  one_line_error(invoke("hw", "1462", "--lut", path), message)
 
 
-def test_hw_malformed_json_and_missing_file(tmp_path):
+def test_hw_malformed_json_and_missing_file(one_line_error, tmp_path):
   path = lut_file(tmp_path, text="{not json")
-  assert_one_line_error(invoke("hw", "1", "--lut", path), f"{path}: not valid JSON")
-  assert_one_line_error(invoke("hw", "1", "--lut", tmp_path / "nope.json"), "file not found")
+  one_line_error(invoke("hw", "1", "--lut", path), f"{path}: not valid JSON")
+  one_line_error(invoke("hw", "1", "--lut", tmp_path / "nope.json"), "file not found")
 
 
-def test_hw_unknown_board_and_semantics():
-  assert_one_line_error(invoke("hw", "1", "--board", "esp32"), "unknown board 'esp32'")
-  assert_one_line_error(invoke("hw", "1", "--semantics", "lazy"), "--semantics: unknown value")
-  assert_one_line_error(invoke("hw", "99999"), "out of range")
+def test_hw_unknown_board_and_semantics(one_line_error):
+  one_line_error(invoke("hw", "1", "--board", "esp32"), "unknown board 'esp32'")
+  one_line_error(invoke("hw", "1", "--semantics", "lazy"), "--semantics: unknown value")
+  one_line_error(invoke("hw", "99999"), "out of range")
 
 
 @pytest.mark.parametrize("value, message", [
@@ -121,46 +114,46 @@ def test_hw_unknown_board_and_semantics():
     (lambda i, row: "-1" if row["op"] == "stem" else "1", "(stem, stage 1): latency must be a non-negative"),
     (lambda i, row: "fast" if i == 4 else "1", "latency must be a number, got 'fast'"),
 ])
-def test_build_bad_values_are_one_line(tmp_path, value, message):
+def test_build_bad_values_are_one_line(one_line_error, tmp_path, value, message):
   plan = filled_plan(tmp_path, value)
   result = invoke("lut", "build", plan, "--device", "b", "--unit", "ms", "--out", tmp_path / "o.json")
-  assert_one_line_error(result, f"{plan}: line ")
-  assert_one_line_error(result, message)
+  one_line_error(result, f"{plan}: line ")
+  one_line_error(result, message)
   assert not (tmp_path / "o.json").exists()
 
 
-def test_build_missing_entry_and_bad_shape(tmp_path):
+def test_build_missing_entry_and_bad_shape(one_line_error, tmp_path):
   plan = filled_plan(tmp_path)
   lines = plan.read_text().splitlines()
   (tmp_path / "short.csv").write_text("\n".join(l for l in lines if not l.startswith("avg_pool_3x3,2")))
   result = invoke("lut", "build", tmp_path / "short.csv", "--device", "b", "--unit", "ms", "--out",
                   tmp_path / "o.json")
-  assert_one_line_error(result, "missing entries: avg_pool_3x3 stage 2")
+  one_line_error(result, "missing entries: avg_pool_3x3 stage 2")
   (tmp_path / "shape.csv").write_text("\n".join(l.replace("nor_conv_3x3,3,64", "nor_conv_3x3,3,60")
                                                 for l in lines))
   result = invoke("lut", "build", tmp_path / "shape.csv", "--device", "b", "--unit", "ms", "--out",
                   tmp_path / "o.json")
-  assert_one_line_error(result, "channels must be 64, got '60'")
+  one_line_error(result, "channels must be 64, got '60'")
 
 
-def test_build_bad_options(tmp_path):
+def test_build_bad_options(one_line_error, tmp_path):
   plan = filled_plan(tmp_path)
   base = ("lut", "build", plan, "--device", "b", "--out", tmp_path / "o.json")
-  assert_one_line_error(invoke(*base, "--unit", "sec"), "--unit: unknown value 'sec'")
-  assert_one_line_error(invoke(*base, "--unit", "cycles"), "clock_mhz: a positive clock")
-  assert_one_line_error(invoke(*base, "--unit", "ms", "--sram-kb", 10), "give both")
-  assert_one_line_error(invoke(*base[:2], tmp_path / "none.csv", *base[3:], "--unit", "ms"),
-                        "file not found")
+  one_line_error(invoke(*base, "--unit", "sec"), "--unit: unknown value 'sec'")
+  one_line_error(invoke(*base, "--unit", "cycles"), "--clock-mhz: a positive clock")
+  one_line_error(invoke(*base, "--unit", "ms", "--sram-kb", 10), "give both")
+  one_line_error(invoke(*base[:2], tmp_path / "none.csv", *base[3:], "--unit", "ms"),
+                 "file not found")
 
 
-def test_build_malformed_csv(tmp_path):
+def test_build_malformed_csv(one_line_error, tmp_path):
   bad = tmp_path / "bad.csv"
   bad.write_text("op,stage\nstem,1\n")
   result = invoke("lut", "build", bad, "--device", "b", "--unit", "ms", "--out", tmp_path / "o.json")
-  assert_one_line_error(result, f"{bad}: missing column 'channels'")
+  one_line_error(result, f"{bad}: missing column 'channels'")
   bad.write_text("op,stage,channels,height,width,latency\nstem,1,16,32,32,1,extra\n")
   result = invoke("lut", "build", bad, "--device", "b", "--unit", "ms", "--out", tmp_path / "o.json")
-  assert_one_line_error(result, "line 2: expected 6 fields")
+  one_line_error(result, "line 2: expected 6 fields")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -175,14 +168,14 @@ def test_build_malformed_csv(tmp_path):
      "nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|,5.0\n",
      "line 4: cell 1462 was already timed on line 2 (4 ms, here 5 ms)"),
 ])
-def test_fit_bad_timings_are_one_line(tmp_path, text, message):
+def test_fit_bad_timings_are_one_line(one_line_error, tmp_path, text, message):
   path = tmp_path / "t.csv"
   path.write_text(text)
-  assert_one_line_error(invoke("lut", "fit", path, "--out", tmp_path / "o.json"), message)
+  one_line_error(invoke("lut", "fit", path, "--out", tmp_path / "o.json"), message)
 
 
-def test_fit_bad_semantics_and_missing_file(tmp_path):
-  assert_one_line_error(invoke("lut", "fit", tmp_path / "t.csv", "--out", "o.json",
-                               "--semantics", "x"), "--semantics: unknown value 'x'")
-  assert_one_line_error(invoke("lut", "fit", tmp_path / "t.csv", "--out", "o.json"),
-                        "file not found")
+def test_fit_bad_semantics_and_missing_file(one_line_error, tmp_path):
+  one_line_error(invoke("lut", "fit", tmp_path / "t.csv", "--out", "o.json",
+                        "--semantics", "x"), "--semantics: unknown value 'x'")
+  one_line_error(invoke("lut", "fit", tmp_path / "t.csv", "--out", "o.json"),
+                 "file not found")

@@ -4,8 +4,6 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_search_prune import additive
-from test_search_table import write_store
 
 from micronas_jax import cli, data, scoring, space, store
 from micronas_jax.hardware import latency
@@ -17,16 +15,10 @@ def invoke(*args):
   return CliRunner().invoke(cli.cli, ["search", *[str(a) for a in args]])
 
 
-def assert_one_line_error(result, message):
-  assert result.exit_code == 2, result.output
-  assert result.output.startswith("Error:") and result.output.strip().count("\n") == 0
-  assert message in result.output, result.output
-
-
 @pytest.fixture
-def toy_prune(monkeypatch):
+def toy_prune(additive, monkeypatch):
   """Replaces the proxy networks by synthetic indicators so a CLI search takes a second."""
-  searcher = prune.PruneSearch(additive(), repeats=1)
+  searcher = prune.PruneSearch(additive.indicators(), repeats=1)
   searcher.calls = []  # (config, images) of each prune_search call
 
   def fake_prune_search(config, images=None):
@@ -37,12 +29,12 @@ def toy_prune(monkeypatch):
   return searcher
 
 
-def test_prune_search_prints_and_writes_the_report(tmp_path, toy_prune):
+def test_prune_search_prints_and_writes_the_report(one_line_error, tmp_path, toy_prune):
   bench = tmp_path / "acc.csv"
   out = tmp_path / "r.json"
   result = invoke("--method", "prune", "--fast", "--max-latency-ms", 400, "--out", out,
                   "--benchmark", bench)
-  assert_one_line_error(result, "no such benchmark CSV")
+  one_line_error(result, "no such benchmark CSV")
   result = invoke("--method", "prune", "--fast", "--max-latency-ms", 400, "--out", out,
                   "--no-progress")
   assert result.exit_code == 0, result.output
@@ -58,12 +50,12 @@ def test_prune_search_prints_and_writes_the_report(tmp_path, toy_prune):
                   "--no-progress")
   assert result.exit_code == 0 and "has no value for this cell" in result.output, result.output
   bench.write_text("index,test_acc\n0,abc\n")  # refused before searching
-  assert_one_line_error(invoke("--benchmark", bench), "test_acc")
+  one_line_error(invoke("--benchmark", bench), "test_acc")
   for field in ("index", "arch", "NTK", "latency", "SRAM", "flash", "FLOPs", "params", "time"):
     assert field in result.output
 
 
-def test_prune_search_takes_images_from_data(tmp_path, toy_prune):
+def test_prune_search_takes_images_from_data(one_line_error, write_store, tmp_path, toy_prune):
   images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
   np.savez(tmp_path / "tiny.npz", images=images)
   out = tmp_path / "r.json"
@@ -76,11 +68,11 @@ def test_prune_search_takes_images_from_data(tmp_path, toy_prune):
   report = json.loads(out.read_text())
   assert report["data"] == str(tmp_path / "tiny.npz")
   assert report["score_config"]["data"] == config.data
-  assert_one_line_error(invoke("--method", "prune", "--fast", "--data", tmp_path / "missing.npz"),
-                        "missing.npz")
+  one_line_error(invoke("--method", "prune", "--fast", "--data", tmp_path / "missing.npz"),
+                 "missing.npz")
   scores = write_store(tmp_path / "s.sqlite", [0], [1.0], [1.0])
-  assert_one_line_error(invoke("--method", "table", "--scores", scores, "--data",
-                               tmp_path / "tiny.npz"), "--data belongs to --method evolution")
+  one_line_error(invoke("--method", "table", "--scores", scores, "--data",
+                        tmp_path / "tiny.npz"), "--data belongs to --method evolution")
 
 
 class IndexScorer:
@@ -98,8 +90,8 @@ class IndexScorer:
             "lr": (np.array([index]), np.array([True]))}
 
 
-def test_exhaustive_search_scores_the_cells_meeting_the_limits_then_resumes(tmp_path,
-                                                                          monkeypatch):
+def test_exhaustive_search_scores_the_cells_meeting_the_limits_then_resumes(
+    one_line_error, tmp_path, monkeypatch):
   monkeypatch.setattr(scoring, "Scorer", IndexScorer)
   monkeypatch.setattr(IndexScorer, "scored", 0)
   feasible, _ = objective.space_feasibility(latency.board("stm32f746"),
@@ -116,12 +108,13 @@ def test_exhaustive_search_scores_the_cells_meeting_the_limits_then_resumes(tmp_
   again = invoke(*args)  # resumed: nothing left to score, same pick
   assert again.exit_code == 0 and IndexScorer.scored == 160
   assert json.loads((tmp_path / "r.json").read_text())["index"] == report["index"]
-  assert_one_line_error(invoke("--method", "exhaustive"), "needs --scores FILE")
-  assert_one_line_error(invoke(*args[:-5], "--scores", tmp_path / "s.sqlite", "--meco"),
-                        "meco")
+  one_line_error(invoke("--method", "exhaustive"),
+                 "--method exhaustive needs --scores: the store it fills")
+  one_line_error(invoke(*args[:-5], "--scores", tmp_path / "s.sqlite", "--meco"),
+                 "meco")
 
 
-def test_table_search_with_meco_reports_it(tmp_path):
+def test_table_search_with_meco_reports_it(one_line_error, write_store, tmp_path):
   # Ranks NTK [3, 1, 2], LR [2, 3, 1], MeCo [1, 3, 2]; 1462 does not fit the board's flash.
   # Without MeCo cell 5 wins (S 2 vs 2.5); with it in thirds cell 0 (S 2 vs 7/3).
   scores = write_store(tmp_path / "s.sqlite", [0, 5, 1462], [30.0, 10.0, 20.0],
@@ -134,11 +127,11 @@ def test_table_search_with_meco_reports_it(tmp_path):
   assert report["index"] == 0 and report["indicators"]["meco"] == 9.0
   assert report["weights"]["meco"] == pytest.approx(1 / 3) and "MeCo 9" in result.output
   plain = write_store(tmp_path / "p.sqlite", [0], [1.0], [1.0])
-  assert_one_line_error(invoke("--method", "table", "--scores", plain, "--meco"),
-                        "the search needs meco")
+  one_line_error(invoke("--method", "table", "--scores", plain, "--meco"),
+                 "the search needs meco")
 
 
-def test_table_search_reports_the_best_scored_cell(tmp_path):
+def test_table_search_reports_the_best_scored_cell(write_store, tmp_path):
   scores = write_store(tmp_path / "s.sqlite", [0, 5, 1462], [30.0, 10.0, 20.0],
                        [100.0, 300.0, 400.0])
   result = invoke("--method", "table", "--scores", scores, "--out", tmp_path / "r.json")
@@ -147,7 +140,7 @@ def test_table_search_reports_the_best_scored_cell(tmp_path):
   assert report["index"] == 5 and report["scored_cells"] == 3
 
 
-def test_table_search_reads_the_csv_export_of_a_store(tmp_path):
+def test_table_search_reads_the_csv_export_of_a_store(write_store, tmp_path):
   scores = write_store(tmp_path / "s.sqlite", [0, 5, 1462], [30.0, 10.0, 20.0],
                        [100.0, 300.0, 400.0])
   store.export_csv(scores, tmp_path / "s.csv")
@@ -156,20 +149,21 @@ def test_table_search_reads_the_csv_export_of_a_store(tmp_path):
   assert json.loads((tmp_path / "r.json").read_text())["index"] == 5
 
 
-def test_table_plot_writes_a_png_or_says_matplotlib_is_missing(tmp_path):
+def test_table_plot_writes_a_png_or_says_matplotlib_is_missing(one_line_error, write_store,
+                                                               tmp_path):
   scores = write_store(tmp_path / "s.sqlite", [0, 5, 1462], [30.0, 10.0, 20.0],
                        [100.0, 300.0, 400.0])
   result = invoke("--method", "table", "--scores", scores, "--plot", tmp_path / "p.png")
   try:
     import matplotlib  # noqa: F401
   except ImportError:
-    assert_one_line_error(result, "needs matplotlib")
+    one_line_error(result, "needs matplotlib")
     return
   assert result.exit_code == 0 and (tmp_path / "p.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--w-flops", 1.5], "w_flops must lie in [0, 1]"),
+    (["--w-flops", 1.5], "--w-flops must lie in [0, 1]"),
     (["--w-flops", 0.7, "--w-latency", 0.5], "is above 1"),
     (["--board", "nosuchboard"], "nosuchboard"),
     (["--max-latency-ms", 1], "no cell meets --max-latency-ms 1"),
@@ -181,16 +175,17 @@ def test_table_plot_writes_a_png_or_says_matplotlib_is_missing(tmp_path):
     (["--budget", 10], "budget (10) is smaller than population (50)"),
     (["--scores", "s.sqlite"], "--scores and --plot belong to --method table or exhaustive"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, message, toy_prune):
-  assert_one_line_error(invoke(*args, "--no-progress"), message)
+def test_bad_input_is_one_line_and_exit_2(one_line_error, args, message, toy_prune):
+  one_line_error(invoke(*args, "--no-progress"), message)
 
 
-def test_a_score_table_from_another_configuration_is_refused(tmp_path):
+def test_a_score_table_from_another_configuration_is_refused(one_line_error, write_store,
+                                                             tmp_path):
   scores = write_store(tmp_path / "s.sqlite", [3], [1.0], [1.0], proxies=("ntk_fast", "lr"))
-  assert_one_line_error(invoke("--method", "table", "--scores", scores),
-                        "the search needs ntk")
-  assert_one_line_error(invoke("--method", "table", "--scores", tmp_path / "none.sqlite"),
-                        "no such score store")
+  one_line_error(invoke("--method", "table", "--scores", scores),
+                 "the search needs ntk")
+  one_line_error(invoke("--method", "table", "--scores", tmp_path / "none.sqlite"),
+                 "no such score store")
 
 
 class ToyEvolutionScorer:
@@ -254,19 +249,20 @@ def test_evolution_takes_images_from_data(tmp_path, toy_evolution):
   np.testing.assert_allclose(scorer.images, data.load_images(tmp_path / "tiny.npz"))
 
 
-def test_an_output_path_that_cannot_be_written_is_refused_before_searching(tmp_path,
-                                                                            toy_evolution):
+def test_an_output_path_that_cannot_be_written_is_refused_before_searching(one_line_error,
+                                                                           tmp_path,
+                                                                           toy_evolution):
   for args, message in (
       (["--out", tmp_path / "nodir" / "r.json"], "no such directory"),
       (["--out", tmp_path], "is a directory"),
       (["--plot", tmp_path / "nodir" / "p.png"], "no such directory")):
-    assert_one_line_error(invoke(*args, "--no-progress"), message)
+    one_line_error(invoke(*args, "--no-progress"), message)
     assert not search_run._SESSIONS  # refused before a scorer was built or a cell measured
   result = invoke("--out", tmp_path / "r.json", "--no-progress", "--budget", 60)
   assert result.exit_code == 0 and (tmp_path / "r.json").is_file(), result.output
 
 
-def test_evolution_reads_an_image_folder_zip(tmp_path, toy_evolution):
+def test_evolution_reads_an_image_folder_zip(one_line_error, tmp_path, toy_evolution):
   import zipfile
 
   from PIL import Image
@@ -284,4 +280,4 @@ def test_evolution_reads_an_image_folder_zip(tmp_path, toy_evolution):
   assert images.shape == (4, 32, 32, 3)
   assert json.loads(out.read_text())["score_config"]["data"] == data.fingerprint(images)
   (tmp_path / "bad.zip").write_text("not a zip")
-  assert_one_line_error(invoke("--data", tmp_path / "bad.zip"), "bad.zip")
+  one_line_error(invoke("--data", tmp_path / "bad.zip"), "bad.zip")

@@ -77,5 +77,5 @@ def test_limits_mark_exactly_the_cells_within_every_bound():
 
 def test_a_limit_no_cell_meets_is_named():
   lut = latency.board("stm32f746")
-  with pytest.raises(objective.ObjectiveError, match=r"no cell meets --max-latency-ms 1: .* ms"):
+  with pytest.raises(objective.ObjectiveError, match=r"no cell meets max_latency_ms=1: .* ms"):
     objective.space_feasibility(lut, objective.Limits(max_latency_ms=1))

@@ -7,91 +7,67 @@ import pytest
 from micronas_jax import scoring, space
 from micronas_jax.search import objective, prune
 
-RNG = np.random.default_rng(0)
-# Synthetic additive indicators: NTK(w) = sum w * A, LR(w) = sum w * B over edge-op weights.
-A = RNG.uniform(1, 10, (6, 5)).astype(np.float32)
-B = RNG.uniform(1, 10, (6, 5)).astype(np.float32)
-
-
-def additive(noise: float = 0.0) -> prune.Indicators:
-  def draw(key):
-    return noise * jax.random.normal(key, (2, 6, 5))
-
-  def measure(state, weights):
-    return jnp.stack([jnp.sum(weights * (A + state[0])), jnp.sum(weights * (B + state[1]))])
-
-  return prune.Indicators(draw, measure, "additive")
-
-
-def additive_with_meco() -> prune.Indicators:
-  """NTK and LR as `additive()`, and MeCo(w) = sum w * M (higher is better, like LR)."""
-  def measure(state, weights):
-    return jnp.stack([jnp.sum(weights * A), jnp.sum(weights * B), jnp.sum(weights * M)])
-
-  return prune.Indicators(lambda key: None, measure, "additive+meco", ("ntk", "lr", "meco"))
-
-
-M = RNG.uniform(1, 10, (6, 5)).astype(np.float32)
 NTK_ONLY = objective.Weights(1.0, 0.0)
 LR_ONLY = objective.Weights(0.0, 1.0)
 
 
-def test_ntk_only_pruning_keeps_the_lowest_ntk_op_on_each_edge():
+def test_ntk_only_pruning_keeps_the_lowest_ntk_op_on_each_edge(additive):
   # Removing the op with the largest A lowers NTK most, so rounds prune ops by descending A:
   # the survivor on each edge is the op (not 'none') of smallest A.
-  result = prune.PruneSearch(additive(), repeats=1).search(0, NTK_ONLY)
-  np.testing.assert_array_equal(result.ops, A[:, 1:].argmin(1) + 1)
+  result = prune.PruneSearch(additive.indicators(), repeats=1).search(0, NTK_ONLY)
+  np.testing.assert_array_equal(result.ops, additive.A[:, 1:].argmin(1) + 1)
 
 
-def test_lr_only_pruning_keeps_the_highest_lr_op_on_each_edge():
-  result = prune.PruneSearch(additive(), repeats=1).search(0, LR_ONLY)
-  np.testing.assert_array_equal(result.ops, B[:, 1:].argmax(1) + 1)
+def test_lr_only_pruning_keeps_the_highest_lr_op_on_each_edge(additive):
+  result = prune.PruneSearch(additive.indicators(), repeats=1).search(0, LR_ONLY)
+  np.testing.assert_array_equal(result.ops, additive.B[:, 1:].argmax(1) + 1)
 
 
-def test_rounds_rank_24_18_12_candidates_and_prune_one_op_per_edge():
-  result = prune.PruneSearch(additive(), repeats=2).search(0)
+def test_rounds_rank_24_18_12_candidates_and_prune_one_op_per_edge(additive):
+  result = prune.PruneSearch(additive.indicators(), repeats=2).search(0)
   assert [len(r["candidates"]) for r in result.rounds] == [24, 18, 12]  # 54 in all
   for r in result.rounds:
     assert sorted(edge for edge, _ in r["pruned"]) == list(range(6))
     assert all(op != space.NONE for _, op in r["candidates"])  # TE-NAS drops 'none' first
 
 
-def test_candidate_deltas_are_relative_changes_rounded_to_three_figures():
-  result = prune.PruneSearch(additive(), repeats=1).search(0)
+def test_candidate_deltas_are_relative_changes_rounded_to_three_figures(additive):
+  result = prune.PruneSearch(additive.indicators(), repeats=1).search(0)
   first = result.rounds[0]
   supernet = space.supernet_weights(prune.supernet_mask())
   edge, op = first["candidates"][5]
   pruned_mask = prune.supernet_mask()
   pruned_mask[edge, op] = False
-  base, pruned = (supernet * A).sum(), (space.supernet_weights(pruned_mask) * A).sum()
+  base = (supernet * additive.A).sum()
+  pruned = (space.supernet_weights(pruned_mask) * additive.A).sum()
   expected = float(objective.round_significant((base - pruned) / base))
   assert first["delta"]["ntk"][5] == pytest.approx(expected, rel=1e-5)
 
 
-def test_same_seed_same_cell_and_one_compilation():
-  search = prune.PruneSearch(additive(noise=3.0), repeats=2)
+def test_same_seed_same_cell_and_one_compilation(additive):
+  search = prune.PruneSearch(additive.indicators(noise=3.0), repeats=2)
   first = search.search(7)
   assert np.array_equal(search.search(7).ops, first.ops)
   search.search(8, LR_ONLY)
   assert search.trace_count == 1  # new seeds and weights reuse the compiled search
 
 
-def test_limits_hold_when_the_unconstrained_pick_violates_them():
-  search = prune.PruneSearch(additive(), repeats=1)
-  best = A[:, 1:].argmin(1) + 1
+def test_limits_hold_when_the_unconstrained_pick_violates_them(additive):
+  search = prune.PruneSearch(additive.indicators(), repeats=1)
+  best = additive.A[:, 1:].argmin(1) + 1
   archs = space.all_archs()
   feasible = archs[:, 0] != best[0]  # forbid the best op on edge 0
   result = search.search(0, NTK_ONLY, feasible=feasible)
   # Edges are independent here, so the answer is the second-lowest A on edge 0.
   expected = best.copy()
-  expected[0] = np.argsort(A[0, 1:])[1] + 1
+  expected[0] = np.argsort(additive.A[0, 1:])[1] + 1
   np.testing.assert_array_equal(result.ops, expected)
   assert feasible[space.index_of(result.ops)]
 
 
-def test_search_starts_with_none_when_only_cells_with_none_are_feasible():
+def test_search_starts_with_none_when_only_cells_with_none_are_feasible(additive):
   archs = space.all_archs()
-  result = prune.PruneSearch(additive(), repeats=1).search(
+  result = prune.PruneSearch(additive.indicators(), repeats=1).search(
       0, NTK_ONLY, feasible=archs[:, 2] == space.NONE)
   assert result.start_with_none and result.ops[2] == space.NONE
   assert [len(r["candidates"]) for r in result.rounds] == [30, 24, 18, 12]
@@ -106,19 +82,20 @@ def test_proxy_indicators_run_the_real_networks_deterministically():
   assert np.isfinite(first.ntk) and first.lr >= 1
 
 
-def test_meco_only_pruning_keeps_the_highest_meco_op_and_reports_it():
-  search = prune.PruneSearch(additive_with_meco(), repeats=1)
+def test_meco_only_pruning_keeps_the_highest_meco_op_and_reports_it(additive):
+  search = prune.PruneSearch(additive.with_meco(), repeats=1)
   result = search.search(0, objective.Weights(0.0, 0.0, meco=1.0))
-  np.testing.assert_array_equal(result.ops, M[:, 1:].argmax(1) + 1)
-  assert result.meco == pytest.approx(float(M[np.arange(6), result.ops].sum()), rel=1e-5)
+  np.testing.assert_array_equal(result.ops, additive.M[:, 1:].argmax(1) + 1)
+  assert result.meco == pytest.approx(float(additive.M[np.arange(6), result.ops].sum()), rel=1e-5)
   assert set(result.rounds[0]["rank"]) == {"ntk", "lr", "meco", "flops", "latency"}
   # The NTK-only answer is unchanged by a measured but unweighted MeCo.
-  np.testing.assert_array_equal(search.search(0, NTK_ONLY).ops, A[:, 1:].argmin(1) + 1)
+  np.testing.assert_array_equal(search.search(0, NTK_ONLY).ops, additive.A[:, 1:].argmin(1) + 1)
 
 
-def test_a_weight_on_an_indicator_the_search_does_not_measure_is_refused():
+def test_a_weight_on_an_indicator_the_search_does_not_measure_is_refused(additive):
   with pytest.raises(ValueError, match="weights on meco"):
-    prune.PruneSearch(additive(), repeats=1).search(0, objective.Weights(0.5, 0.0, meco=0.5))
+    prune.PruneSearch(additive.indicators(), repeats=1).search(
+        0, objective.Weights(0.5, 0.0, meco=0.5))
 
 
 def test_proxy_indicators_with_meco_measure_it_on_the_zero_cost_network():

@@ -7,18 +7,6 @@ from micronas_jax.hardware import latency
 from micronas_jax.search import objective, table
 
 
-def write_store(path, indices, ntk, lr, proxies=("ntk", "lr"), seed=0, meco=None):
-  config = scoring.ScoreConfig(proxies=proxies + (("meco",) if meco is not None else ()))
-  with store.ScoreStore(path, config.to_dict(), config.hash(), config.proxies) as scores:
-    rows = [{"index": int(i), "arch": space.format_arch(space.arch_at(int(i))),
-             proxies[0]: float(n), proxies[0] + "_valid": True, "lr": float(r), "lr_valid": True}
-            for i, n, r in zip(indices, ntk, lr)]
-    for row, value in zip(rows, meco if meco is not None else []):
-      row.update(meco=float(value), meco_valid=True)
-    scores.write(rows, seed)
-  return path
-
-
 def test_pareto_front_keeps_points_no_other_beats_on_both():
   score = np.array([3.0, 1.0, 2.0, 1.0, 0.5])
   cost = np.array([1.0, 2.0, 2.0, 3.0, 9.0])
@@ -26,7 +14,7 @@ def test_pareto_front_keeps_points_no_other_beats_on_both():
   np.testing.assert_array_equal(table.pareto_front(score, cost), [0, 1, 4])
 
 
-def test_best_cell_minimizes_the_rank_sum_among_cells_meeting_the_limits(tmp_path):
+def test_best_cell_minimizes_the_rank_sum_among_cells_meeting_the_limits(write_store, tmp_path):
   indices = np.array([0, 5, 1462, 7000])
   ntk = [30.0, 10.0, 20.0, 10.0]   # ranks (lower better) [3, 1, 2, 1]
   lr = [100.0, 300.0, 400.0, 200.0]  # ranks (higher better) [4, 2, 1, 3]
@@ -42,7 +30,7 @@ def test_best_cell_minimizes_the_rank_sum_among_cells_meeting_the_limits(tmp_pat
   assert limited.costs["latency_ms"][limited.best] < latency_5
 
 
-def test_ranks_are_taken_among_the_cells_meeting_the_limits(tmp_path):
+def test_ranks_are_taken_among_the_cells_meeting_the_limits(write_store, tmp_path):
   # Candidates 0, 3, 4 (<= 94.1 ms); 1462 and 9930 (> 960 ms) are excluded by the limit.
   indices = np.array([0, 3, 4, 1462, 9930])
   ntk = [10.0, 20.0, 30.0, 22.0, 24.0]   # candidates: ranks [1, 2, 3]; all five: [1, 2, 5, 3, 4]
@@ -62,7 +50,7 @@ def test_ranks_are_taken_among_the_cells_meeting_the_limits(tmp_path):
   assert np.isfinite(result.objective[result.front]).all()
 
 
-def test_seeds_are_averaged(tmp_path):
+def test_seeds_are_averaged(write_store, tmp_path):
   path = write_store(tmp_path / "s.sqlite", [3, 4], [10.0, 20.0], [1.0, 2.0], seed=0)
   write_store(path, [3, 4], [30.0, 40.0], [3.0, 4.0], seed=1)
   scores = table.load_scores(path)
@@ -70,13 +58,13 @@ def test_seeds_are_averaged(tmp_path):
   assert scores.seeds == (0, 1)
 
 
-def test_a_table_without_the_needed_ntk_proxy_is_refused(tmp_path):
+def test_a_table_without_the_needed_ntk_proxy_is_refused(write_store, tmp_path):
   path = write_store(tmp_path / "s.sqlite", [3], [1.0], [1.0], proxies=("ntk_fast", "lr"))
-  with pytest.raises(table.TableError, match="needs ntk .*add --fast"):
+  with pytest.raises(table.TableError, match="needs ntk .*search with fast=True"):
     table.load_scores(path, "ntk")
 
 
-def test_meco_joins_the_ranks_when_weighted(tmp_path):
+def test_meco_joins_the_ranks_when_weighted(write_store, tmp_path):
   path = write_store(tmp_path / "s.sqlite", [0, 5, 1462], [30.0, 10.0, 20.0],
                      [100.0, 300.0, 400.0], meco=[9.0, 1.0, 5.0])
   lut = latency.board("stm32f746")

@@ -63,6 +63,22 @@ class Memory:
   runtime_sram_bytes: int = 0
   runtime_flash_bytes: int = 0
 
+  @classmethod
+  def from_kb(cls, sram_kb: float | None, flash_kb: float | None, runtime_sram_kb: float = 0.0,
+              runtime_flash_kb: float = 0.0) -> "Memory | None":
+    """The memory of sizes in KB (1024 bytes); None when neither the board's SRAM nor its flash
+    is given. Raises LUTError for a negative size or only one of the two."""
+    sizes = {"sram_kb": sram_kb, "flash_kb": flash_kb, "runtime_sram_kb": runtime_sram_kb,
+             "runtime_flash_kb": runtime_flash_kb}
+    for name, value in sizes.items():
+      if value is not None and not value >= 0:
+        raise LUTError(f"{name} must be non-negative, got {value}")
+    if (sram_kb is None) != (flash_kb is None):
+      raise LUTError("sram_kb and flash_kb: give both (the board's memory) or neither")
+    if sram_kb is None:
+      return None
+    return cls(*(round(kb * 1024) for kb in sizes.values()))
+
 
 @dataclasses.dataclass(frozen=True)
 class LUT:

@@ -90,6 +90,8 @@ def build(path: str | os.PathLike, device: str, unit: str, clock_mhz: float | No
   """The LUT from a filled plan CSV; checks every entry is there once, with its shape and value."""
   if unit not in latency.UNITS:
     raise LUTError(f"unit: unknown unit {unit!r}; known: {', '.join(latency.UNITS)}")
+  if clock_mhz is not None and not clock_mhz > 0:
+    raise LUTError(f"clock_mhz must be positive, got {clock_mhz}")
   if unit == "cycles" and not clock_mhz:
     raise LUTError("clock_mhz: a positive clock is required when unit is 'cycles'")
   rows = _read_csv(path, PLAN_COLUMNS)

@@ -2,7 +2,7 @@
 
 Every proxy is a pure function `(variables, arch, inputs, network_config) -> (value, valid)` with
 scalar outputs, evaluated at initialization. `family` names the proxy network and inputs it reads
-(see `micronas_jax.scoring.ScoreConfig`): proxies of one family share weights and batches, so
+(see `micronas_jax.proxies.draws.ScoreConfig`): proxies of one family share weights and batches, so
 their values are comparable draw by draw.
 """
 from __future__ import annotations

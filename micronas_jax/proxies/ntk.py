@@ -23,7 +23,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-from flax import traverse_util
 
 from micronas_jax import model
 
@@ -33,16 +32,9 @@ WEIGHT_LEAVES = ("kernel", "scale")
 SINGULAR_SENTINEL = 1e12
 
 
-def split_weights(params) -> tuple[dict, dict]:
-  """Splits a params tree into (weights, rest) as flat {path: array} dicts (see WEIGHT_LEAVES)."""
-  flat = traverse_util.flatten_dict(params)
-  weights = {path: leaf for path, leaf in flat.items() if path[-1].endswith(WEIGHT_LEAVES)}
-  rest = {path: leaf for path, leaf in flat.items() if not path[-1].endswith(WEIGHT_LEAVES)}
-  return weights, rest
-
-
-def _merge(weights: dict, rest: dict):
-  return traverse_util.unflatten_dict({**weights, **rest})
+def is_weight(path: tuple[str, ...]) -> bool:
+  """Whether a flat parameter path is one of PyTorch's "weight" tensors (see WEIGHT_LEAVES)."""
+  return path[-1].endswith(WEIGHT_LEAVES)
 
 
 def _gram(jacobian: dict, batch: int) -> jax.Array:
@@ -56,10 +48,11 @@ def _gram(jacobian: dict, batch: int) -> jax.Array:
 
 def ntk_exact(variables, arch, x, config: model.NetworkConfig) -> jax.Array:
   """Empirical NTK `[B, B]` of the network on batch `x: [B, H, W, C]`, BN in training mode."""
-  weights, rest = split_weights(variables["params"])
+  weights, rest = model.partition_params(variables["params"], is_weight)
 
   def summed_logits(w):
-    network_vars = {"params": _merge(w, rest), "batch_stats": variables["batch_stats"]}
+    network_vars = {"params": model.merge_params(w, rest),
+                    "batch_stats": variables["batch_stats"]}
     return model.apply(network_vars, arch, x, config, train=True)[0].sum(axis=1)
 
   return _gram(jax.jacrev(summed_logits)(weights), x.shape[0])
@@ -70,10 +63,10 @@ def ntk_fast(variables, arch, x, config: model.NetworkConfig) -> jax.Array:
   # With momentum 0 one training-mode pass stores exactly the batch's own mean and variance.
   frozen_config = dataclasses.replace(config, bn_momentum=0.0)
   _, batch_stats = model.apply(variables, arch, x, frozen_config, train=True)
-  weights, rest = split_weights(variables["params"])
+  weights, rest = model.partition_params(variables["params"], is_weight)
 
   def summed_logit(w, sample):
-    network_vars = {"params": _merge(w, rest), "batch_stats": batch_stats}
+    network_vars = {"params": model.merge_params(w, rest), "batch_stats": batch_stats}
     return model.apply(network_vars, arch, sample[None], frozen_config, train=False)[0].sum()
 
   jacobian = jax.vmap(jax.grad(summed_logit), in_axes=(None, 0))(weights, x)

@@ -43,19 +43,6 @@ def _is_batch_norm(path: tuple[str, ...]) -> bool:
   return any("bn" in name for name in path[-2:])
 
 
-def split_kernels(params) -> tuple[dict, dict]:
-  """Splits params into (kernels, rest) as flat {path: array} dicts (see `is_kernel`)."""
-  flat = traverse_util.flatten_dict(params)
-  kernels = {path: leaf for path, leaf in flat.items() if is_kernel(path)}
-  rest = {path: leaf for path, leaf in flat.items() if not is_kernel(path)}
-  return kernels, rest
-
-
-def merge(kernels: dict, rest: dict):
-  """Inverse of `split_kernels`: the nested params tree."""
-  return traverse_util.unflatten_dict({**kernels, **rest})
-
-
 def checked(value: jax.Array, sentinel: float = INVALID_SENTINEL):
   """(value, valid): a NaN or infinite value becomes `sentinel`, flagged invalid."""
   valid = jnp.isfinite(value)
@@ -65,10 +52,11 @@ def checked(value: jax.Array, sentinel: float = INVALID_SENTINEL):
 def loss_gradients(variables, arch, images, labels, config: model.NetworkConfig) -> dict:
   """dL/dW for every kernel, {path: array}: cross-entropy of `images: [B, H, W, C]`, BN in training
   mode (the batch's statistics), as the reference's `bn=True` measures run."""
-  kernels, rest = split_kernels(variables["params"])
+  kernels, rest = model.partition_params(variables["params"], is_kernel)
 
   def loss(k):
-    network_vars = {"params": merge(k, rest), "batch_stats": variables["batch_stats"]}
+    network_vars = {"params": model.merge_params(k, rest),
+                    "batch_stats": variables["batch_stats"]}
     logits, _ = model.apply(network_vars, arch, images, config, train=True)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
@@ -90,7 +78,7 @@ def snip(variables, arch, inputs, config):
   Higher is better.
   """
   grads = loss_gradients(variables, arch, inputs["images"][0], inputs["labels"][0], config)
-  kernels, _ = split_kernels(variables["params"])
+  kernels, _ = model.partition_params(variables["params"], is_kernel)
   return checked(sum(jnp.sum(jnp.abs(kernels[path] * g)) for path, g in grads.items()))
 
 
@@ -124,11 +112,12 @@ def synflow(variables, arch, inputs, config):
   """
   with jax.enable_x64(True):
     positive = synflow_variables(variables)
-    kernels, rest = split_kernels(positive["params"])
+    kernels, rest = model.partition_params(positive["params"], is_kernel)
     ones = jnp.ones((1, *inputs["images"].shape[2:]), jnp.float64)
 
     def flow(k):
-      network_vars = {"params": merge(k, rest), "batch_stats": positive["batch_stats"]}
+      network_vars = {"params": model.merge_params(k, rest),
+                      "batch_stats": positive["batch_stats"]}
       return model.apply(network_vars, arch, ones, config, train=False)[0].sum()
 
     grads = jax.grad(flow)(kernels)

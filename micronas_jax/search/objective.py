@@ -127,22 +127,22 @@ class Limits:
     for field in ("max_latency_ms", "max_sram_kb", "max_flash_kb", "max_flops_m"):
       value = getattr(self, field)
       if value is not None and not (math.isfinite(value) and value > 0):
-        raise ObjectiveError(f"{field.replace('_', '-')} must be a positive number, got {value}")
+        raise ObjectiveError(f"{field} must be a positive number, got {value}")
 
   def bounds(self, lut: latency.LUT) -> dict[str, tuple[float, str]]:
     """{cost column: (bound, where it comes from)} of every active limit on `lut`'s board."""
     bounds = {}
     if self.max_latency_ms is not None:
-      bounds["latency_ms"] = (self.max_latency_ms, f"--max-latency-ms {self.max_latency_ms:g}")
+      bounds["latency_ms"] = (self.max_latency_ms, f"max_latency_ms={self.max_latency_ms:g}")
     if self.max_flops_m is not None:
-      bounds["flops_m"] = (self.max_flops_m, f"--max-flops-m {self.max_flops_m:g}")
+      bounds["flops_m"] = (self.max_flops_m, f"max_flops_m={self.max_flops_m:g}")
     for column, option, board_bytes in (
         ("sram_kb", "max_sram_kb", lut.memory.sram_bytes if lut.memory else None),
         ("flash_kb", "max_flash_kb", lut.memory.flash_bytes if lut.memory else None)):
       user = getattr(self, option)
       board = board_bytes / KB if (self.board_memory and board_bytes) else None
       if user is not None and (board is None or user <= board):
-        bounds[column] = (user, f"--{option.replace('_', '-')} {user:g}")
+        bounds[column] = (user, f"{option}={user:g}")
       elif board is not None:
         bounds[column] = (board, f"the board's {column[:-3].upper()} ({board:g} KB)")
     return bounds

@@ -44,8 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from micronas_jax import cost, data, proxies, scoring, space
+from micronas_jax import cost, data, proxies, space
 from micronas_jax.hardware import latency
+from micronas_jax.proxies import draws
 from micronas_jax.search import objective
 
 SLOTS = space.NUM_EDGES * space.NUM_OPS  # 30 (edge, op) slots of an op mask
@@ -71,20 +72,20 @@ class Indicators:
 
 
 def search_config(fast: bool, meco: bool = False, repeats: int = 3, ntk_batch: int = 32,
-                  images=None) -> scoring.ScoreConfig:
+                  images=None) -> draws.ScoreConfig:
   """The scoring configuration of a search's indicators: the exact NTK ("ntk") or, with `fast`,
   "ntk_fast", then "lr" and, with `meco`, "meco"; `images` (normalized `[N, 32, 32, 3]`, or None
   for standard-normal inputs) are recorded by their fingerprint."""
-  return scoring.ScoreConfig(
+  return draws.ScoreConfig(
       proxies=("ntk_fast" if fast else "ntk", "lr", *(("meco",) if meco else ())),
       repeats=repeats, ntk_batch=ntk_batch,
       data=None if images is None else data.fingerprint(images))
 
 
-def proxy_indicators(config: scoring.ScoreConfig, images=None) -> Indicators:
+def proxy_indicators(config: draws.ScoreConfig, images=None) -> Indicators:
   """The indicators of a scoring configuration: its NTK proxy ("ntk" or "ntk_fast"), "lr" and,
   if the configuration has it, "meco", each on its family's network and inputs
-  (`scoring.family_draw`)."""
+  (`draws.family_draw`)."""
   by_family = {proxies.get(name).family: name for name in config.network_proxies}
   if (set(by_family) - {"zc"} != {"ntk", "lr"} or by_family.get("zc", "meco") != "meco"
       or len(by_family) != len(config.network_proxies)):
@@ -95,7 +96,7 @@ def proxy_indicators(config: scoring.ScoreConfig, images=None) -> Indicators:
   images = None if images is None else jnp.asarray(images, jnp.float32)
 
   def draw(key):
-    return {family: scoring.family_draw(key, family, config, images) for family in families}
+    return {family: draws.family_draw(key, family, config, images) for family in families}
 
   def measure(state, weights):
     values = []
@@ -316,7 +317,7 @@ def default_candidates_per_step() -> int:
   return 1 if jax.local_devices()[0].platform == "cpu" else 25
 
 
-def prune_search(config: scoring.ScoreConfig, candidates_per_step: int | None = None,
+def prune_search(config: draws.ScoreConfig, candidates_per_step: int | None = None,
                  images=None) -> PruneSearch:
   """The PruneSearch of a scoring configuration's proxies on `images: [N, 32, 32, 3]` (normalized,
   `data.load_images`; None: standard-normal inputs). Searchers are kept per configuration (whose

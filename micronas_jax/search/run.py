@@ -23,6 +23,7 @@ import numpy as np
 
 from micronas_jax import data, scoring, space
 from micronas_jax.hardware import latency
+from micronas_jax.proxies import draws
 from micronas_jax.search import evolution, objective
 
 METHODS = ("evolution", "prune", "table", "exhaustive")
@@ -54,6 +55,8 @@ class SearchRequest:
     data_path: where the images came from (recorded in the report).
     scores_path: score store or CSV (table; the store to fill for exhaustive).
     plot_path: Pareto plot PNG (table, exhaustive).
+    accuracy: `[15625]` benchmark accuracy (NaN where unknown) to report beside the found cell,
+      from `benchmark_path`; None reports none.
   """
   lut: latency.LUT
   limits: objective.Limits = objective.Limits()
@@ -68,27 +71,34 @@ class SearchRequest:
   data_path: str | None = None
   scores_path: str | None = None
   plot_path: str | None = None
+  accuracy: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+  benchmark_path: str | None = None
 
   def __post_init__(self):
+    # Messages name the request's fields (`method=table`, `scores_path`): a front end that
+    # calls them otherwise (the command line's flags) renames them in one place.
     if self.method not in METHODS:
       raise SearchError(f"Unknown search method {self.method!r}; known: {', '.join(METHODS)}")
     if self.method in ("table", "exhaustive") and not self.scores_path:
-      raise SearchError(f"--method {self.method} needs --scores FILE"
+      raise SearchError(f"method={self.method} needs scores_path"
                         + (" (a store from `micronas-jax score`)" if self.method == "table"
                            else ": the store it fills (rerun the same command to resume)"))
     if self.method in ("prune", "evolution") and (self.scores_path or self.plot_path):
-      raise SearchError("--scores and --plot belong to --method table or exhaustive")
+      raise SearchError("scores_path and plot_path belong to method=table or exhaustive")
     if self.method == "table" and self.images is not None:
-      raise SearchError("--data belongs to --method evolution, prune or exhaustive (a score "
+      raise SearchError("data_path belongs to method=evolution, prune or exhaustive (a score "
                         "table was scored on its own inputs: `micronas-jax score --data`)")
     if self.method == "evolution" and (self.weights != objective.Weights() or self.fast):
-      raise SearchError("--w-flops, --w-latency, --meco and --fast belong to --method prune, "
-                        "table or exhaustive (the evolution weighs no ranks)")
+      raise SearchError("rank weights (w_flops, w_latency, meco=True) and fast=True belong to "
+                        "method=prune, table or exhaustive (the evolution weighs no ranks)")
+    if self.accuracy is not None and np.shape(self.accuracy) != (space.NUM_CELLS,):
+      raise SearchError(f"accuracy must hold one value per cell [{space.NUM_CELLS}], got "
+                        f"{np.shape(self.accuracy)}")
 
 
-def evolution_config(images=None) -> scoring.ScoreConfig:
+def evolution_config(images=None) -> draws.ScoreConfig:
   """The scoring configuration of the evolution's indicators (one draw per seed)."""
-  return scoring.ScoreConfig(proxies=tuple(evolution.INDICATORS), repeats=1,
+  return draws.ScoreConfig(proxies=tuple(evolution.INDICATORS), repeats=1,
                              zc_cells=EVOLUTION_ZC_CELLS,
                              data=None if images is None else data.fingerprint(images))
 
@@ -98,7 +108,7 @@ def evolution_config(images=None) -> scoring.ScoreConfig:
 _SESSIONS: dict[str, tuple[scoring.Scorer, dict[int, dict]]] = {}
 
 
-def _evaluator(config: scoring.ScoreConfig, images, seed: int) -> evolution.Evaluator:
+def _evaluator(config: draws.ScoreConfig, images, seed: int) -> evolution.Evaluator:
   """`evolve`'s evaluator: measures each cell once per (configuration, seed) in this process."""
   if config.hash() not in _SESSIONS:
     _SESSIONS[config.hash()] = (scoring.Scorer(config, 1, images=images), {})
@@ -277,4 +287,32 @@ def run(request: SearchRequest, progress: Callable[[int, int], None] | None = No
     report = _run_table(request)
   if request.data_path:
     report["data"] = str(request.data_path)
+  if request.accuracy is not None:
+    value = float(request.accuracy[report["index"]])
+    report["test_acc"] = value if np.isfinite(value) else None  # a table without this cell
+    report["benchmark"] = str(request.benchmark_path)
   return report
+
+
+INDICATOR_NAMES = {"ntk": "NTK", "lr": "LR", "meco": "MeCo", "flops": "FLOPs",
+                   "skip_span": "skip span"}
+
+
+def format_report(report: dict) -> str:
+  """A search report (`run`) as the lines a person reads."""
+  indicators = report["indicators"]
+  shown = "   ".join(
+      f"{INDICATOR_NAMES[name]} {value:.4g}"
+      + (f" ({indicators['ntk_proxy']})" if name == "ntk" else "")
+      for name, value in indicators.items() if name in INDICATOR_NAMES)
+  lines = [f"device   {report['device']}   method {report['method']}   limits: "
+           f"{', '.join(report['limits']) or 'none'}",
+           f"index    {report['index']}", f"arch     {report['arch']}", f"indicators {shown}",
+           f"latency  {report['latency_ms']:.3f} ms", f"SRAM     {report['sram_kb']:.1f} KB peak",
+           f"flash    {report['flash_kb']:.1f} KB", f"FLOPs    {report['flops_m']:.2f} M",
+           f"params   {report['params_m']:.6f} M", f"time     {report['search_seconds']:.1f} s"]
+  if "benchmark" in report:
+    lines.append(f"accuracy {report['test_acc']:.2f} % (from {report['benchmark']})"
+                 if report["test_acc"] is not None
+                 else f"accuracy  none: {report['benchmark']} has no value for this cell")
+  return "\n".join(lines)

@@ -63,7 +63,8 @@ def load_scores(path: str | os.PathLike, ntk_proxy: str = "ntk", meco: bool = Fa
              if name not in scored]
   if missing:
     other = [name for name in ("ntk", "ntk_fast") if name != ntk_proxy and name in scored]
-    hint = (f" (it holds {other[0]}: {'add' if other[0] == 'ntk_fast' else 'drop'} --fast)"
+    hint = (f" (it holds {other[0]}: search {'with' if other[0] == 'ntk_fast' else 'without'} "
+            "fast=True)"
             if other else "")
     raise TableError(f"{path}: scored with proxies {','.join(scored)}, the search needs "
                      f"{' and '.join(missing)}{hint}")

@@ -1,0 +1,145 @@
+"""What every command shares: one-line input errors naming the options, the cell argument,
+output-path checks, atomic writes and the progress bar."""
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+
+import click
+
+from micronas_jax import paths, space
+from micronas_jax.hardware import latency
+
+# The library's parameter names and the options that set them: an error names what the user
+# typed. "name=value" in a library message becomes "--flag value", "name=True" the bare flag, a
+# name at the start of a message or one with an underscore anywhere becomes the flag.
+FLAGS = {"ntk_batch": "--batch-size", "lr_batches": "--lr-samples BATCHES",
+         "lr_batch": "--lr-samples SAMPLES", "zc_batch": "--zc-batch", "repeats": "--repeats",
+         "learning_rate": "--lr", "weight_decay": "--weight-decay", "batch_size": "--batch-size",
+         "epochs": "--epochs", "momentum": "--momentum", "check_samples": "--check-samples",
+         "channels": "--channels", "cells": "--cells", "tolerance": "--tolerance",
+         "max_latency_ms": "--max-latency-ms", "max_sram_kb": "--max-sram-kb",
+         "max_flash_kb": "--max-flash-kb", "max_flops_m": "--max-flops-m",
+         "w_flops": "--w-flops", "w_latency": "--w-latency", "meco": "--meco", "fast": "--fast",
+         "method": "--method", "scores_path": "--scores", "plot_path": "--plot",
+         "data_path": "--data", "clock_mhz": "--clock-mhz", "sram_kb": "--sram-kb",
+         "flash_kb": "--flash-kb", "runtime_sram_kb": "--runtime-sram-kb",
+         "runtime_flash_kb": "--runtime-flash-kb", "population": "--population",
+         "tournament": "--tournament", "budget": "--budget"}
+
+
+def flag_text(message: str) -> str:
+  """A library message with its parameter names replaced by the command line's options."""
+  for name, flag in FLAGS.items():
+    message = re.sub(rf"\b{name}=True\b", flag, message)
+    message = re.sub(rf"\b{name}=", flag + " ", message)
+    if message.startswith(name + " ") or "_" in name:
+      message = re.sub(rf"(?<![\w-]){name}\b", flag, message)
+  return message
+
+
+class InputError(click.ClickException):
+  """Bad user input: one `Error: ...` line naming the options (`flag_text`), exit status 2 (like
+  Click's usage errors)."""
+  exit_code = 2
+
+  def __init__(self, message: str):
+    super().__init__(flag_text(message))
+
+
+# Commands that take ARCH_OR_INDEX read "-5" as that argument (a one-line range error), not as an
+# unknown option that needs `--` before it.
+CELL_ARGUMENT = {"ignore_unknown_options": True}
+
+
+class ArchParam(click.ParamType):
+  """A cell given as a benchmark index ("1462") or an arch string; converts to op indices [6]."""
+  name = "ARCH_OR_INDEX"
+
+  def convert(self, value, param, ctx):
+    if not isinstance(value, str):
+      return value
+    try:
+      return space.resolve(value)
+    except space.ArchError as error:
+      raise InputError(str(error)) from None
+
+
+def write_csv_file(path, write_rows):
+  """Writes a CSV file by `write_rows(stream)` and returns what it returned."""
+  with open(path, "w", newline="") as stream:
+    return write_rows(stream)
+
+
+def input_errors(*errors):
+  """`input_errors(LUTError)(call, *args)` runs a library call, turning the given bad-input
+  errors into one-line exit-2 errors."""
+  def run(call, *args, **kwargs):
+    try:
+      return call(*args, **kwargs)
+    except errors as error:
+      raise InputError(str(error)) from None
+  return run
+
+
+lut_errors = input_errors(latency.LUTError)
+path_errors = input_errors(paths.PathError)
+
+
+def check_choice(value: str, option: str, choices) -> str:
+  """`value` if it is one of `choices`, else a one-line error naming `option`."""
+  if value not in choices:
+    raise InputError(f"{option}: unknown value {value!r}; known: {', '.join(choices)}")
+  return value
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` atomically; a path that cannot be written is a one-line error."""
+  path_errors(paths.write_atomically, path, lambda tmp: tmp.write_text(text, newline=""))
+
+
+def check_output_path(path: str | None, option: str) -> None:
+  """Refuses, before any work, an output path that cannot be written: a search of minutes must
+  not end in a path error."""
+  if path is not None:
+    try:
+      paths.check_writable(path)
+    except paths.PathError as error:
+      raise InputError(f"{option}: {error}") from None
+
+
+def save_lut(lut, path: str) -> None:
+  """Writes a LUT as JSON (`latency.to_dict`) to `path`."""
+  write_text(path, json.dumps(latency.to_dict(lut), indent=2) + "\n")
+
+
+def load_images(data_path: str):
+  """Normalized images `[N, 32, 32, 3]` for the indicators; a bad path or file exits 2."""
+  from micronas_jax import data as data_module
+
+  try:
+    return data_module.load_images(data_path, max_images=data_module.INDICATOR_IMAGES)
+  except data_module.DataError as error:
+    raise InputError(str(error)) from None
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, unit: str):
+  """A tqdm bar on stderr as a `progress(done, total)` callback for the library; the bar appears
+  at the first report, so an input error before any work prints only its one line."""
+  from tqdm import tqdm
+
+  bars = []
+
+  def update(done: int, total: int) -> None:
+    if not bars:
+      bars.append(tqdm(total=total, unit=unit, disable=not enabled, dynamic_ncols=True))
+    bars[0].total = total
+    bars[0].update(done - bars[0].n)
+
+  try:
+    yield update
+  finally:
+    for bar in bars:
+      bar.close()

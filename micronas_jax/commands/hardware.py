@@ -1,0 +1,138 @@
+"""Latency lookup tables (plan, build, fit, profile) and the `hw` report of one cell."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from micronas_jax.commands.common import (
+    CELL_ARGUMENT, ArchParam, InputError, check_choice, lut_errors, save_lut, write_text)
+from micronas_jax.hardware import latency, profile
+from micronas_jax.hardware import report as hw_report
+
+
+@click.group("lut")
+def lut_group():
+  """Latency lookup tables: plan the entries to profile, build a LUT, or fit one from timings."""
+
+
+@lut_group.command("plan", epilog="""\b
+Examples:
+  micronas-jax lut plan --out plan.csv
+  (fill the latency column on your board, then: micronas-jax lut build plan.csv ...)
+""")
+@click.option("--out", default=None, help="CSV file to write (default: standard output).")
+def lut_plan(out):
+  """Every LUT entry to profile (op, stage, channels, height, width) with an empty latency."""
+  text = profile.plan_csv()
+  if not out:
+    click.echo(text, nl=False)
+    return
+  write_text(out, text)
+  click.echo(f"wrote {text.count(chr(10)) - 1} entries to {out}", err=True)
+
+
+@lut_group.command("build", epilog="""\b
+Examples:
+  micronas-jax lut build plan.csv --device 'my board' --unit ms --out my.json
+  micronas-jax lut build plan.csv --device f746 --unit cycles --clock-mhz 216 \\
+      --sram-kb 320 --flash-kb 1024 --out f746.json
+""")
+@click.argument("plan")
+@click.option("--device", required=True, help="Name of the device the plan was profiled on.")
+@click.option("--unit", required=True, help=f"Unit of the latency column: {', '.join(latency.UNITS)}.")
+@click.option("--out", required=True, help="LUT JSON file to write.")
+@click.option("--clock-mhz", type=float, default=None, help="Clock (required with --unit cycles).")
+@click.option("--semantics", default="every-op", show_default=True,
+              help=f"Runtime semantics: {', '.join(latency.SEMANTICS)}.")
+@click.option("--sram-kb", type=float, default=None, help="Board SRAM (KB = 1024 bytes).")
+@click.option("--flash-kb", type=float, default=None, help="Board flash (KB).")
+@click.option("--runtime-sram-kb", type=float, default=0.0, show_default=True,
+              help="SRAM the runtime needs besides tensors (KB).")
+@click.option("--runtime-flash-kb", type=float, default=0.0, show_default=True,
+              help="Flash of the runtime code (KB).")
+def lut_build(plan, device, unit, out, clock_mhz, semantics, sram_kb, flash_kb, runtime_sram_kb,
+              runtime_flash_kb):
+  """Validates a filled plan CSV (every entry, once, non-negative) and writes the LUT."""
+  check_choice(unit, "--unit", latency.UNITS)
+  check_choice(semantics, "--semantics", latency.SEMANTICS)
+  memory = lut_errors(latency.Memory.from_kb, sram_kb, flash_kb, runtime_sram_kb,
+                       runtime_flash_kb)
+  lut = lut_errors(profile.build, plan, device, unit, clock_mhz, semantics, memory)
+  save_lut(lut, out)
+  click.echo(f"wrote LUT for {device} ({unit}, {semantics}) to {out}", err=True)
+
+
+@lut_group.command("fit", epilog="""\b
+Examples:
+  micronas-jax lut fit timings.csv --out fitted.json
+  micronas-jax lut fit timings.csv --semantics dead-code --device 'Raspberry Pi 4' --out pi.json
+timings.csv has a column index (benchmark index) or arch, and latency_ms.
+""")
+@click.argument("timings")
+@click.option("--out", required=True, help="LUT JSON file to write (unit ms).")
+@click.option("--device", default="fitted", show_default=True, help="Name of the timed device.")
+@click.option("--semantics", default="every-op", show_default=True,
+              help=f"Runtime semantics of the timings: {', '.join(latency.SEMANTICS)}.")
+def lut_fit(timings, out, device, semantics):
+  """Fits per-op costs and the constant to whole-network timings (non-negative least squares)."""
+  check_choice(semantics, "--semantics", latency.SEMANTICS)
+  archs, times = lut_errors(profile.read_timings, timings)
+  try:
+    lut = latency.fit(archs, times, dead_code=semantics == "dead-code", device=device,
+                      source=timings)
+  except ValueError as error:
+    raise InputError(f"{timings}: {error}") from None
+  save_lut(lut, out)
+  click.echo(f"fitted {len(times)} timings ({semantics}) into {out}", err=True)
+
+
+PROFILE_TARGETS = ("cortex-m7-emu",)
+
+
+@lut_group.command("profile", epilog="""\b
+Examples:
+  micronas-jax lut profile --target cortex-m7-emu --out micronas_jax/hardware/luts/stm32f746-emu.json
+Needs arm-none-eabi-gcc (apt-get install gcc-arm-none-eabi) and pip install 'micronas-jax[emu]'.
+""")
+@click.option("--target", default="cortex-m7-emu", show_default=True,
+              help="What to measure on: " + ", ".join(PROFILE_TARGETS) + " (the package's int8 C "
+                   "kernels on an emulated Cortex-M7, instruction counts at 216 MHz).")
+@click.option("--out", required=True, help="LUT JSON file to write (unit ms).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random data.")
+def lut_profile(target, out, seed):
+  """Measures every LUT entry by running the package's kernels on a target and writes the LUT."""
+  check_choice(target, "--target", PROFILE_TARGETS)
+  from micronas_jax.hardware.emu import lut as emu_lut
+  from micronas_jax.hardware.emu import machine as emu_machine
+  reason = emu_machine.missing()
+  if reason:
+    raise click.ClickException(f"--target {target}: {reason}")
+  lut = emu_lut.profile(seed=seed)
+  save_lut(lut, out)
+  click.echo(f"measured {target} ({lut.provenance['toolchain']}, "
+             f"{lut.provenance['cycles_per_instruction']} cycles/instruction) into {out}",
+             err=True)
+
+
+@click.command("hw", context_settings=CELL_ARGUMENT, epilog="""\b
+Examples:
+  micronas-jax hw 1462
+  micronas-jax hw 1462 --board stm32f746 --json
+  micronas-jax hw '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|' --lut my.json
+""")
+@click.argument("cell", type=ArchParam(), metavar="ARCH_OR_INDEX")
+@click.option("--board", default="stm32f746", show_default=True,
+              help="Packaged LUT to use: " + ", ".join(latency.boards()) + ".")
+@click.option("--lut", "lut_path", default=None, help="A LUT JSON file (overrides --board).")
+@click.option("--semantics", default=None,
+              help="Override the LUT's runtime semantics: every-op or dead-code.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def hw(cell, board, lut_path, semantics, as_json):
+  """Latency, peak SRAM, flash, FLOPs and params of one cell, and whether it fits the board."""
+  if semantics is not None:
+    check_choice(semantics, "--semantics", latency.SEMANTICS)
+  lut = lut_errors(latency.load, lut_path) if lut_path else lut_errors(latency.board, board)
+  report = hw_report.cell_report(cell, lut, None if semantics is None else
+                                 semantics == "dead-code")
+  click.echo(json.dumps(report, indent=2) if as_json else hw_report.format_report(report))

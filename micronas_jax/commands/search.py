@@ -1,0 +1,121 @@
+"""`search`: the best cell for a board under hardware limits."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import click
+
+from micronas_jax.commands.common import (
+    InputError, check_output_path, flag_text, load_images, lut_errors, progress_bar, write_text)
+from micronas_jax.hardware import latency
+from micronas_jax.search import evolution
+from micronas_jax.search import run as search_run
+
+
+def _read_benchmark(path: str):
+  """Accuracy `[15625]` of a benchmark table (`benchmark.read_accuracy`), read before a search so
+  that a bad file never costs a finished search its report."""
+  from micronas_jax import benchmark
+
+  if not pathlib.Path(path).is_file():
+    raise InputError(f"{path}: no such benchmark CSV")
+  try:
+    return benchmark.read_accuracy(path)
+  except benchmark.BenchmarkError as error:
+    raise InputError(str(error)) from None
+
+
+@click.command("search", epilog="""\b
+Examples:
+  micronas-jax search --board stm32f746 --max-latency-ms 200
+  micronas-jax search --data cifar10-jpeg.zip --benchmark ../shared/data/nb201/cifar10.csv
+  micronas-jax search --method prune --fast           # TE-NAS / MicroNAS pruning
+  micronas-jax search --method prune --max-latency-ms 300 --w-latency 0.2 --out r.json
+  micronas-jax search --method prune --fast --meco --max-latency-ms 200
+  micronas-jax search --method table --scores space.sqlite --max-sram-kb 64 --plot pareto.png
+  micronas-jax search --method exhaustive --fast --max-latency-ms 100 --scores s.sqlite
+The default evolution takes about a minute on a 2-core CPU, compilation included; the exact
+pruning search minutes (measure with --fast first), seconds on a GPU.
+""")
+@click.option("--board", default="stm32f746", show_default=True,
+              help="Packaged LUT to use: " + ", ".join(latency.boards()) + ".")
+@click.option("--lut", "lut_path", default=None, help="A LUT JSON file (overrides --board).")
+@click.option("--max-latency-ms", type=float, default=None, help="Latency limit (ms).")
+@click.option("--max-sram-kb", type=float, default=None,
+              help="Peak SRAM limit (KB); the board's SRAM always applies.")
+@click.option("--max-flash-kb", type=float, default=None,
+              help="Flash limit (KB); the board's flash always applies.")
+@click.option("--max-flops-m", type=float, default=None, help="FLOPs limit (M, NB201 rules).")
+@click.option("--method", type=click.Choice(list(search_run.METHODS)), default="evolution",
+              show_default=True,
+              help="evolution: aging evolution, fitness = log-rank sum of MeCo, linear regions, "
+                   "FLOPs and skip span (beyond the paper); prune: the TE-NAS/MicroNAS pruning "
+                   "search; table: the best cell of a score table; exhaustive: score every cell "
+                   "meeting the limits into --scores, then search that (resumable).")
+@click.option("--budget", type=int, default=evolution.EvolutionConfig.budget,
+              show_default=True, help="Cells the evolution measures.")
+@click.option("--population", type=int, default=evolution.EvolutionConfig.population,
+              show_default=True, help="Evolution's population.")
+@click.option("--tournament", type=int, default=evolution.EvolutionConfig.tournament,
+              show_default=True, help="Evolution's tournament size.")
+@click.option("--w-flops", type=float, default=0.0, show_default=True,
+              help="prune/table/exhaustive: weight of the FLOPs rank; NTK and LR share "
+                   "1 - w_flops - w_latency.")
+@click.option("--w-latency", type=float, default=0.0, show_default=True,
+              help="prune/table/exhaustive: weight of the latency rank.")
+@click.option("--scores", "scores_path", default=None,
+              help="Score store from `micronas-jax score` or its CSV export, .csv or .csv.gz "
+                   "(--method table); with --method exhaustive the SQLite store it fills (the "
+                   "seeds a store holds are averaged).")
+@click.option("--fast", is_flag=True,
+              help="prune/table/exhaustive: NTK with frozen BN statistics (ntk_fast), about 10x "
+                   "quicker than exact.")
+@click.option("--meco", is_flag=True,
+              help="prune/table/exhaustive: add MeCo (Jiang et al. 2023) beside NTK and LR; the "
+                   "three share 1 - w_flops - w_latency.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--repeats", type=int, default=3, show_default=True,
+              help="prune/exhaustive: draws averaged per candidate.")
+@click.option("--batch-size", type=int, default=32, show_default=True,
+              help="prune/exhaustive: NTK batch (MicroNAS: 32, TE-NAS: 72).")
+@click.option("--data", "data_path", type=click.Path(), default=None,
+              help="Images for the indicators (not --method table), as TE-NAS uses CIFAR-10: an "
+                   "image folder or .zip of <split>/<class>/<image>, a CIFAR-10 python directory "
+                   "or an .npz of [N,32,32,3] (default: random normal).")
+@click.option("--out", default=None, help="JSON report to write.")
+@click.option("--plot", "plot_path", default=None,
+              help="Pareto plot PNG, objective vs latency (--method table or exhaustive; needs "
+                   "matplotlib).")
+@click.option("--benchmark", "benchmark_path", default=None,
+              help="CSV with index,test_acc: also report the chosen cell's accuracy.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m, method,
+           budget, population, tournament, w_flops, w_latency, scores_path, fast, meco, seed,
+           repeats, batch_size, data_path, out, plot_path, benchmark_path, progress):
+  """Finds the best cell for a board under hardware limits, and reports it with its evidence."""
+  from micronas_jax.search import objective
+
+  lut = lut_errors(latency.load, lut_path) if lut_path else lut_errors(latency.board, board)
+  accuracy = _read_benchmark(benchmark_path) if benchmark_path else None
+  check_output_path(out, "--out")
+  check_output_path(plot_path, "--plot")
+  try:
+    request = search_run.SearchRequest(
+        lut, objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m), method,
+        seed, objective.Weights.micronas(w_flops, w_latency, meco), fast, repeats, batch_size,
+        evolution.EvolutionConfig(population, tournament, budget),
+        load_images(data_path) if data_path else None, data_path, scores_path, plot_path,
+        accuracy, benchmark_path)
+  except ValueError as error:  # SearchError, ObjectiveError, bad evolution sizes
+    raise InputError(str(error)) from None
+  try:
+    with progress_bar(progress, "cell" if method != "prune" else "supernet") as update:
+      report = search_run.run(request, update, lambda line: click.echo(line, err=True))
+  except search_run.SearchError as error:  # limits no cell meets, a bad score table or config
+    raise InputError(str(error)) from None
+  report["limits"] = [flag_text(limit) for limit in report["limits"]]
+  click.echo(search_run.format_report(report))
+  if out:
+    write_text(out, json.dumps(report, indent=2) + "\n")
+    click.echo(f"wrote    {out}")
