@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "table1": "table1",
     "latency-fit": "latency_fit",
     "emu-validation": "emu_validation",
+    "deploy-memory": "deploy_memory",
     "natural-images": "natural_images",
     "torch-reference": "torch_reference",
     "summary": "summary",

@@ -110,6 +110,15 @@ class DeployReport:
     return "\n".join(lines)
 
 
+def quantized_network(ops, variables, config, images) -> tuple[quantize.QuantizedNetwork, dict]:
+  """The int8 network of cell `ops` from float `variables` (BN folded), its activation scales
+  calibrated on normalized `images [N, r, r, c]`; with the folded float weights."""
+  prog = program_module.build(ops, config)
+  weights = export.folded_weights(variables, ops, config)
+  ranges, _ = quantize.calibrate(prog, weights, images)
+  return quantize.quantize(prog, weights, ranges), weights
+
+
 def _resolve_ops(ops) -> np.ndarray:
   try:
     if isinstance(ops, (str, int, np.integer)):
@@ -282,14 +291,12 @@ def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
       else []
 
   log(f"quantizing: {weights_note}; scales from {images_note}")
-  prog = program_module.build(ops, config)
-  weights = export.folded_weights(variables, ops, config)
   calibration, checking = x[:calibration_images], x[calibration_images:]
   if len(checking) == 0:
     checking = calibration
     images_note += "; checks run on the calibration images themselves"
-  ranges, _ = quantize.calibrate(prog, weights, calibration)
-  network = quantize.quantize(prog, weights, ranges)
+  network, weights = quantized_network(ops, variables, config, calibration)
+  prog = network.program
   calibration_note = f"{len(calibration)} of {images_note}"
 
   staging = folder.resolve().parent / f".{folder.name}.deploy-{os.getpid()}"

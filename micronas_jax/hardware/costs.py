@@ -16,16 +16,19 @@ def cell_costs(archs, lut: latency.LUT, dead_code: bool | None = None) -> dict[s
   """Hardware costs of cells `archs: [..., 6]` on `lut`'s board -> {name: [...]} (float64).
 
   latency_ms, sram_kb (peak, runtime included), flash_kb (runtime included), flops_m and params_m
-  of the board's network (`lut.config`). `dead_code` overrides the LUT's runtime semantics.
+  of the board's network (`lut.config`). `dead_code` overrides the LUT's runtime semantics. The
+  memory follows the plan of the LUT's runtime: `constants.memory_plan.value` (`memory.PLANS`;
+  the emulated board's is the package's own C code), else TFLite Micro's.
   """
   archs = np.asarray(archs)
   dead_code = lut.semantics == "dead-code" if dead_code is None else dead_code
   runtime_sram, runtime_flash = ((lut.memory.runtime_sram_bytes, lut.memory.runtime_flash_bytes)
                                  if lut.memory else (0, 0))
+  plan = (lut.constants or {}).get("memory_plan", {}).get("value", memory.PLAN_TFLM)
   return {
       "latency_ms": np.asarray(latency.estimate(archs, lut, dead_code), np.float64),
-      "sram_kb": memory.peak_sram(archs, lut.config, runtime_sram, dead_code) / KB,
-      "flash_kb": memory.flash(archs, lut.config, runtime_flash, dead_code) / KB,
+      "sram_kb": memory.peak_sram(archs, lut.config, runtime_sram, dead_code, plan) / KB,
+      "flash_kb": memory.flash(archs, lut.config, runtime_flash, dead_code, plan) / KB,
       "flops_m": cost.flops(archs, lut.config) / 1e6,
       "params_m": cost.params(archs, lut.config) / 1e6,
   }

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from micronas_jax import space
-from micronas_jax.hardware import latency, stm32f746
+from micronas_jax.hardware import latency, memory, stm32f746
 from micronas_jax.hardware.emu import kernels
 from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
@@ -37,6 +37,12 @@ CPI_SOURCE = (
     "1.0: the board's latency may be up to 2x lower (perfect dual issue, code and data in "
     "ITCM/DTCM) or higher (cache misses, stalls).")
 DEVICE = "STM32F746, emulated Cortex-M7 @ 216 MHz"
+# The runtime of this board is the package's own C code: peak SRAM and flash follow its plan.
+MEMORY_PLAN = {"value": memory.PLAN_C,
+               "source": "hardware/memory.py PLAN_C: the C library of micronas_jax.deploy (ReLU "
+                         "fused into the conv, one-kernel head, int32 bias, multiplier and shift "
+                         "per output channel); built libraries measure within 5 % "
+                         "(benchmarks/RESULTS.md, deploy_memory.py)"}
 
 
 def _ops_entry(m: emu_machine.Machine, rng, op: int, channels: int, size: int) -> int:
@@ -128,6 +134,7 @@ def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT
       "cycles_per_instruction": {"value": CYCLES_PER_INSTRUCTION, "status": "assumption",
                                  "source": CPI_SOURCE},
       "clock_mhz": board["clock_mhz"],
+      "memory_plan": MEMORY_PLAN,
       "runtime_flash_bytes": {"value": flash, "status": "measured",
                               "source": ".text of the kernels' ELF (all kernels and the driver)"},
       "runtime_sram_bytes": {"value": scratch + static_ram, "status": "measured",
