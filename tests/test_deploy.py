@@ -213,3 +213,35 @@ def test_makefile_builds_the_library_for_cortex_m4(verified, tmp_path):
                           capture_output=True, text=True)
   assert result.returncode == 0, result.stderr
   assert (copy / "libmnj.a").stat().st_size > 0 and ".rodata" in result.stdout
+
+
+def test_c_plan_drops_the_relu_tensor_by_hand():
+  # 2<-0 conv 3x3 while n0 lives on for 3<-0 skip: the C code holds n0 and the conv output (2);
+  # TFLite Micro's plan also holds ReLU(n0) (3).
+  ops = np.array([N, C3, N, S, N, N])
+  assert memory.cell_live_tensors(ops, memory.PLAN_C) == 2
+  assert memory.cell_live_tensors(ops) == 3
+  # Reduction 1 of TINY: x 128 B, conv_a 64, conv_b 64 live at once = 256 (TFLite: + ReLU 128).
+  tiny = NetworkConfig(channels=2, cells_per_stage=1, resolution=8)
+  assert memory.fixed_peaks(tiny, memory.PLAN_C)["reduction1"] == 256
+
+
+def test_c_plan_flash_counts_bias_multiplier_and_shift_per_channel():
+  tiny = NetworkConfig(channels=2, cells_per_stage=1, resolution=8)
+  one_conv = np.array([C1, N, N, N, N, N])
+  # A 1x1 conv at stage s of C_s channels: C_s^2 int8 weights + 12 bytes per output channel.
+  added = (memory.flash(one_conv, tiny, plan=memory.PLAN_C)
+           - memory.flash(np.full(6, N), tiny, plan=memory.PLAN_C))
+  assert added == sum(c * c + 12 * c for c in tiny.stage_channels)
+
+
+def test_hw_on_the_emulated_board_estimates_what_deploy_prints():
+  from micronas_jax.deploy import api
+  from micronas_jax.hardware import costs
+  from micronas_jax.network import NB201_CIFAR10
+  lut = latency.board("stm32f746-emu")
+  ops = space.arch_at(13987)
+  hw = costs.cell_costs(ops, lut)
+  estimate = api.estimate(ops, NB201_CIFAR10, lut)
+  assert round(hw["sram_kb"] * 1024) == estimate["sram_bytes"]
+  assert round(hw["flash_kb"] * 1024) == estimate["flash_bytes"]
