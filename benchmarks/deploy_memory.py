@@ -170,8 +170,8 @@ Toolchain: {latency.board(api.DEFAULT_BOARD).provenance['toolchain']}, `-mcpu=co
 as the int8 C library of `micronas-jax deploy` and built for a Cortex-M7. Built flash = .text +
 .rodata + .data; built SRAM = .data + .bss + the stack's high-water mark of one emulated
 `mnj_run` (painted stack), measured on the first {min(args.emulate, args.cells)} cells; the
-others (stack in parentheses) use the largest of those, since every cell's `mnj_run` calls the
-same kernels from one frame. Estimate: `hardware.memory` with plan `micronas-c` plus the
+others (stack in parentheses) use the largest of those: `mnj_run` is one frame calling the same
+kernels in every cell, so the stack depends only on which kernels a cell calls (8 bytes apart). Estimate: `hardware.memory` with plan `micronas-c` plus the
 `stm32f746-emu` LUT's runtime bytes, as `deploy` prints it. Error = (estimate - built) / built.
 
 {summary}
