@@ -39,6 +39,7 @@ def test_hw_reports_default_board(tmp_path):
   assert result.exit_code == 0, result.output
   report = json.loads(result.output)
   assert report["measured"] is False and report["semantics"] == "every-op"
+  assert report["method"] == "emulated + cycle model"
   assert report["peak_sram_bytes"] == 5 * 16 * 32 * 32 + round(3.1 * 1024)
   assert report["fits_sram"] and not report["fits_flash"]  # 1.5 M int8 weights > 1 MB
   assert round(report["flops_m"], 2) == 220.12

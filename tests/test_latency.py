@@ -91,13 +91,24 @@ def test_json_round_trip(tmp_path):
   assert again.clock_mhz == 216 and again.unit == "cycles"
 
 
-def test_packaged_lut_equals_its_generator():
-  packaged = latency.to_dict(latency.board("stm32f746"))
+def test_packaged_analytic_lut_equals_its_generator():
+  packaged = latency.to_dict(latency.board("stm32f746-analytic"))
   assert packaged == json.loads(json.dumps(latency.to_dict(stm32f746.lut())))
 
 
-def test_default_lut_cites_every_constant_and_says_not_measured():
+def test_default_lut_says_what_was_measured_and_what_modelled():
   lut = latency.board("stm32f746")
+  assert lut.provenance["measured"] is False  # on no board: emulated instructions, modelled cycles
+  assert lut.provenance["method"] == "emulated + cycle model"
+  for key in ("measured_what", "modelled_what", "anchored_to", "not_modelled"):
+    assert lut.provenance[key], key
+  for name, number in lut.constants["pipeline"].items():
+    assert "ARMScheduleM7.td" in number["source"], name
+  assert lut.memory == latency.board("stm32f746-analytic").memory
+
+
+def test_analytic_lut_cites_every_constant_and_says_not_measured():
+  lut = latency.board("stm32f746-analytic")
   assert lut.provenance["measured"] is False and "NOT MEASURED" in lut.provenance["note"]
   for name, constant in lut.constants.items():
     assert constant["status"] in ("[V]", "[D]"), name

@@ -17,6 +17,7 @@ def cell_report(ops, lut: latency.LUT, dead_code: bool | None = None) -> dict:
       "arch": space.format_arch(ops),
       "device": lut.device,
       "measured": lut.provenance.get("measured"),
+      "method": lut.provenance.get("method"),
       "semantics": "dead-code" if dead_code else "every-op",
       "latency_ms": round(values["latency_ms"], 4),
       "peak_sram_bytes": sram,
@@ -34,7 +35,7 @@ def cell_report(ops, lut: latency.LUT, dead_code: bool | None = None) -> dict:
 
 def format_report(report: dict) -> str:
   """`cell_report` as the lines a person reads."""
-  source = "measured" if report["measured"] else "NOT measured (analytic estimate)"
+  source = "measured" if report["measured"] else f"NOT measured ({report.get('method')} estimate)"
 
   def verdict(key):
     return "" if key not in report else (" (fits)" if report[key] else " (does NOT fit)")

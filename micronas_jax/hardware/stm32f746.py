@@ -1,10 +1,13 @@
-"""The default LUT: STM32 NUCLEO-F746ZG (Cortex-M7, 216 MHz), from cited constants, not measured.
+"""The analytic STM32F746 LUT (`stm32f746-analytic`): NUCLEO-F746ZG (Cortex-M7, 216 MHz), from
+cited constants, not measured. It was the default board until issue 18; the default `stm32f746`
+is now the emulated kernels priced by a Cortex-M7 cycle model (`hardware/emu/cycle_lut.py`).
+This module also holds the board's cited constants that both use.
 
 Every constant cites a fact from the project's research notes (shared/research/mcu-latency-facts.md,
 section in brackets), marked [V] (read in the cited source) or [D] (arithmetic on [V] numbers).
 Regenerate the packaged file with
 
-    python3 -m micronas_jax.hardware.stm32f746 micronas_jax/hardware/luts/stm32f746.json
+    python3 -m micronas_jax.hardware.stm32f746 micronas_jax/hardware/luts/stm32f746-analytic.json
 
 (a test checks that the packaged file equals what this module builds).
 """
@@ -73,7 +76,7 @@ NOTE = ("NOT MEASURED: an analytic model, cycles = cycles_per_mac x MAC-equivale
 
 
 def lut() -> latency.LUT:
-  """The default STM32F746 LUT (unit cycles, every-op semantics) built from CONSTANTS."""
+  """The analytic STM32F746 LUT (unit cycles, every-op semantics) built from CONSTANTS."""
   value = lambda name: CONSTANTS[name]["value"]
   model = analytic.Model(value("cycles_per_mac"), value("cycles_per_layer"),
                          value("overhead_cycles"))
