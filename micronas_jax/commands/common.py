@@ -26,7 +26,8 @@ FLAGS = {"ntk_batch": "--batch-size", "lr_batches": "--lr-samples BATCHES",
          "data_path": "--data", "clock_mhz": "--clock-mhz", "sram_kb": "--sram-kb",
          "flash_kb": "--flash-kb", "runtime_sram_kb": "--runtime-sram-kb",
          "runtime_flash_kb": "--runtime-flash-kb", "population": "--population",
-         "tournament": "--tournament", "budget": "--budget"}
+         "tournament": "--tournament", "budget": "--budget", "mcpu": "--mcpu",
+         "warmup": "--warmup", "emulate_to": "--emulate", "out": "--out"}
 
 
 def flag_text(message: str) -> str:

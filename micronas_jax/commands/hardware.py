@@ -6,7 +6,8 @@ import json
 import click
 
 from micronas_jax.commands.common import (
-    CELL_ARGUMENT, ArchParam, InputError, check_choice, lut_errors, save_lut, write_text)
+    CELL_ARGUMENT, ArchParam, InputError, check_choice, check_output_path, lut_errors, save_lut,
+    write_text)
 from micronas_jax.hardware import latency, profile
 from micronas_jax.hardware import report as hw_report
 
@@ -118,6 +119,41 @@ def lut_profile(target, out, seed):
   save_lut(lut, out)
   click.echo(f"measured {target} ({lut.provenance['toolchain']}, "
              f"{lut.provenance['method']}) into {out}", err=True)
+
+
+@lut_group.command("firmware", epilog="""\b
+Examples:
+  micronas-jax lut firmware --mcpu cortex-m7 --out f746-profile
+  (make in that folder, flash profile.elf, capture its output as timings.csv, then:
+   micronas-jax lut build timings.csv --device 'my board' --unit cycles --clock-mhz 216 ...)
+  micronas-jax lut firmware --out fw --emulate timings.csv   # run it on the emulated M7
+""")
+@click.option("--mcpu", default="cortex-m7", show_default=True,
+              help="Core to build for: cortex-m4, cortex-m7, cortex-m33.")
+@click.option("--out", required=True, help="Folder to write the C project into (new or empty).")
+@click.option("--repeats", type=int, default=5, show_default=True,
+              help="Timed runs per entry (the median is printed).")
+@click.option("--warmup", type=int, default=1, show_default=True,
+              help="Untimed runs per entry first.")
+@click.option("--emulate", "emulate_to", default=None,
+              help="Also build it and write what it prints on the emulated Cortex-M7 (the "
+                   "counter reads instructions) to this CSV (needs the emu extra).")
+def lut_firmware(mcpu, out, repeats, warmup, emulate_to):
+  """Writes a C project that times every `lut plan` entry on your board (DWT cycle counter) and
+  prints the plan's CSV with latency in cycles, ready for `lut build`."""
+  from micronas_jax.hardware import firmware
+  from micronas_jax.hardware.emu import machine as emu_machine
+  check_output_path(emulate_to, "--emulate")
+  try:
+    result = firmware.make(out, mcpu, repeats, warmup, emulate_to)
+  except firmware.FirmwareError as error:
+    raise InputError(str(error)) from None
+  except emu_machine.ToolchainMissing as error:
+    raise click.ClickException(f"--emulate: {error}") from None
+  click.echo(f"wrote {len(result['files'])} files for {mcpu} to {out}", err=True)
+  if result["csv"]:
+    click.echo(f"emulated {result['elf']}: its CSV (cycles = instructions) in {result['csv']}",
+               err=True)
 
 
 @click.command("hw", context_settings=CELL_ARGUMENT, epilog="""\b
