@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "fitness-ablation": "fitness_ablation",
     "table1": "table1",
     "latency-fit": "latency_fit",
+    "lut-agreement": "lut_agreement",
     "emu-validation": "emu_validation",
     "deploy-memory": "deploy_memory",
     "natural-images": "natural_images",
