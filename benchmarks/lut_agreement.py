@@ -67,7 +67,7 @@ def render(rows: dict[str, dict], truth: dict) -> str:
   head = ["| table | Kendall tau | " + " | ".join(n for n, _ in RATIO_OPS) +
           f" | speedup {TENAS_PICK} / {MICRONAS_PICK} | targets met |",
           "| --- | ---: |" + " ---: |" * len(RATIO_OPS) + " ---: | --- |"]
-  lines = [f"| authors' table | 1 | " + " | ".join(f"{truth['ratios'][n]:.3g}"
+  lines = ["| authors' table | 1 | " + " | ".join(f"{truth['ratios'][n]:.3g}"
                                                     for n, _ in RATIO_OPS) +
            f" | {truth['speedup']:.3g} (paper {PAPER_SPEEDUP}) | |"]
   for name, r in rows.items():
@@ -116,22 +116,22 @@ def main():
                          f"{latency.board(n).provenance['by']}" for n in names)
   body = "\n".join([
       f"Command: `{_results.command()}` ({_results.machine()}).", "",
-      "Reference: the MicroNAS authors' per-op table measured on an STM32F746 (YeQiao/TG-NAS "
+      ("Reference: the MicroNAS authors' per-op table measured on an STM32F746 (YeQiao/TG-NAS "
       "`prune_tenas.py`: none 0, skip 1.43, conv 1x1 23.49, conv 3x3 80.26, avg-pool 24.02, "
       "summed over the 6 edges). Op ratio = the latency a network gains when all 6 edges of "
       "every cell run the op instead of `none`, over the same for conv 1x1; the speedup is the "
       f"TE-NAS pick (five conv 3x3, one conv 1x1: cell {TENAS_PICK}) over cell {MICRONAS_PICK}. "
       "In brackets: the distance to the authors' value. Targets: tau >= 0.97, ratios within "
-      "15%, speedup within 5%.", "", table, "", provenance, "",
-      "Why the default misses what it misses: its entries are this package's kernels, not the "
+      "15%, speedup within 5%."), "", table, "", provenance, "",
+      ("Why the default misses what it misses: its entries are this package's kernels, not the "
       "authors' runtime; every cell op includes its add into the node (the authors' table "
       "charges node sums to no op, so their skip is close to free), and the add and pool "
       "kernels are scalar where CMSIS-NN's use 4-way SIMD (the LUT's provenance, "
-      "`not_modelled`). Nothing in the cycle model is fitted to the authors' numbers.", "",
+      "`not_modelled`). Nothing in the cycle model is fitted to the authors' numbers."), "",
       "### Table I's speedups on each LUT", "",
-      "Mean over seeds of the TE-NAS pick's latency / the method's pick's latency, the picks "
+      ("Mean over seeds of the TE-NAS pick's latency / the method's pick's latency, the picks "
       "of `benchmarks/data/table1_fast.json` (section 'Table I'); the latency-guided picks "
-      "were searched on `stm32f746-analytic` (the default then). Paper: 3.23x.", "", speedups])
+      "were searched on `stm32f746-analytic` (the default then). Paper: 3.23x."), "", speedups])
   _results.write_section(TITLE, body)
   print(f"wrote '{TITLE}' to {_results.RESULTS}")
 

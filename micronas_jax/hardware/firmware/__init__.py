@@ -104,8 +104,8 @@ def network_sources(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> tup
       f"const conv_params mnj_stem = {inits['stem']};",
       f"const conv_params mnj_cell_convs[MNJ_STAGES][2] = {{{cells}}};",
       f"const conv_params mnj_reductions[3 * (MNJ_STAGES - 1)] = {{{reductions or '{0}'}}};",
-      f"const head_params mnj_head = {{head_scale, head_bias, {h.mult}, {h.shift}, head_fc_w, "
-      "head_fc_b};",
+      (f"const head_params mnj_head = {{head_scale, head_bias, {h.mult}, {h.shift}, head_fc_w, "
+      "head_fc_b};"),
       "",
       "/* Every edge 'none' (the overhead entry): the cells' convs are never read. */",
       "struct network {",
@@ -116,8 +116,8 @@ def network_sources(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> tup
       "  int32_t residual_mult_a, residual_mult_b, residual_shift, node_shift;",
       "};",
       "const struct network mnj_network_struct = {",
-      f"  {{0, 0, 0, 0, 0, 0}}, {config.channels}, {config.cells_per_stage}, "
-      f"{config.num_stages}, {config.resolution}, {config.in_channels}, {config.num_classes},",
+      (f"  {{0, 0, 0, 0, 0, 0}}, {config.channels}, {config.cells_per_stage}, "
+      f"{config.num_stages}, {config.resolution}, {config.in_channels}, {config.num_classes},"),
       "  &mnj_stem, &mnj_cell_convs[0][0], mnj_reductions, &mnj_head,",
       "  MNJ_RESIDUAL_A, MNJ_RESIDUAL_B, MNJ_RESIDUAL_SHIFT, MNJ_NODE_SHIFT};", ""]
   return "\n".join(header), "\n".join(source)
@@ -135,7 +135,8 @@ Times every entry of `micronas-jax lut plan` on your board with the DWT cycle co
 2. `make` (arm-none-eabi-gcc; `make MCPU=cortex-m4` for another core), flash `profile.elf`.
 3. Capture the output (semihosting: e.g. `openocd ... -c 'arm semihosting enable'`) into
    `timings.csv`, then
-   `micronas-jax lut build timings.csv --device 'my board' --unit cycles --clock-mhz MHZ --out my.json`.
+   `micronas-jax lut build timings.csv --device 'my board' --unit cycles --clock-mhz MHZ
+   --out my.json`.
 
 Weights are const arrays in flash (seeded random int8: counts depend on shapes, not values);
 tensors are in RAM. 'none' runs no kernel and is printed as 0.
