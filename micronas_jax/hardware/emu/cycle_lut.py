@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from micronas_jax import space
 from micronas_jax.hardware import latency, stm32f746
 from micronas_jax.hardware.emu import cycles, kernels
 from micronas_jax.hardware.emu import lut as emu_lut
@@ -118,11 +117,7 @@ def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT
               "'stm32f746-analytic'. Profile your own board: micronas-jax lut firmware.",
   }
   constants = {
-      "modelled_cycles": {
-          "stem": counts["stem"],
-          "stages": [dict(zip(space.OPS, row)) for row in counts["ops"]],
-          "reductions": counts["reductions"], "head": counts["head"],
-          "overhead": counts["overhead"]},
+      "modelled_cycles": emu_lut.counts_record(counts),
       "instructions_by_class": {"value": classes, "source": "all entries above together"},
       "resnet8": {"modelled_cycles": resnet8, "macs": RESNET8_MACS,
                   "measured_ms": round(ANCHOR_MS, 3), "scale": scale,

@@ -91,6 +91,15 @@ def measure(config: NetworkConfig = NB201_CIFAR10, seed: int = 0,
   return counts
 
 
+def counts_record(counts: dict) -> dict:
+  """`measure`'s counts as a LUT's JSON record: stem, stages (op name -> count), reductions,
+  head, overhead."""
+  return {"stem": counts["stem"],
+          "stages": [dict(zip(space.OPS, row)) for row in counts["ops"]],
+          "reductions": counts["reductions"], "head": counts["head"],
+          "overhead": counts["overhead"]}
+
+
 def _elf_sizes(path) -> tuple[int, int]:
   """(flash bytes: code and constants, RAM bytes of static data) of the kernels' ELF."""
   from elftools.elf.elffile import ELFFile
@@ -126,11 +135,7 @@ def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT
               "benchmarks/RESULTS.md (emu_validation.py).",
   }
   constants = {
-      "instructions": {
-          "stem": counts["stem"],
-          "stages": [dict(zip(space.OPS, row)) for row in counts["ops"]],
-          "reductions": counts["reductions"], "head": counts["head"],
-          "overhead": counts["overhead"]},
+      "instructions": counts_record(counts),
       "cycles_per_instruction": {"value": CYCLES_PER_INSTRUCTION, "status": "assumption",
                                  "source": CPI_SOURCE},
       "clock_mhz": board["clock_mhz"],
