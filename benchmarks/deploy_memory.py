@@ -219,6 +219,9 @@ C library equals bit for bit.
 | cell | network | epochs | test images | float top-1 % | int8 top-1 % | top-1 agreement % |
 | ---: | --- | --- | ---: | ---: | ---: | ---: |
 {line}
+
+Target (issue 17): agreement >= {100 * api.MIN_AGREEMENT:.0f} %: \
+{"met" if result["agreement"] >= api.MIN_AGREEMENT else "NOT met"}.
 """
     if not args.no_write:
       _results.write_section(ACCURACY_SECTION, body)
