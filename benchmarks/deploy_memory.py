@@ -83,8 +83,8 @@ def memory_table(rows: list[dict]) -> tuple[str, str]:
   """(per-cell table, summary line) of estimated vs built memory."""
   stacks = [r["stack"] for r in rows if r["stack"] is not None]
   stack = max(stacks)
-  lines = ["| index | flash est KB | flash built KB | error % | SRAM est KB | SRAM built KB "
-           "| error % | stack B | arena B |",
+  lines = [("| index | flash est KB | flash built KB | error % | SRAM est KB | SRAM built KB "
+            "| error % | stack B | arena B |"),
            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
   flash_err, sram_err = [], []
   for r in rows:
@@ -111,8 +111,8 @@ def memory_table(rows: list[dict]) -> tuple[str, str]:
 
 def instruction_lines(rows: list[dict]) -> str:
   """Emulated instructions against the LUT, per emulated cell."""
-  lines = ["| index | bit-exact | emulated instructions | LUT (program) | error % | hw estimate "
-           "| error % |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+  lines = [("| index | bit-exact | emulated instructions | LUT (program) | error % | hw estimate "
+            "| error % |"), "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
   for r in rows:
     if r["stack"] is None:
       continue
@@ -171,8 +171,9 @@ as the int8 C library of `micronas-jax deploy` and built for a Cortex-M7. Built 
 .rodata + .data; built SRAM = .data + .bss + the stack's high-water mark of one emulated
 `mnj_run` (painted stack), measured on the first {min(args.emulate, args.cells)} cells; the
 others (stack in parentheses) use the largest of those: `mnj_run` is one frame calling the same
-kernels in every cell, so the stack depends only on which kernels a cell calls (8 bytes apart). Estimate: `hardware.memory` with plan `micronas-c` plus the
-`stm32f746-emu` LUT's runtime bytes, as `deploy` prints it. Error = (estimate - built) / built.
+kernels in every cell, so the stack depends only on which kernels a cell calls (8 bytes apart).
+Estimate: `hardware.memory` with plan `micronas-c` plus the `stm32f746-emu` LUT's runtime bytes,
+as `deploy` prints it. Error = (estimate - built) / built.
 
 {summary}
 

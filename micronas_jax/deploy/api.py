@@ -12,12 +12,13 @@ import os
 import pathlib
 import shutil
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from micronas_jax import data, export, space
-from micronas_jax.deploy import build, codegen, program as program_module, quantize
+from micronas_jax.deploy import build, codegen, quantize
+from micronas_jax.deploy import program as program_module
 from micronas_jax.hardware import latency, memory
 from micronas_jax.hardware.emu import machine as emu_machine
 
@@ -75,8 +76,8 @@ class DeployReport:
 
   def summary(self) -> str:
     """The lines a person reads: memory estimated vs built, and the checks."""
-    lines = [f"wrote {self.out_dir}: C library of cell {self.index} {self.arch} "
-             f"(C={self.network['channels']}, N={self.network['cells_per_stage']})",
+    lines = [(f"wrote {self.out_dir}: C library of cell {self.index} {self.arch} "
+              f"(C={self.network['channels']}, N={self.network['cells_per_stage']})"),
              f"weights: {self.weights}", f"scales: {self.calibration}"]
     est = self.estimated
     built = self.built.get("cortex-m7")
@@ -367,5 +368,6 @@ def _verify(folder, network, weights, images, emulated_images: int, lut, log) ->
   return {"bit_exact": bit_exact, "emulated_images": count, "agreement": agreement,
           "agreement_images": len(images), "instructions": instructions,
           "lut_instructions": predicted,
-          "instruction_error": None if predicted is None else (instructions - predicted) / predicted,
+          "instruction_error": (None if predicted is None
+                                else (instructions - predicted) / predicted),
           "stack_bytes": emulated.stack_bytes}

@@ -122,7 +122,7 @@ def build(ops, config: NetworkConfig) -> Program:
 def _conv_float(x, kernel_oihw, bias, stride: int, relu_in: bool):
   if relu_in:
     x = np.maximum(x, 0)
-  c_out, c_in, k, _ = kernel_oihw.shape
+  c_out, _, k, _ = kernel_oihw.shape
   pad = k // 2
   n, h, w, _ = x.shape
   padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
@@ -130,13 +130,14 @@ def _conv_float(x, kernel_oihw, bias, stride: int, relu_in: bool):
   out = np.broadcast_to(np.asarray(bias, np.float32), (n, oh, ow, c_out)).copy()
   for ky in range(k):
     for kx in range(k):
-      window = padded[:, ky:ky + stride * (oh - 1) + 1:stride, kx:kx + stride * (ow - 1) + 1:stride]
+      window = padded[:, ky:ky + stride * (oh - 1) + 1:stride,
+                      kx:kx + stride * (ow - 1) + 1:stride]
       out += window @ kernel_oihw[:, :, ky, kx].T
   return out
 
 
 def _pool3_float(x):
-  n, h, w, c = x.shape
+  h, w = x.shape[1:3]
   padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   total = sum(padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3))
   rows = np.minimum(np.arange(h) + 1, h - 1) - np.maximum(np.arange(h) - 1, 0) + 1

@@ -109,7 +109,7 @@ def quantize_add(s_a: float, s_b: float, s_out: float) -> AddParams:
   shift = min(ADD_SHIFT_MAX, int(np.floor(np.log2(ADD_MULT_LIMIT / ratio))))
   if shift < 1:
     raise ValueError(f"add: output scale {s_out:g} too small for inputs {s_a:g}, {s_b:g}")
-  return AddParams(int(round(s_a / s_out * 2**shift)), int(round(s_b / s_out * 2**shift)), shift)
+  return AddParams(round(s_a / s_out * 2**shift), round(s_b / s_out * 2**shift), shift)
 
 
 def quantize_head(scale, shift, kernel, bias, s_in: float, s_bn: float) -> tuple:
