@@ -46,12 +46,14 @@ class DeployReport:
     board: the board whose memory and LUT the estimates use.
     estimated: hw's estimates (`flash_bytes`, `sram_bytes`, `latency_ms`, `instructions`) and
       the board's capacities.
-    planned: `arena_bytes` (the generated arena) and `peak_live_bytes` (its lower bound).
+    planned: `arena_bytes` (the generated arena), `peak_live_bytes` (its lower bound) and
+      `scratch_bytes` (the kernels' im2col and sums).
     built: per CPU, section sizes and `flash_bytes`, `sram_bytes` (stack included once
       measured); {} without the cross-compiler.
     verification: None without verify, else `bit_exact`, `emulated_images`, `agreement`,
       `agreement_images`, `instructions` (emulated), `lut_instructions`, `instruction_error`.
     passed: whether every check that ran passed.
+    notes: lines to show (forced past the board's memory, not built and why).
     seconds: wall time of the deploy.
   """
   out_dir: str
