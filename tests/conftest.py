@@ -131,3 +131,39 @@ def write_store():
   """`write_store(path, indices, ntk, lr, proxies=("ntk", "lr"), seed=0, meco=None)`: a score
   store holding the given values for benchmark `indices`; returns `path`."""
   return _write_store
+
+
+class SeparableToy:
+  """A separable toy indicator for the evolution: value = sum over edges of `table[edge, op]`;
+  its maximum is the cell with each edge's best op, ops (3, 1, 2, 4, 0, 3) = benchmark `best`."""
+  table = np.array([[0, 1, 2, 5, 3], [1, 6, 0, 2, 3], [0, 1, 7, 2, 3],
+                    [1, 0, 2, 3, 8], [9, 1, 2, 3, 0], [0, 1, 2, 4, 3]], np.float64)
+
+  @property
+  def best(self) -> int:
+    from micronas_jax import space
+    return space.index_of(np.array([3, 1, 2, 4, 0, 3]))
+
+  def value_of(self, archs) -> np.ndarray:
+    """Values `[n]` of cells `archs: [n, 6]`."""
+    return self.table[np.arange(6), np.asarray(archs)].sum(-1)
+
+  def value(self, indices) -> np.ndarray:
+    """Values `[n]` of benchmark `indices: [n]`."""
+    from micronas_jax import space
+    return self.value_of(space.all_archs()[np.asarray(indices)])
+
+  def evaluator(self, calls=None):
+    """An evolution evaluator measuring the indicator "toy"; appends measured indices to
+    `calls`."""
+    def evaluate(indices):
+      if calls is not None:
+        calls.extend(int(i) for i in indices)
+      return {"toy": (self.value(indices), np.ones(len(indices), bool))}
+    return evaluate
+
+
+@pytest.fixture
+def toy() -> SeparableToy:
+  """A separable toy indicator with a known best cell (`SeparableToy`)."""
+  return SeparableToy()

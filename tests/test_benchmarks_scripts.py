@@ -276,16 +276,14 @@ def test_search_quality_table_mode_picks_the_best_scored_cell_under_each_limit(t
   assert default["limit_ms"] == pytest.approx(all_latency[row["index"]] / 3)
 
 
-def test_search_quality_feeds_the_given_images_to_the_search_and_names_them(tmp_path,
+def test_search_quality_feeds_the_given_images_to_the_search_and_names_them(additive, tmp_path,
                                                                             monkeypatch):
-  from test_search_prune import additive
-
   from benchmarks import search_quality
   from micronas_jax import data
   from micronas_jax.search import prune
   images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
   np.savez(tmp_path / "photos.npz", images=images)
-  searcher, calls = prune.PruneSearch(additive(), repeats=1), []
+  searcher, calls = prune.PruneSearch(additive.indicators(), repeats=1), []
   monkeypatch.setattr(prune, "prune_search",
                       lambda config, images=None: calls.append((config, images)) or searcher)
   accuracy = np.linspace(80, 94, space.NUM_CELLS)
@@ -311,12 +309,10 @@ def test_sweep_limits_are_latency_quantiles_met_by_that_share_of_cells():
   assert [(all_latency <= limit).mean() for limit in limits] == [0.02, 0.5, 0.98]
 
 
-def test_search_quality_weighs_latency_only_in_the_limited_search(monkeypatch):
-  from test_search_prune import additive
-
+def test_search_quality_weighs_latency_only_in_the_limited_search(additive, monkeypatch):
   from benchmarks import search_quality
   from micronas_jax.search import prune
-  searcher, weights_seen = prune.PruneSearch(additive(), repeats=1), []
+  searcher, weights_seen = prune.PruneSearch(additive.indicators(), repeats=1), []
   search = searcher.search
   monkeypatch.setattr(searcher, "search", lambda seed, weights, *rest: (
       weights_seen.append(weights), search(seed, weights, *rest))[1])

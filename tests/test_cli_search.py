@@ -189,33 +189,32 @@ def test_a_score_table_from_another_configuration_is_refused(one_line_error, wri
 
 
 class ToyEvolutionScorer:
-  """Stands in for scoring.Scorer in the evolution: every indicator is the toy separable value
-  of test_search_evolution (its maximum is a known cell), so a CLI search takes a second."""
+  """Stands in for scoring.Scorer in the evolution: every indicator is the separable toy value
+  (conftest's SeparableToy: its maximum is a known cell), so a CLI search takes a second."""
 
   def __init__(self, config, cells_per_step=1, images=None):
     self.config, self.cells_per_step, self.images = config, 1, images
 
   def __call__(self, archs, seed):
-    from test_search_evolution import TABLE
-    value = TABLE[np.arange(6), archs[0]].sum()
+    value = self.toy.value_of(archs[0])
     return {name: (np.array([value]), np.array([True])) for name in self.config.proxies}
 
 
 @pytest.fixture
-def toy_evolution(monkeypatch):
+def toy_evolution(toy, monkeypatch):
+  monkeypatch.setattr(ToyEvolutionScorer, "toy", toy, raising=False)
   monkeypatch.setattr(scoring, "Scorer", ToyEvolutionScorer)
   monkeypatch.setattr(search_run, "_SESSIONS", {})
 
 
-def test_evolution_is_the_default_and_reports_its_cell(tmp_path, toy_evolution):
-  from test_search_evolution import TOY_BEST
+def test_evolution_is_the_default_and_reports_its_cell(tmp_path, toy, toy_evolution):
   out = tmp_path / "r.json"
   result = invoke("--population", 20, "--tournament", 20, "--budget", 300, "--out", out,
                   "--no-progress")
   assert result.exit_code == 0, result.output
   report = json.loads(out.read_text())
   # All four indicators equal the toy value, so the fitness peaks at the toy optimum.
-  assert report["method"] == "evolution" and report["index"] == TOY_BEST
+  assert report["method"] == "evolution" and report["index"] == toy.best
   assert report["evaluated_cells"] == 300 and report["exhaustive"] is False
   assert report["score_config"]["proxies"] == list(evolution.INDICATORS)
   assert report["score_config"]["zc_cells"] == search_run.EVOLUTION_ZC_CELLS

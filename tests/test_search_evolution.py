@@ -5,27 +5,6 @@ import pytest
 from micronas_jax import space, topology
 from micronas_jax.search import evolution
 
-ARCHS = space.all_archs()
-# A separable toy indicator: value = sum over edges of TABLE[edge, op]; its maximum is the cell
-# with each edge's best op, here ops (3, 1, 2, 4, 0, 3).
-TABLE = np.array([[0, 1, 2, 5, 3], [1, 6, 0, 2, 3], [0, 1, 7, 2, 3],
-                  [1, 0, 2, 3, 8], [9, 1, 2, 3, 0], [0, 1, 2, 4, 3]], np.float64)
-TOY_BEST = space.index_of(np.array([3, 1, 2, 4, 0, 3]))
-
-
-def toy_value(indices):
-  return TABLE[np.arange(6), ARCHS[indices]].sum(-1)
-
-
-def toy_evaluator(calls=None):
-  def evaluate(indices):
-    if calls is not None:
-      calls.extend(int(i) for i in indices)
-    value = toy_value(indices)
-    return {"toy": (value, np.ones(len(indices), bool))}
-  return evaluate
-
-
 TOY = {"toy": True}
 
 
@@ -55,55 +34,55 @@ def test_skip_span_counts_the_nodes_each_identity_edge_bypasses():
                     [C, C, C, C, C, C],    # no identity: 0
                     [S, N, S, N, N, S]])   # a chain of identities bypasses nothing: 0
   np.testing.assert_allclose(topology.skip_span(cells), [2, 2 / 3, 1, 0, 0])
-  assert topology.skip_span(ARCHS).shape == (space.NUM_CELLS,)
+  assert topology.skip_span(space.all_archs()).shape == (space.NUM_CELLS,)
   with pytest.raises(ValueError, match="expected archs"):
     topology.skip_span(np.zeros((2, 5), int))
 
 
-def test_evolution_finds_the_maximum_of_a_toy_indicator():
+def test_evolution_finds_the_maximum_of_a_toy_indicator(toy):
   # Tournament = population: the parent is always the fittest member, so the search climbs one
   # edge at a time; 6 edges x 4 other ops = at most 24 children per improvement.
   config = evolution.EvolutionConfig(population=20, tournament=20, budget=300)
   for seed in range(3):
-    result = evolution.evolve(toy_evaluator(), np.ones(space.NUM_CELLS, bool), seed, config, TOY)
-    assert result.index == TOY_BEST and not result.exhaustive
-    assert result.indicators == {"toy": toy_value(np.array([TOY_BEST]))[0]}
+    result = evolution.evolve(toy.evaluator(), np.ones(space.NUM_CELLS, bool), seed, config, TOY)
+    assert result.index == toy.best and not result.exhaustive
+    assert result.indicators == {"toy": toy.value(np.array([toy.best]))[0]}
     assert len(result.evaluated) == 300 == len(set(result.evaluated.tolist()))
 
 
-def test_evolution_only_measures_cells_that_meet_the_limits():
+def test_evolution_only_measures_cells_that_meet_the_limits(toy):
   # Exclude the toy optimum and its whole first edge's op: the answer is the best feasible cell.
-  feasible = ARCHS[:, 0] != 3
+  feasible = space.all_archs()[:, 0] != 3
   calls = []
   config = evolution.EvolutionConfig(population=20, tournament=20, budget=300)
-  result = evolution.evolve(toy_evaluator(calls), feasible, 0, config, TOY)
+  result = evolution.evolve(toy.evaluator(calls), feasible, 0, config, TOY)
   assert feasible[calls].all() and feasible[result.index]
-  values = np.where(feasible, toy_value(np.arange(space.NUM_CELLS)), -np.inf)
-  assert toy_value(np.array([result.index]))[0] == values.max()
+  values = np.where(feasible, toy.value(np.arange(space.NUM_CELLS)), -np.inf)
+  assert toy.value(np.array([result.index]))[0] == values.max()
 
 
-def test_evolution_is_exhaustive_when_the_budget_covers_every_feasible_cell():
+def test_evolution_is_exhaustive_when_the_budget_covers_every_feasible_cell(toy):
   feasible = np.zeros(space.NUM_CELLS, bool)
   feasible[[5, 17, 400, 9000]] = True
   calls = []
-  result = evolution.evolve(toy_evaluator(calls), feasible, 0,
+  result = evolution.evolve(toy.evaluator(calls), feasible, 0,
                             evolution.EvolutionConfig(2, 2, 10), TOY)
   assert result.exhaustive and sorted(calls) == [5, 17, 400, 9000]
-  assert result.index == [5, 17, 400, 9000][int(np.argmax(toy_value(np.array(calls))))]
+  assert result.index == [5, 17, 400, 9000][int(np.argmax(toy.value(np.array(calls))))]
 
 
-def test_same_seed_same_search_and_another_seed_another_path():
+def test_same_seed_same_search_and_another_seed_another_path(toy):
   config = evolution.EvolutionConfig(population=10, tournament=3, budget=60)
-  runs = [evolution.evolve(toy_evaluator(), np.ones(space.NUM_CELLS, bool), seed, config, TOY)
+  runs = [evolution.evolve(toy.evaluator(), np.ones(space.NUM_CELLS, bool), seed, config, TOY)
           for seed in (4, 4, 5)]
   np.testing.assert_array_equal(runs[0].evaluated, runs[1].evaluated)
   assert runs[0].index == runs[1].index
   assert not np.array_equal(runs[0].evaluated, runs[2].evaluated)
 
 
-def test_an_evaluator_without_an_indicator_is_refused():
+def test_an_evaluator_without_an_indicator_is_refused(toy):
   with pytest.raises(ValueError, match="no 'meco'"):
-    evolution.evolve(toy_evaluator(), np.ones(space.NUM_CELLS, bool), 0,
+    evolution.evolve(toy.evaluator(), np.ones(space.NUM_CELLS, bool), 0,
                      evolution.EvolutionConfig(2, 2, 4))
 
 
