@@ -11,7 +11,7 @@ import sys
 import click
 
 from micronas_jax import compilation_cache, cost, interrupt, paths, space
-from micronas_jax.commands import hardware, scores, search, training
+from micronas_jax.commands import deploy, hardware, scores, search, training
 from micronas_jax.commands.common import (
     CELL_ARGUMENT, ArchParam, check_output_path, path_errors, write_csv_file)
 
@@ -65,7 +65,7 @@ def space_list(out):
 
 
 for command in (hardware.lut_group, hardware.hw, scores.score, scores.table_group, search.search,
-                training.train_command, training.export_command):
+                training.train_command, training.export_command, deploy.deploy_command):
   cli.add_command(command)
 
 

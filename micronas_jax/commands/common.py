@@ -27,7 +27,8 @@ FLAGS = {"ntk_batch": "--batch-size", "lr_batches": "--lr-samples BATCHES",
          "flash_kb": "--flash-kb", "runtime_sram_kb": "--runtime-sram-kb",
          "runtime_flash_kb": "--runtime-flash-kb", "population": "--population",
          "tournament": "--tournament", "budget": "--budget", "mcpu": "--mcpu",
-         "warmup": "--warmup", "emulate_to": "--emulate", "out": "--out"}
+         "warmup": "--warmup", "emulate_to": "--emulate", "out": "--out", "verify": "--verify",
+         "force": "--force"}
 
 
 def flag_text(message: str) -> str:

@@ -93,7 +93,7 @@ class DeployReport:
         line += f"   board {capacity / 1024:.0f} KB"
       lines.append(line)
     if built and built.get("stack_bytes") is None:
-      lines.append("SRAM built: .data + .bss only; the stack is measured with --verify")
+      lines.append("SRAM built: .data + .bss only; the stack is measured by verify=True")
     for cpu, sizes in self.built.items():
       lines.append(f"{cpu}: .text {sizes['text']} .rodata {sizes['rodata']} .data {sizes['data']} "
                    f".bss {sizes['bss']} bytes")
@@ -275,7 +275,7 @@ def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
   folder = check_out_dir(out_dir)
   reason = emu_machine.missing()
   if verify and reason:
-    raise DeployError(f"--verify needs the emulator: {reason}")
+    raise DeployError(f"verify=True needs the emulator: {reason}")
   try:
     variables, config, weights_note = export.cell_variables(ops, checkpoint, seed, channels, cells)
   except export.WeightsError as error:
@@ -289,7 +289,7 @@ def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
           and estimated[f"{key}_bytes"] > capacity]
   if over and not force:
     raise DeployError(f"cell {space.index_of(ops)} does not fit {lut_used.device}: "
-                      f"{'; '.join(over)}; force it to write the code anyway")
+                      f"{'; '.join(over)}; force=True writes the code anyway")
   notes = [f"does not fit {lut_used.device}: {'; '.join(over)} (written because forced)"] if over \
       else []
 

@@ -1,0 +1,58 @@
+"""`deploy`: the found cell as an int8 C library for a Cortex-M, built and checked."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from micronas_jax.commands.common import CELL_ARGUMENT, ArchParam, InputError, flag_text
+from micronas_jax.hardware import latency
+
+
+@click.command("deploy", context_settings=CELL_ARGUMENT, epilog="""\b
+Examples:
+  micronas-jax deploy 13987 --out cell/ --verify
+  micronas-jax deploy 13987 --checkpoint run/ --data cifar10-jpeg.zip --out cell/ --verify
+The folder gets the kernels, the weights as const arrays, one static arena, mnj_run(), a header,
+a Makefile (cortex-m7; CPU=cortex-m4) and a README. Building and --verify need arm-none-eabi-gcc
+(apt-get install gcc-arm-none-eabi) and pip install 'micronas-jax[emu]'.
+""")
+@click.argument("cell", type=ArchParam(), metavar="ARCH_OR_INDEX")
+@click.option("--out", "out_dir", required=True,
+              help="Folder to write: missing, empty or a previous deploy (replaced).")
+@click.option("--checkpoint", "checkpoint_path", default=None,
+              help="Run directory or checkpoint file from `micronas-jax train` (default: freshly "
+                   "initialized, untrained weights).")
+@click.option("--data", "data_path", default=None,
+              help="Images that calibrate the int8 scales and check the agreement: an image "
+                   "folder or .zip, a CIFAR-10 python directory or an .npz (default: random "
+                   "normal).")
+@click.option("--verify", is_flag=True,
+              help="Run the built program in the emulated Cortex-M7: bit-exact against the numpy "
+                   "int8 reference, int8 vs float top-1 agreement, instructions vs the LUT.")
+@click.option("--force", is_flag=True,
+              help="Write the code even when the network does not fit the board's memory.")
+@click.option("--board", default="stm32f746-emu", show_default=True,
+              help="Packaged LUT for the estimates and the board's memory: "
+                   + ", ".join(latency.boards()) + ".")
+@click.option("--lut", "lut_path", default=None, help="A LUT JSON file (overrides --board).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initialized weights (without --checkpoint) and random inputs.")
+@click.option("--channels", type=int, default=None,
+              help="C without --checkpoint (default 16); a checkpoint records its own.")
+@click.option("--cells", type=int, default=None, help="N without --checkpoint (default 5).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def deploy_command(cell, out_dir, checkpoint_path, data_path, verify, force, board, lut_path,
+                   seed, channels, cells, as_json):
+  """Quantizes a cell's network to int8 and writes it as a C library for a Cortex-M."""
+  from micronas_jax import deploy
+
+  try:
+    report = deploy.deploy(cell, out_dir, checkpoint_path, data_path, verify=verify, force=force,
+                           board=board, lut=lut_path, seed=seed, channels=channels, cells=cells,
+                           log=lambda line: click.echo(flag_text(line), err=True))
+  except deploy.DeployError as error:
+    raise InputError(str(error)) from None
+  click.echo(json.dumps(report.to_dict(), indent=2) if as_json else flag_text(report.summary()))
+  if not report.passed:
+    raise click.ClickException(f"checks failed; the code is in {out_dir} (see deploy.json)")
