@@ -79,8 +79,9 @@ def test_fit_from_timings_csv(tmp_path):
   assert result.exit_code == 0, result.output
   fitted = latency.load(out)
   assert fitted.provenance["method"] == "fitted" and fitted.unit == "ms"
+  # The fitted LUT's JSON keeps 6 significant figures per entry: agreement to that rounding.
   assert float(latency.estimate([3] * 6, fitted)) == pytest.approx(
-      float(latency.estimate([3] * 6, truth)), rel=1e-6)
+      float(latency.estimate([3] * 6, truth)), rel=1e-5)
 
 
 @pytest.mark.parametrize("mutate, message", [

@@ -10,8 +10,9 @@
   (acc m + 2^(30 + s)) >> (31 + s) (`hardware/emu/reference.requantize`, CMSIS-NN's
   single-rounding `arm_nn_requantize`).
 - An add: out = (a m_a + b m_b + 2^(k-1)) >> k with m = round(s_in / s_out 2^k), k <= 23.
-- The head: BN as an integer affine x A + B at 2^K times the output scale, then ReLU, mean and a
-  linear layer with per-tensor int8 weights; logits stay int32 (scale s_pool s_fc).
+- The head: BN as an integer affine x A + B at 2^K times the output scale, then ReLU, the pool's
+  sum (not its rounded mean) and a linear layer with per-tensor int8 weights; logits stay int32
+  (scale s_bn s_fc / (h w)).
 """
 from __future__ import annotations
 
@@ -112,9 +113,11 @@ def quantize_add(s_a: float, s_b: float, s_out: float) -> AddParams:
   return AddParams(round(s_a / s_out * 2**shift), round(s_b / s_out * 2**shift), shift)
 
 
-def quantize_head(scale, shift, kernel, bias, s_in: float, s_bn: float) -> tuple:
+def quantize_head(scale, shift, kernel, bias, s_in: float, s_bn: float, pixels: int) -> tuple:
   """The head (BN affine `scale`, `shift`; linear `kernel [C, K]`, `bias [K]`) from an int8 input
-  of scale `s_in` via a ReLU'd BN output of scale `s_bn` -> (HeadParams, scale of the logits)."""
+  of scale `s_in` and `pixels` positions via a ReLU'd BN output of scale `s_bn` -> (HeadParams,
+  scale of the logits). The kernel feeds the pool's sums, not its mean, to the linear layer, so
+  the logits' scale carries the 1/pixels and the bias is in those units."""
   a = np.asarray(scale, np.float64) * s_in / s_bn
   b = np.asarray(shift, np.float64) / s_bn
   # x A + B with x in [-128, 127] must fit int32: 128 max|A| + max|B| < 2^30 at 2^K.
@@ -128,8 +131,8 @@ def quantize_head(scale, shift, kernel, bias, s_in: float, s_bn: float) -> tuple
       bn_scale=np.round(a * 2**k).astype(np.int32), bn_bias=np.round(b * 2**k).astype(np.int32),
       mult=MULT_ONE, shift=k - 1,
       fc_weights=np.clip(np.round(kernel.T / s_fc), -127, 127).astype(np.int8),
-      fc_bias=np.round(np.asarray(bias, np.float64) / (s_bn * s_fc)).astype(np.int32))
-  return params, s_bn * s_fc
+      fc_bias=np.round(np.asarray(bias, np.float64) * pixels / (s_bn * s_fc)).astype(np.int32))
+  return params, s_bn * s_fc / pixels
 
 
 def quantize(program: Program, weights: dict, ranges: dict) -> QuantizedNetwork:
@@ -152,8 +155,9 @@ def quantize(program: Program, weights: dict, ranges: dict) -> QuantizedNetwork:
       params[out] = quantize_add(s_a, s_b, scales[out])
     else:
       s_bn = max(ranges["head/bn"], RANGE_FLOOR) / 127
+      height, width = program.shapes[step.inputs[0]][:2]
       params[out], scales[LOGITS] = quantize_head(*weights["head"], *weights["classifier"],
-                                                  scales[step.inputs[0]], s_bn)
+                                                  scales[step.inputs[0]], s_bn, height * width)
       scales["head/bn"] = s_bn
   return QuantizedNetwork(program, scales, params)
 

@@ -204,7 +204,8 @@ void head_s8(const int8_t *in, int32_t hw, int32_t c, const head_params *p, int3
       sum[ch] += y > 0 ? y : 0;
     }
   }
-  for (int32_t ch = 0; ch < c; ++ch) sum[ch] = div_round(sum[ch], hw);
+  /* The sums feed the linear layer as they are: 1/hw is part of the logits' scale, so the
+     pooled mean is never rounded to int8 steps (and no division runs). */
   for (int32_t k = 0; k < classes; ++k) {
     const int8_t *row = p->fc_weights + k * c;
     int32_t acc = p->fc_bias[k];

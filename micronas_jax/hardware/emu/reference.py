@@ -113,10 +113,13 @@ def add(a, b, mult_a: int, mult_b: int, shift: int) -> np.ndarray:
 
 
 def head(x, p: HeadParams) -> np.ndarray:
-  """BN + ReLU, global average pool, linear: `[..., h, w, c]` -> int32 logits `[..., classes]`."""
+  """BN + ReLU, global sum pool, linear: `[..., h, w, c]` -> int32 logits `[..., classes]`.
+
+  The pooled sums are not divided by h w: the mean's 1/(h w) belongs to the logits' scale, so
+  the pool loses no precision to rounding (`fc_bias` is in those units)."""
   x = np.asarray(x, np.int64)
   y = saturate(requantize(x * p.bn_scale + p.bn_bias, p.mult, p.shift)).astype(np.int64)
-  pooled = mean_round(np.maximum(y, 0).sum((-3, -2)), x.shape[-3] * x.shape[-2])
+  pooled = np.maximum(y, 0).sum((-3, -2))
   return (pooled @ p.fc_weights.astype(np.int64).T + p.fc_bias).astype(np.int32)
 
 
