@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from micronas_jax import model, paths, space
+from micronas_jax import model, network, paths, space
 
 OPSET = 18
 BN_EPSILON = 1e-5
@@ -117,10 +117,7 @@ def _avg_pool_3x3(x):
   """NB201's 3x3 average pool (stride 1, padding 1 not counted) as a depthwise conv + Mul."""
   channels, height, width = x.shape[1:]
   ones = np.ones((channels, 1, 3, 3), np.float32)
-  # Window sizes: 3 inside, 2 on an edge, so the count of a pixel is rows * cols in range.
-  rows = np.minimum(np.arange(height) + 1, height - 1) - np.maximum(np.arange(height) - 1, 0) + 1
-  cols = np.minimum(np.arange(width) + 1, width - 1) - np.maximum(np.arange(width) - 1, 0) + 1
-  inverse_count = (1.0 / np.outer(rows, cols)).astype(np.float32)[None, None]
+  inverse_count = (1.0 / network.pool_3x3_counts(height, width)).astype(np.float32)[None, None]
   return _conv(x, ones, groups=channels) * jnp.asarray(inverse_count)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 INITS = ("torch-default", "kaiming-normal")
 
 
@@ -72,3 +74,13 @@ NB201_CIFAR10 = NetworkConfig()
 NTK_NETWORK = NetworkConfig(channels=3, cells_per_stage=1, bn_momentum=0.0)
 LR_NETWORK = NetworkConfig(channels=1, cells_per_stage=1, num_stages=1, resolution=3,
                            in_channels=1, stem=False, bn_momentum=0.0)
+
+
+def pool_3x3_counts(height: int, width: int) -> np.ndarray:
+  """Pixels `[height, width]` in each 3x3 window of NB201's avg_pool_3x3 (`model.avg_pool_3x3`,
+  padding not counted): 9 inside, 6 on an edge, 4 in a corner. Exporters that write the pool as
+  a sum use it."""
+  # A window spans 3 rows inside and 2 on the first or last row; likewise for columns.
+  rows = np.minimum(np.arange(height) + 1, height - 1) - np.maximum(np.arange(height) - 1, 0) + 1
+  cols = np.minimum(np.arange(width) + 1, width - 1) - np.maximum(np.arange(width) - 1, 0) + 1
+  return np.outer(rows, cols)

@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from micronas_jax import space
+from micronas_jax import network, space
 from micronas_jax.hardware import memory
 from micronas_jax.network import NetworkConfig
 
@@ -140,9 +140,7 @@ def _pool3_float(x):
   h, w = x.shape[1:3]
   padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   total = sum(padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3))
-  rows = np.minimum(np.arange(h) + 1, h - 1) - np.maximum(np.arange(h) - 1, 0) + 1
-  cols = np.minimum(np.arange(w) + 1, w - 1) - np.maximum(np.arange(w) - 1, 0) + 1
-  return total / np.outer(rows, cols)[None, :, :, None]
+  return total / network.pool_3x3_counts(h, w)[None, :, :, None]
 
 
 def conv_weights(weights: dict, step: Step) -> tuple[np.ndarray, np.ndarray]:
