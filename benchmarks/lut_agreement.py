@@ -133,7 +133,8 @@ def main():
       "of `benchmarks/data/table1_fast.json` (section 'Table I'); the latency-guided picks "
       "were searched on `stm32f746-analytic` (the default then). Paper: 3.23x."), "", speedups])
   _results.write_section(TITLE, body)
-  print(f"wrote '{TITLE}' to {_results.RESULTS}")
+  _results.write_readme_block(TITLE)
+  print(f"wrote '{TITLE}' to {_results.RESULTS} and the README")
 
 
 if __name__ == "__main__":

@@ -436,3 +436,20 @@ def test_write_subsection_replaces_its_own_heading_and_creates_the_section(tmp_p
                               "## T\n\nt\n")
   _results.write_subsection("U", "### c\n\nc", "made by a test", path)
   assert path.read_text().endswith("## U\n\nmade by a test\n\n### c\n\nc\n")
+
+
+def test_every_number_in_a_readme_table_outside_the_generated_blocks_is_in_results():
+  # The README's hand-made summary tables (the pruning search's, for one) quote RESULTS.md: any
+  # decimal number in them that RESULTS.md does not hold was typed, not copied.
+  import re
+
+  from benchmarks import _results
+  readme = _results.README.read_text()
+  results = _results.RESULTS.read_text()
+  typed = re.sub(r"<!-- generated from benchmarks/RESULTS.md: (.+?) -->.*?"
+                 r"<!-- end of generated block: \1 -->", "", readme, flags=re.S)
+  rows = [line for line in typed.splitlines() if line.startswith("|")]
+  assert rows, "the README has no table outside its generated blocks"
+  missing = [(number, row[:60]) for row in rows
+             for number in re.findall(r"(?<![\w.])\d+\.\d+", row) if number not in results]
+  assert not missing, missing
