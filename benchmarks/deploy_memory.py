@@ -35,7 +35,7 @@ try:
   from benchmarks import _results
 except ImportError:  # run as a file: its folder is on the path
   import _results
-from micronas_jax import data, export, model, space, train
+from micronas_jax import data, export, space, train
 from micronas_jax.deploy import api, build, codegen, program, quantize
 from micronas_jax.hardware import latency
 from micronas_jax.network import NB201_CIFAR10
@@ -49,7 +49,10 @@ def measure_cells(indices, emulate: int, seed: int) -> list[dict]:
   """One row per cell: estimated and built flash and SRAM (bytes), stack when emulated."""
   lut = latency.board(api.DEFAULT_BOARD)
   start = time.perf_counter()
-  variables = jax.block_until_ready(model.init(train.init_key(seed), NB201_CIFAR10))
+  # As `deploy` draws them without a checkpoint (jitted init: its compilation is the time).
+  variables, config, _ = export.cell_variables(space.arch_at(0), None, seed)
+  assert config == NB201_CIFAR10
+  variables = jax.block_until_ready(variables)
   init_seconds = time.perf_counter() - start
   inputs = np.random.default_rng(seed).standard_normal((8, *NB201_CIFAR10.input_shape),
                                                         np.float32)
@@ -152,13 +155,14 @@ def timing_line(rows: list[dict]) -> str:
   """The time of one deploy at C=16, N=5 without --verify, and the target of issue 17."""
   quantize_s = np.median([r["quantize_seconds"] for r in rows])
   build_s = np.median([r["build_seconds"] for r in rows])
+  first_deploy_s = quantize_s + rows[0]["init_seconds"]
   return (f"Time of one deploy (median over the {len(rows)} cells, initialized weights): "
           f"{quantize_s:.1f} s to calibrate, quantize and write the library, {build_s:.1f} s for "
-          f"arm-none-eabi-gcc (one CPU); the initialized weights' first `model.init` took "
-          f"{rows[0]['init_seconds']:.0f} s (XLA compilation, once per network size and process; "
-          "a `--checkpoint` needs none). Target (issue 17): at most 60 s plus the compiler's "
-          f"time: **{'met' if quantize_s + rows[0]['init_seconds'] <= 60 else 'not met'}** "
-          f"({quantize_s + rows[0]['init_seconds']:.0f} s with the first compilation).")
+          f"arm-none-eabi-gcc (one CPU); drawing the initialized weights as `deploy` does took "
+          f"{rows[0]['init_seconds']:.0f} s (XLA compilation of the init, once per network size "
+          "and process; a `--checkpoint` needs none). Target (issue 17): at most 60 s plus the "
+          f"compiler's time: **{'met' if first_deploy_s <= 60 else 'not met'}** "
+          f"({first_deploy_s:.0f} s with the first compilation).")
 
 
 def main():
