@@ -86,8 +86,10 @@ for step in (1, 4):
   out[step] = [[r["ntk"], r["lr"]] for r in rows]
 print(json.dumps(out))
 """
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-         "JAX_PLATFORMS": "cpu"}
+  # Keeps conftest's XLA flags (tiny networks compile faster unoptimized) beside the device count.
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") +
+                       " --xla_force_host_platform_device_count=2").strip()}
   result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                           timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
