@@ -18,6 +18,7 @@ from micronas_jax import data, space
 from micronas_jax.deploy import program as program_module
 from micronas_jax.deploy.program import IMAGE, LOGITS
 from micronas_jax.deploy.quantize import QuantizedNetwork
+from micronas_jax.hardware.emu import kernels
 
 CPUS = ("cortex-m7", "cortex-m4")
 # The kernels' flags (hardware/emu/machine.FLAGS, which measured the LUT) plus sections for the
@@ -34,28 +35,15 @@ def _identifier(name: str) -> str:
   return re.sub(r"[^0-9A-Za-z]", "_", name)
 
 
-def _array(ctype: str, name: str, values, per_line: int) -> str:
-  flat = [str(int(v)) for v in np.asarray(values).ravel()]
-  rows = [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)]
-  body = ",\n  ".join(rows)
-  return f"static const {ctype} {name}[{len(flat)}] = {{\n  {body}\n}};\n"
-
-
 def _conv_block(name: str, p) -> str:
   c = _identifier(name)
-  return "".join([
-      _array("int8_t", f"{c}_w", p.weights, 20), _array("int32_t", f"{c}_b", p.bias, 8),
-      _array("int32_t", f"{c}_m", p.mult, 8), _array("int32_t", f"{c}_s", p.shift, 8),
-      f"static const conv_params {c} = {{{c}_w, {c}_b, {c}_m, {c}_s}};\n"])
+  arrays, initializer = kernels.conv_c_source(c, p)
+  return f"{arrays}static const conv_params {c} = {initializer};\n"
 
 
 def _head_block(p) -> str:
-  return "".join([
-      _array("int32_t", "head_bn_scale", p.bn_scale, 8),
-      _array("int32_t", "head_bn_bias", p.bn_bias, 8),
-      _array("int8_t", "head_fc_w", p.fc_weights, 20), _array("int32_t", "head_fc_b", p.fc_bias, 8),
-      (f"static const head_params head = {{head_bn_scale, head_bn_bias, {p.mult}, {p.shift}, "
-       "head_fc_w, head_fc_b};\n")])
+  arrays, initializer = kernels.head_c_source("head", p)
+  return f"{arrays}static const head_params head = {initializer};\n"
 
 
 def scratch_int16(network: QuantizedNetwork) -> int:

@@ -36,22 +36,6 @@ class FirmwareError(ValueError):
   """A bad request for a firmware project (unknown core, output folder in the way)."""
 
 
-def _c_array(ctype: str, name: str, values) -> str:
-  values = np.asarray(values).ravel()
-  rows = [", ".join(str(int(v)) for v in values[i:i + 24]) for i in range(0, len(values), 24)]
-  body = ",\n  ".join(rows) if rows else "0"
-  return f"static const {ctype} {name}[{max(len(values), 1)}] = {{\n  {body}}};\n"
-
-
-def _conv(name: str, p) -> tuple[str, str]:
-  """C arrays of one conv and its `conv_params` initializer."""
-  arrays = "".join([_c_array("int8_t", f"{name}_w", p.weights),
-                    _c_array("int32_t", f"{name}_b", p.bias),
-                    _c_array("int32_t", f"{name}_m", p.mult),
-                    _c_array("int32_t", f"{name}_s", p.shift)])
-  return arrays, f"{{{name}_w, {name}_b, {name}_m, {name}_s}}"
-
-
 def network_sources(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> tuple[str, str]:
   """(network.h, network.c): shapes, and seeded random int8 weights of the convs each entry runs."""
   rng = np.random.default_rng(seed)
@@ -86,13 +70,10 @@ def network_sources(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> tup
       for k, conv in zip((1, 3), stage[0][0])] + [
       (f"red{s}_{j}", conv) for s, block in enumerate(params.reductions)
       for j, conv in enumerate(block)]:
-    text, inits[name] = _conv(name, p)
+    text, inits[name] = kernels.conv_c_source(name, p)
     arrays.append(text)
-  h = params.head
-  arrays += [_c_array("int32_t", "head_scale", h.bn_scale), _c_array("int32_t", "head_bias",
-                                                                    h.bn_bias),
-             _c_array("int8_t", "head_fc_w", h.fc_weights), _c_array("int32_t", "head_fc_b",
-                                                                    h.fc_bias)]
+  head_arrays, head_init = kernels.head_c_source("head", params.head)
+  arrays.append(head_arrays)
   stages = range(config.num_stages)
   cells = ", ".join(f"{{{inits[f'cell{s}_1']}, {inits[f'cell{s}_3']}}}" for s in stages)
   reductions = ", ".join(inits[f"red{s}_{j}"] for s in range(config.num_stages - 1)
@@ -104,8 +85,7 @@ def network_sources(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> tup
       f"const conv_params mnj_stem = {inits['stem']};",
       f"const conv_params mnj_cell_convs[MNJ_STAGES][2] = {{{cells}}};",
       f"const conv_params mnj_reductions[3 * (MNJ_STAGES - 1)] = {{{reductions or '{0}'}}};",
-      (f"const head_params mnj_head = {{head_scale, head_bias, {h.mult}, {h.shift}, head_fc_w, "
-      "head_fc_b};"),
+      f"const head_params mnj_head = {head_init};",
       "",
       "/* Every edge 'none' (the overhead entry): the cells' convs are never read. */",
       "struct network {",
