@@ -38,6 +38,7 @@ except ImportError:  # run as a file: its folder is on the path
 from micronas_jax import data, export, space, train
 from micronas_jax.deploy import api, build, codegen, program, quantize
 from micronas_jax.hardware import latency
+from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.network import NB201_CIFAR10
 
 SECTION = "Deployed C library: estimated vs built memory (issue 17)"
@@ -68,7 +69,7 @@ def measure_cells(indices, emulate: int, seed: int) -> list[dict]:
       quantized = time.perf_counter()
       elf = build.compile_image(folder, "cortex-m7")
       built = time.perf_counter()
-      sizes = build.sections(elf)
+      sizes = emu_machine.sections(elf)
       row = {"index": int(index), "arch": space.format_arch(ops), "sections": sizes,
              "estimated": api.estimate(ops, NB201_CIFAR10, lut),
              "arena": written["arena_bytes"], "stack": None, "init_seconds": init_seconds,

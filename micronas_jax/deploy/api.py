@@ -237,7 +237,7 @@ def _built(folder: pathlib.Path) -> dict:
   built = {}
   for cpu in codegen.CPUS:
     elf = build.compile_image(folder, cpu)
-    sizes = build.sections(elf)
+    sizes = emu_machine.sections(elf)
     built[cpu] = {**dataclasses.asdict(sizes), "flash_bytes": sizes.flash,
                   "sram_bytes": sizes.static_ram, "stack_bytes": None}
   return built

@@ -22,23 +22,6 @@ class BuildError(RuntimeError):
   """The compiler rejected the generated code (a bug, not bad input): its message is gcc's."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Sections:
-  """Section sizes in bytes of a built image."""
-  text: int
-  rodata: int
-  data: int
-  bss: int
-
-  @property
-  def flash(self) -> int:
-    return self.text + self.rodata + self.data
-
-  @property
-  def static_ram(self) -> int:
-    return self.data + self.bss
-
-
 def elf_path(folder: pathlib.Path, cpu: str) -> pathlib.Path:
   """Where `compile_image` writes the standalone image for `cpu`."""
   return pathlib.Path(folder) / BUILD_DIR / f"mnj-{cpu}.elf"
@@ -58,14 +41,6 @@ def compile_image(folder: pathlib.Path, cpu: str = "cortex-m7") -> pathlib.Path:
   if result.returncode:
     raise BuildError(f"{emu_machine.GCC} failed on {folder}:\n{result.stderr}")
   return out
-
-
-def sections(elf: pathlib.Path) -> Sections:
-  """Sizes of .text, .rodata, .data and .bss of an ELF (pyelftools)."""
-  from elftools.elf.elffile import ELFFile
-  with open(elf, "rb") as f:
-    found = {s.name: s["sh_size"] for s in ELFFile(f).iter_sections()}
-  return Sections(*(found.get(name, 0) for name in (".text", ".rodata", ".data", ".bss")))
 
 
 @dataclasses.dataclass(frozen=True)

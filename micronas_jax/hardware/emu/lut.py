@@ -100,20 +100,13 @@ def counts_record(counts: dict) -> dict:
           "overhead": counts["overhead"]}
 
 
-def _elf_sizes(path) -> tuple[int, int]:
-  """(flash bytes: code and constants, RAM bytes of static data) of the kernels' ELF."""
-  from elftools.elf.elffile import ELFFile
-  with open(path, "rb") as f:
-    sections = {s.name: s["sh_size"] for s in ELFFile(f).iter_sections()}
-  return sections.get(".text", 0), sections.get(".data", 0) + sections.get(".bss", 0)
-
-
 def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT:
   """The LUT (unit ms, every-op) of the emulated STM32F746, with counts and method recorded."""
   m = emu_machine.Machine()
   counts = measure(config, seed, m)
   ms = lambda n: n * CYCLES_PER_INSTRUCTION / (CLOCK_MHZ * 1e3)
-  flash, static_ram = _elf_sizes(m.elf_path)
+  sizes = emu_machine.sections(m.elf_path)  # link.ld puts .rodata into .text
+  flash, static_ram = sizes.text, sizes.static_ram
   widest = config.stage_channels[-1]
   scratch = max(9 * widest * 2, 4 * widest)  # im2col int16 / pool sums int32
   board = stm32f746.CONSTANTS

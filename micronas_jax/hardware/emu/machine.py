@@ -28,8 +28,10 @@ import subprocess
 import numpy as np
 
 GCC = "arm-none-eabi-gcc"
-FLAGS = ("-mcpu=cortex-m7", "-mthumb", "-O2", "-mfloat-abi=soft", "-ffreestanding", "-nostdlib",
-         "-Wall", "-Wextra")
+# The kernels' flags for any core; FLAGS built the emulated LUTs' kernels.
+CORE_FLAGS = ("-mthumb", "-O2", "-mfloat-abi=soft", "-ffreestanding", "-nostdlib", "-Wall",
+              "-Wextra")
+FLAGS = ("-mcpu=cortex-m7", *CORE_FLAGS)
 CODE_BASE = 0x0800_0000
 RAM_BASE, RAM_SIZE = 0x2000_0000, 64 << 20
 STACK_BYTES = 64 << 10  # the top of RAM
@@ -97,6 +99,31 @@ def build() -> pathlib.Path:
   os.replace(partial, elf)  # atomic: parallel test sessions never see half an ELF
   shutil.rmtree(work, ignore_errors=True)
   return elf
+
+
+@dataclasses.dataclass(frozen=True)
+class Sections:
+  """Section sizes in bytes of a built image."""
+  text: int
+  rodata: int
+  data: int
+  bss: int
+
+  @property
+  def flash(self) -> int:
+    return self.text + self.rodata + self.data
+
+  @property
+  def static_ram(self) -> int:
+    return self.data + self.bss
+
+
+def sections(elf: pathlib.Path) -> Sections:
+  """Sizes of .text, .rodata, .data and .bss of an ELF (pyelftools; 0 for a missing one)."""
+  from elftools.elf.elffile import ELFFile
+  with open(elf, "rb") as f:
+    found = {s.name: s["sh_size"] for s in ELFFile(f).iter_sections()}
+  return Sections(*(found.get(name, 0) for name in (".text", ".rodata", ".data", ".bss")))
 
 
 def _thumb_count(code: bytes) -> int:

@@ -174,8 +174,8 @@ def build(project: str | pathlib.Path, mcpu: str | None = None,
   core = mcpu or makefile.split("MCPU ?= ", 1)[1].split()[0]
   sources = ["startup.c", "profile.c", "network.c", "kernels.c"]
   sources += ["board.c"] if (project / "board.c").exists() else []
-  command = [emu_machine.GCC, f"-mcpu={core}", "-mthumb", "-O2", "-mfloat-abi=soft",
-             "-ffreestanding", "-nostdlib", "-Wall", "-Wextra", *(f"-D{d}" for d in defines),
+  command = [emu_machine.GCC, f"-mcpu={core}", *emu_machine.CORE_FLAGS,
+             *(f"-D{d}" for d in defines),
              "-T", "link.ld", *sources, "-lgcc", "-o", "profile.elf"]
   result = subprocess.run(command, cwd=project, capture_output=True, text=True, check=False)
   if result.returncode:
