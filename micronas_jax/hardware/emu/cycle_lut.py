@@ -131,9 +131,7 @@ def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT
   value = lambda name: board[name]["value"]
   return latency.LUT(
       device=DEVICE, unit="ms", semantics="every-op", provenance=provenance, config=config,
-      ops=np.array([[ms(n) for n in row] for row in counts["ops"]]), stem=ms(counts["stem"]),
-      reductions=tuple(ms(n) for n in counts["reductions"]), head=ms(counts["head"]),
-      overhead=ms(counts["overhead"]), clock_mhz=stm32f746.CLOCK_MHZ,
+      **emu_lut.lut_entries(counts, ms), clock_mhz=stm32f746.CLOCK_MHZ,
       memory=latency.Memory(value("sram_bytes"), value("flash_bytes"),
                             value("runtime_sram_bytes"), value("runtime_flash_bytes")),
       constants=constants)

@@ -91,6 +91,15 @@ def measure(config: NetworkConfig = NB201_CIFAR10, seed: int = 0,
   return counts
 
 
+def lut_entries(counts: dict, to_ms) -> dict:
+  """`measure`'s counts converted by `to_ms(count)` into a LUT's timed fields: ops `[stages, 5]`,
+  stem, reductions, head, overhead (keyword arguments of `latency.LUT`)."""
+  return {"ops": np.array([[to_ms(n) for n in row] for row in counts["ops"]]),
+          "stem": to_ms(counts["stem"]),
+          "reductions": tuple(to_ms(n) for n in counts["reductions"]),
+          "head": to_ms(counts["head"]), "overhead": to_ms(counts["overhead"])}
+
+
 def counts_record(counts: dict) -> dict:
   """`measure`'s counts as a LUT's JSON record: stem, stages (op name -> count), reductions,
   head, overhead."""
@@ -141,9 +150,7 @@ def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT
   }
   return latency.LUT(
       device=DEVICE, unit="ms", semantics="every-op", provenance=provenance, config=config,
-      ops=np.array([[ms(n) for n in row] for row in counts["ops"]]), stem=ms(counts["stem"]),
-      reductions=tuple(ms(n) for n in counts["reductions"]), head=ms(counts["head"]),
-      overhead=ms(counts["overhead"]), clock_mhz=CLOCK_MHZ,
+      **lut_entries(counts, ms), clock_mhz=CLOCK_MHZ,
       memory=latency.Memory(board["sram_bytes"]["value"], board["flash_bytes"]["value"],
                             scratch + static_ram, flash),
       constants=constants)
