@@ -13,7 +13,7 @@ import click
 from micronas_jax import compilation_cache, cost, interrupt, paths, space
 from micronas_jax.commands import deploy, hardware, scores, search, training
 from micronas_jax.commands.common import (
-    CELL_ARGUMENT, ArchParam, check_output_path, path_errors, write_csv_file)
+    CellCommand, ArchParam, Output, check_paths, path_errors, write_csv_file)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +28,7 @@ def space_group():
   """The NAS-Bench-201 cell space: 5 ops on 6 edges, 15,625 cells in benchmark index order."""
 
 
-@space_group.command("info", context_settings=CELL_ARGUMENT, epilog="""\b
+@space_group.command("info", cls=CellCommand, epilog="""\b
 Examples:
   micronas-jax space info 1462
   micronas-jax space info '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|' --json
@@ -55,7 +55,7 @@ Examples:
               help="CSV file to write (default: standard output).")
 def space_list(out):
   """All 15,625 cells as CSV: index, arch, FLOPs (M) and params (M) of the CIFAR-10 network."""
-  check_output_path(out, "--out")
+  check_paths([Output("--out", out)])
   if not out:
     cost.write_space_csv(sys.stdout)
     return

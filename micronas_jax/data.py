@@ -140,10 +140,14 @@ def _checked_pixels(path, name: str, images: np.ndarray) -> np.ndarray:
 
 
 def _read_npz(path: pathlib.Path) -> np.ndarray:
+  """The training images of an .npz, found by the names every command uses: the train split's
+  image names of NPZ_NAMES ('images', 'x_train'), then 'x', then its only array."""
   arrays = _open_npz(path)
-  names = [name for name in ("images", "x") if name in arrays] or list(arrays.files)
-  if len(names) != 1 and not {"images", "x"} & set(arrays.files):
-    raise DataError(f"{path}: holds arrays {arrays.files}; name the images 'images'")
+  known = [x for x, _ in NPZ_NAMES["train"]] + ["x"]
+  names = [name for name in known if name in arrays.files] or list(arrays.files)
+  if len(names) != 1 and not set(known) & set(arrays.files):
+    raise DataError(f"{path}: holds arrays {arrays.files}; name the images "
+                    f"{' or '.join(repr(name) for name in known)}")
   images = arrays[names[0]]
   if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
     raise DataError(f"{path}: '{names[0]}' has shape {images.shape}, expected [N, 32, 32, 3]")

@@ -15,6 +15,7 @@ excludes the padding from its count, as NB201's does, by a constant per-pixel Mu
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Callable
 
@@ -276,6 +277,8 @@ def export_cell(ops, onnx_path: str, checkpoint: str | None = None, batch_size: 
   """
   if batch_size < 1 or check_samples < 1:
     raise WeightsError("batch_size and check_samples must be positive")
+  if not (math.isfinite(tolerance) and tolerance >= 0):  # NaN fails every comparison
+    raise WeightsError(f"tolerance must be a finite non-negative number, got {tolerance}")
   paths.check_writable(onnx_path)
   variables, config, source = cell_variables(ops, checkpoint, seed, channels, cells)
   checked = {}

@@ -37,6 +37,8 @@ class Scorer:
 
   def __init__(self, config: ScoreConfig, cells_per_step: int = 1, images=None):
     self.config = config
+    if cells_per_step < 1:
+      raise ValueError(f"cells_per_step must be positive, got {cells_per_step}")
     self.cells_per_step = int(cells_per_step)
     self.images = None if images is None else jnp.asarray(images, jnp.float32)
     self.trace_count = 0
@@ -170,7 +172,12 @@ def fill_store(results, scorer: Scorer, selected: np.ndarray, seed: int, name: s
       if progress:
         progress(count[0], len(todo))
 
-    score_indices(todo, scorer, seed, write)
+    try:
+      score_indices(todo, scorer, seed, write)
+    except BaseException:
+      results.close()
+      results.remove_if_new()
+      raise
   return len(todo)
 
 
@@ -199,9 +206,12 @@ def score_into_store(config: ScoreConfig, selected: np.ndarray, seed: int, out: 
 
   out, selected = process_share(out, selected)
   try:
-    scorer = Scorer(config, cells_per_step=cells_per_step or default_cells_per_step(),
-                    images=images)
+    scorer = Scorer(config, images=images, cells_per_step=(
+        default_cells_per_step() if cells_per_step is None else cells_per_step))
     results = store.ScoreStore(out, config.to_dict(), config.hash(), config.proxies)
   except (ValueError, store.StoreError) as error:
     raise ScoringError(str(error)) from None
-  return out, fill_store(results, scorer, selected, seed, out, progress, log)
+  try:
+    return out, fill_store(results, scorer, selected, seed, out, progress, log)
+  except store.StoreError as error:  # a write failure: full disk, read-only, locked
+    raise ScoringError(str(error)) from None

@@ -48,6 +48,9 @@ class ScoreStore:
       paths.check_writable(path, "score store")
     except paths.PathError as error:
       raise StoreError(str(error)) from None
+    # A store this opening makes is removed again if nothing is ever written to it, so that an
+    # interrupted first run leaves no empty store tied to its configuration.
+    self.created = not self.path.exists()
     self._db = sqlite3.connect(self.path)
     try:
       self._open(config)
@@ -55,10 +58,26 @@ class ScoreStore:
       self._db.close()
       reason = ("not an SQLite database" if isinstance(error, sqlite3.DatabaseError)
                 and "not a database" in str(error) else str(error))
+      self.remove_if_new()
       raise StoreError(f"{self.path}: not a micronas-jax score store ({reason})") from None
     except StoreError:
       self._db.close()
+      self.remove_if_new()
       raise
+
+  def remove_if_new(self) -> None:
+    """Deletes the store (and its WAL files) if this opening created it and it holds no rows;
+    call it after `close`."""
+    if not self.created:
+      return
+    try:
+      with sqlite3.connect(self.path) as db:
+        if db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]:
+          return
+    except sqlite3.Error:
+      pass  # No scores table: nothing of ours was ever committed.
+    for suffix in ("", "-wal", "-shm"):
+      pathlib.Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
   def _open(self, config: dict) -> None:
     tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master "
@@ -115,10 +134,16 @@ class ScoreStore:
     values = [[row["index"], row["arch"], seed, self.config_hash]
               + [v for c in self.columns for v in (row[c], int(row[c + "_valid"]))]
               for row in rows]
-    with self._db:
-      # OR IGNORE: a row a resumed run scores again is kept once, never duplicated.
-      self._db.executemany(f"INSERT OR IGNORE INTO scores ({', '.join(map(_quote, names))}) "
-                           f"VALUES ({placeholders})", values)
+    try:
+      with self._db:
+        # OR IGNORE: a row a resumed run scores again is kept once, never duplicated.
+        self._db.executemany(f"INSERT OR IGNORE INTO scores ({', '.join(map(_quote, names))}) "
+                             f"VALUES ({placeholders})", values)
+    except sqlite3.OperationalError as error:
+      # A full disk, a read-only file or a writer holding the lock: the transaction is rolled
+      # back, and every chunk committed before it stays.
+      raise StoreError(f"{self.path}: cannot write: {error}; the rows committed before are kept, "
+                       "rerun to resume") from None
 
   def close(self) -> None:
     self._db.close()
@@ -133,13 +158,21 @@ class ScoreStore:
 def open_existing(path: str | os.PathLike) -> tuple[sqlite3.Connection, dict]:
   """Opens a store read-only-ish; returns the connection and its metadata."""
   source = pathlib.Path(path)
+  if source.is_dir():
+    raise StoreError(f"{source}: is a directory, not a score store")
   if not source.is_file():
     raise StoreError(f"{source}: no such score store")
   db = sqlite3.connect(source)
   try:
     meta = dict(db.execute("SELECT key, value FROM meta"))
-  except sqlite3.DatabaseError:
+    db.execute("SELECT COUNT(*) FROM scores").fetchone()
+  except sqlite3.DatabaseError as error:
     db.close()
+    with open(source, "rb") as stream:
+      is_sqlite = stream.read(16) == b"SQLite format 3\x00"
+    if is_sqlite and "no such table" not in str(error):
+      raise StoreError(f"{source}: a damaged or truncated score store ({error}); score again "
+                       "into a new file") from None
     raise StoreError(f"{source}: not a micronas-jax score store") from None
   if "config_hash" not in meta:
     db.close()
@@ -204,12 +237,10 @@ def _export_target(path, out) -> pathlib.Path:
   """The output path of an export, refused (StoreError, before anything is written) when it is
   the store itself or cannot be written."""
   try:
-    out = paths.check_writable(out)
+    paths.check_outputs([paths.Output("out", out)], [paths.Input("store", path)])
   except paths.PathError as error:
     raise StoreError(str(error)) from None
-  if out.exists() and pathlib.Path(path).exists() and os.path.samefile(path, out):
-    raise StoreError(f"{out}: is the store being exported; write the export to another file")
-  return out
+  return pathlib.Path(out)
 
 
 def _write_atomically(out: pathlib.Path, write) -> None:

@@ -19,6 +19,7 @@ more moving parts than the guarantee needs.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -39,6 +40,8 @@ from micronas_jax import __version__, data, model, paths, space
 
 CHECKPOINT_NAME = "checkpoint.msgpack"
 RESULT_NAME = "result.json"
+# What a run folder holds: what train writes there and what export and deploy read.
+RUN_FILES = (CHECKPOINT_NAME, RESULT_NAME)
 FORMAT = "micronas-jax-checkpoint/1"
 # Fields of the checkpoint metadata that must match for a run to resume from it.
 RESUME_KEYS = ("arch", "network", "training", "data")
@@ -82,6 +85,10 @@ class TrainConfig:
       value = getattr(self, name)
       if not math.isfinite(value) or value < 0:  # NaN passes `< 0`: it would train to NaN
         raise ValueError(f"{name} must be a non-negative number, got {value}")
+    if not self.momentum < 1:  # momentum >= 1 grows the velocity without bound
+      raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
+    if not 0 <= self.seed < 2**32:
+      raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}")
 
 
 class TrainState(NamedTuple):
@@ -263,7 +270,23 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     raise TrainError(f"{path}: not a micronas-jax checkpoint ({type(error).__name__})") from None
   if not isinstance(checkpoint["meta"], dict) or checkpoint["meta"].get("format") != FORMAT:
     raise TrainError(f"{path}: not a micronas-jax checkpoint")
+  broken = non_finite_leaves(checkpoint["state"])
+  if broken:
+    raise TrainError(f"{path}: holds NaN or infinite values in {len(broken)} arrays "
+                     f"({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}); the run "
+                     "diverged or the file is damaged: train again from an earlier checkpoint "
+                     "or with a lower --lr")
   return checkpoint
+
+
+def non_finite_leaves(tree) -> list[str]:
+  """The '/'-joined paths of the float arrays of a nested dict that hold a NaN or an inf."""
+  broken = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    array = np.asarray(leaf)
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+      broken.append("/".join(str(getattr(key, "key", key)) for key in path))
+  return broken
 
 
 def check_same_run(path, stored: dict, wanted: dict, keys=RESUME_KEYS) -> None:
@@ -345,11 +368,36 @@ def train(ops, train_set: tuple[np.ndarray, np.ndarray],
   if labels.max() >= net_config.num_classes:
     raise TrainError(f"labels reach {int(labels.max())}, but the network has "
                      f"{net_config.num_classes} classes")
-  steps = len(images) // config.batch_size
-  if steps == 0:
-    raise TrainError(f"batch size {config.batch_size} exceeds the {len(images)} training images")
+  steps = steps_per_epoch(len(images), config)
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
+  with run_lock(out_dir):
+    return _train_locked(ops, train_set, test_set, out_dir, net_config, config, stop_after,
+                         progress, log, steps)
+
+
+def steps_per_epoch(num_images: int, config: TrainConfig) -> int:
+  """Whole batches in an epoch; TrainError when the batch exceeds the training set."""
+  if num_images < config.batch_size:
+    raise TrainError(f"batch_size {config.batch_size} exceeds the {num_images} training images")
+  return num_images // config.batch_size
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: pathlib.Path):
+  """Holds the run folder for one training process: a second one gets one line, not two
+  writers of one checkpoint."""
+  try:
+    with paths.exclusive(out_dir):
+      yield
+  except paths.Busy:
+    raise TrainError(f"{out_dir}: another process is training into this run directory; wait "
+                     "for it or use another --out") from None
+
+
+def _train_locked(ops, train_set, test_set, out_dir: pathlib.Path, net_config, config,
+                  stop_after, progress, log, steps: int) -> TrainResult:
+  images, labels = train_set
   ckpt = out_dir / CHECKPOINT_NAME
   meta = run_metadata(ops, net_config, config, fingerprint(*train_set))
 
@@ -417,6 +465,7 @@ def train_from_path(ops, data_path: str, out_dir: str | os.PathLike,
   except data.DataError as error:
     raise TrainError(str(error)) from None
   open_run(out_dir, run_metadata(ops, net_config, config, fingerprint(*train_set)))
+  steps_per_epoch(len(train_set[0]), config)
   log(f"training {space.format_arch(ops)} (C={net_config.channels}, "
       f"N={net_config.cells_per_stage}) on {len(train_set[0])} images, {config.epochs} epochs of "
       f"{len(train_set[0]) // config.batch_size} steps, on {jax.default_backend()}; compiling "

@@ -126,12 +126,20 @@ def test_train_malformed_cifar_batch_is_exit_2(tmp_path):
 
 
 @pytest.mark.parametrize("target, message", [
-    ("nodir/x.csv", "no such directory"), (".", "is a directory"), ("", "empty output path")])
+    ("file/x.csv", "is not a directory"), (".", "is a directory"), ("", "empty output path")])
 def test_space_list_to_a_path_it_cannot_write_is_one_line(tmp_path, target, message):
+  (tmp_path / "file").write_text("kept")
   result = invoke("space", "list", "--out", str(tmp_path / target) if target else "")
   assert result.exit_code == 2 and result.output.startswith("Error: --out")
   assert result.output.strip().count("\n") == 0 and message in result.output, result.output
-  assert list(tmp_path.iterdir()) == []
+  assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_space_list_makes_the_missing_folders_of_its_output(tmp_path):
+  # The one rule for missing output folders: made when the output is written.
+  result = invoke("space", "list", "--out", str(tmp_path / "new" / "dir" / "cells.csv"))
+  assert result.exit_code == 0, result.output
+  assert (tmp_path / "new" / "dir" / "cells.csv").read_text().count("\n") == 15626
 
 
 def test_train_refuses_a_nan_learning_rate_and_stops_on_divergence(tmp_path):
@@ -151,8 +159,8 @@ def test_train_refuses_a_nan_learning_rate_and_stops_on_divergence(tmp_path):
 def test_train_out_that_is_a_file_or_empty_is_one_line(tmp_path):
   npz = _tiny_npz(tmp_path / "tiny.npz")
   (tmp_path / "file").write_text("mine")
-  for out, message in ((tmp_path / "file", "is a file, not a run directory"),
-                       ("", "empty run directory path")):
+  for out, message in ((tmp_path / "file", "is a file, not a folder"),
+                       ("", "empty output path")):
     result = invoke("train", "1462", "--data", str(npz), "--out", str(out), *TINY_TRAIN)
     assert result.exit_code == 2 and result.output.startswith("Error:"), result.output
     assert message in result.output and result.output.strip().count("\n") == 0

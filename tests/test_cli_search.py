@@ -72,7 +72,7 @@ def test_prune_search_takes_images_from_data(one_line_error, write_store, tmp_pa
                  "missing.npz")
   scores = write_store(tmp_path / "s.sqlite", [0], [1.0], [1.0])
   one_line_error(invoke("--method", "table", "--scores", scores, "--data",
-                        tmp_path / "tiny.npz"), "--data belongs to --method evolution")
+                        tmp_path / "tiny.npz"), "--data does not apply to --method table")
 
 
 class IndexScorer:
@@ -163,17 +163,17 @@ def test_table_plot_writes_a_png_or_says_matplotlib_is_missing(one_line_error, w
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--w-flops", 1.5], "--w-flops must lie in [0, 1]"),
-    (["--w-flops", 0.7, "--w-latency", 0.5], "is above 1"),
+    (["--method", "prune", "--w-flops", 1.5], "--w-flops must lie in [0, 1]"),
+    (["--method", "prune", "--w-flops", 0.7, "--w-latency", 0.5], "is above 1"),
     (["--board", "nosuchboard"], "nosuchboard"),
     (["--max-latency-ms", 1], "no cell meets --max-latency-ms 1"),
     (["--max-flash-kb", 10], "no cell meets --max-flash-kb 10"),
     (["--max-sram-kb", -5], "must be a positive number"),
     (["--method", "table"], "--method table needs --scores"),
-    (["--w-latency", 0.2], "belong to --method prune, table or exhaustive"),
-    (["--fast"], "belong to --method prune, table or exhaustive"),
+    (["--w-latency", 0.2], "--w-latency does not apply to --method evolution"),
+    (["--fast"], "--fast does not apply to --method evolution"),
     (["--budget", 10], "budget (10) is smaller than population (50)"),
-    (["--scores", "s.sqlite"], "--scores and --plot belong to --method table or exhaustive"),
+    (["--scores", "s.sqlite"], "--scores does not apply to --method evolution"),
 ])
 def test_bad_input_is_one_line_and_exit_2(one_line_error, args, message, toy_prune):
   one_line_error(invoke(*args, "--no-progress"), message)
@@ -251,10 +251,12 @@ def test_evolution_takes_images_from_data(tmp_path, toy_evolution):
 def test_an_output_path_that_cannot_be_written_is_refused_before_searching(one_line_error,
                                                                            tmp_path,
                                                                            toy_evolution):
+  (tmp_path / "file").write_text("kept")
   for args, message in (
-      (["--out", tmp_path / "nodir" / "r.json"], "no such directory"),
+      (["--out", tmp_path / "file" / "r.json"], "is not a directory"),
       (["--out", tmp_path], "is a directory"),
-      (["--plot", tmp_path / "nodir" / "p.png"], "no such directory")):
+      (["--method", "table", "--scores", "s.sqlite", "--plot", tmp_path / "file" / "p.png"],
+       "is not a directory")):
     one_line_error(invoke(*args, "--no-progress"), message)
     assert not search_run._SESSIONS  # refused before a scorer was built or a cell measured
   result = invoke("--out", tmp_path / "r.json", "--no-progress", "--budget", 60)

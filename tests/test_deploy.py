@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from micronas_jax import export, model, space
-from micronas_jax.deploy import DeployError, deploy, program, quantize
+from micronas_jax.deploy import DeployError, codegen, deploy, program, quantize
 from micronas_jax.hardware import latency, memory
 from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.network import NetworkConfig
@@ -176,6 +176,11 @@ def test_emulated_program_is_bit_exact_and_agrees_with_float(verified):
   v = report.verification
   assert v["bit_exact"] and v["emulated_images"] == 2
   assert v["agreement"] >= 0.9 and report.passed
+  # The LUT counts C=16, N=5: the instruction check is skipped, and says so.
+  assert report.checks["bit-exact"]["status"] == "passed"
+  assert report.checks["instructions"] == {
+      "status": "skipped",
+      "detail": "the LUT counts another network: C=4 (LUT: 16), N=1 (LUT: 5)"}
 
 
 @needs_emulator
@@ -190,18 +195,46 @@ def test_built_memory_is_within_five_percent_of_the_estimate(verified):
 
 
 @needs_emulator
-def test_folder_holds_the_library_and_a_rerun_replaces_it(verified, tmp_path):
+def test_folder_holds_the_library_and_a_rerun_keeps_the_users_files(verified, tmp_path):
   out, report = verified
   for name in ("mnj_model.c", "mnj_model.h", "mnj_kernels.c", "Makefile", "README.md",
                "deploy.json"):
     assert (out / name).is_file(), name
-  assert json.loads((out / "deploy.json").read_text())["index"] == report.index
+  manifest = json.loads((out / "deploy.json").read_text())
+  assert manifest["index"] == report.index and manifest["format"] == "micronas-jax-deploy/2"
+  # The manifest hashes every file deploy wrote (library and ELFs), and nothing else.
+  assert sorted(manifest["sha256"]) == sorted(
+      p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()
+      and p.name != "deploy.json")
+  assert {"build/mnj-cortex-m7.elf", "mnj_model.c"} <= set(manifest["sha256"])
+  assert report.files == sorted(codegen.FILES)  # what a redeploy checks before the work
   copy = tmp_path / "cell"
   shutil.copytree(out, copy)
-  (copy / "stale.c").write_text("")
-  deploy(CELLS[2], copy, channels=4, cells=1, calibration_images=8, agreement_images=0,
-         log=lambda _: None)
-  assert not (copy / "stale.c").exists() and (copy / "mnj_model.c").exists()
+  (copy / "main.c").write_text("int main(void) { return 0; }\n")
+  again = deploy(CELLS[2], copy, channels=4, cells=1, calibration_images=8, agreement_images=0,
+                 log=lambda _: None)
+  assert (copy / "main.c").read_text() == "int main(void) { return 0; }\n"
+  assert again.kept == ["main.c"] and "main.c" not in again.sha256
+  assert again.checks == {} and "checks: none run" in again.summary()
+
+
+def test_a_seed_beyond_32_bits_is_refused(tmp_path):
+  with pytest.raises(DeployError, match=r"seed=99999999999999999999: a seed lies in 0\.\."):
+    deploy(13987, tmp_path / "out", seed=99999999999999999999, channels=4, cells=1,
+           log=lambda _: None)
+  assert not (tmp_path / "out").exists()
+
+
+def test_checks_line_counts_skipped_checks_apart_from_passed_ones():
+  from micronas_jax.deploy import api
+  checks = {"bit-exact": {"status": "passed", "detail": ""},
+            "agreement": {"status": "passed", "detail": ""},
+            "instructions": {"status": "skipped", "detail": "no counts"}}
+  assert api.checks_line(checks) == "checks: 2 passed, 1 skipped (instructions: no counts)"
+  checks["agreement"]["status"] = "failed"
+  assert api.checks_line(checks) == ("CHECKS FAILED: 1 failed (agreement), 1 passed, "
+                                     "1 skipped (instructions: no counts)")
+  assert api.checks_line({}) == "checks: none run (verify=True runs them)"
 
 
 @needs_emulator

@@ -1,9 +1,12 @@
+import errno
 import json
+import os
+import pathlib
 
 import numpy as np
 import pytest
 
-from micronas_jax import space
+from micronas_jax import paths, space
 from micronas_jax.hardware import analytic, latency, profile, stm32f746
 from micronas_jax.model import NB201_CIFAR10, NetworkConfig
 
@@ -206,3 +209,86 @@ def test_schema_check_names_the_field(mutate, message):
   with pytest.raises(latency.LUTError, match=None) as error:
     latency.from_dict(data, "my.json")
   assert str(error.value).startswith("my.json: ") and message in str(error.value)
+
+
+def test_plausibility_is_one_check_run_by_build_fit_and_load(tmp_path, monkeypatch):
+  calls = []
+  real = latency.check_plausible
+  monkeypatch.setattr(latency, "check_plausible",
+                      lambda lut, origin: calls.append(origin) or real(lut, origin))
+  rows = profile.plan()
+  for row in rows:
+    row["latency"] = "1"
+  plan = tmp_path / "plan.csv"
+  plan.write_text(",".join(profile.PLAN_COLUMNS) + "\n" + "".join(
+      ",".join(str(r[c]) for c in profile.PLAN_COLUMNS) + "\n" for r in rows))
+  latency.save(profile.build(plan, "b", "ms"), tmp_path / "lut.json")
+  latency.load(tmp_path / "lut.json")
+  archs = space.all_archs()[:20]
+  latency.fit(archs, latency.estimate(archs, toy_lut()), source="t.csv")
+  assert calls == [str(plan), str(tmp_path / "lut.json"), "t.csv: fitted LUT"]
+
+
+@pytest.mark.parametrize("board", latency.boards())
+def test_packaged_luts_are_plausible(board):
+  assert latency.check_plausible(latency.board(board), board) is latency.board(board)
+
+
+def _with_entry(lut, name, value):
+  """`lut` with its entry `name` (as `latency.entries` names it) set to `value`."""
+  ops, reductions = lut.ops.copy(), list(lut.reductions)
+  fixed = {"stem": lut.stem, "head": lut.head, "overhead": lut.overhead}
+  if name in fixed:
+    fixed[name] = value
+  elif name.startswith("reduction"):
+    reductions[int(name[-1]) - 2] = value
+  else:
+    op, stage = name.split(" stage ")
+    ops[int(stage) - 1, space.OPS.index(op)] = value
+  return latency.LUT(**{**lut.__dict__, **fixed, "ops": ops, "reductions": tuple(reductions)})
+
+
+def test_plausibility_bounds_every_entry_not_one_cell():
+  lut = toy_lut()
+  for name, _ in latency.entries(lut):
+    # Every entry counts at least once in the slowest network (a cell op 5 cells x 6 edges
+    # times), so 4e6 ms in any one entry puts it over the hour (3.6e6 ms).
+    with pytest.raises(latency.LUTError, match=f"largest entry: {name} = 4e\\+06 ms"):
+      latency.check_plausible(_with_entry(lut, name, 4e6), "x.json")
+    for bad in (float("inf"), float("nan"), -1.0):
+      with pytest.raises(latency.LUTError, match=f"x.json: {name}: must be a finite non-negative"):
+        latency.check_plausible(_with_entry(lut, name, bad), "x.json")
+
+
+def test_plausibility_checks_the_clock_in_mhz():
+  with pytest.raises(latency.LUTError, match="clock_mhz: must be in \\(0, 10000\\] MHz"):
+    latency.check_plausible(toy_lut(unit="cycles", clock_mhz=216e6), "x.json")
+  # 2010 cycles at 216 MHz: plausible; the same LUT in ms with a clock is plausible too.
+  assert latency.check_plausible(toy_lut(unit="cycles", clock_mhz=216), "x.json")
+  assert latency.check_plausible(toy_lut(clock_mhz=216), "x.json")
+
+
+def test_labels_follow_the_provenance_method():
+  for method, measured, label in [
+      ("analytic", False, "NOT measured: analytic model"),
+      ("emulated", True, "NOT measured on a board: instruction counts on an emulated core"),
+      ("profiled", True, "user-supplied timings (lut build): not known to be from a board"),
+      ("fitted", True, "fitted to user-supplied timings (lut fit): not known to be from a board"),
+      ("guess", False, "NOT measured (guess)"),
+      ("DWT on my board", True, "measured on a board (DWT on my board), as the LUT declares")]:
+    provenance = {"method": method, "measured": measured}
+    assert latency.source(provenance) == label
+    assert latency.measured_on_board(provenance) is label.startswith("measured on a board")
+
+
+def test_save_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
+  path = tmp_path / "lut.json"
+  path.write_text("the old LUT\n")
+
+  def full(self, data, *args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  monkeypatch.setattr(pathlib.Path, "write_text", full)
+  with pytest.raises(paths.PathError, match="lut.json: cannot write: no space left on the device"):
+    latency.save(toy_lut(), path)
+  monkeypatch.undo()
+  assert path.read_text() == "the old LUT\n" and sorted(os.listdir(tmp_path)) == ["lut.json"]

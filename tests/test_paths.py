@@ -35,7 +35,7 @@ def test_write_atomically_replaces_only_on_success(tmp_path):
     tmp.write_text("half")
     raise OSError(28, "No space left on device")
 
-  with pytest.raises(paths.PathError, match="cannot write: No space left on device"):
+  with pytest.raises(paths.PathError, match="cannot write: no space left on the device"):
     paths.write_atomically(target, fail_halfway)
   assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
 

@@ -200,8 +200,8 @@ def test_read_table_reads_a_csv_export_plain_or_gzipped(tmp_path):
 
 
 @pytest.mark.parametrize("target, message", [
-    ("s.sqlite", "is the store being exported"), (".", "is a directory"),
-    ("nodir/s.csv", "no such directory"), ("", "give exactly one of --csv FILE")])
+    ("s.sqlite", "would overwrite STORE"), (".", "is a directory"),
+    ("s.sqlite/s.csv", "is not a directory"), ("", "give exactly one of --csv FILE")])
 def test_table_export_refuses_a_target_that_would_lose_data(tmp_path, target, message):
   out = tmp_path / "s.sqlite"
   runner = CliRunner()
@@ -228,7 +228,7 @@ def test_a_failed_export_keeps_the_previous_file(tmp_path, monkeypatch):
   monkeypatch.setattr(store.csv, "writer", failing_writer)
   result = CliRunner().invoke(cli.cli, ["table", "export", str(out), "--csv",
                                         str(tmp_path / "s.csv")])
-  assert result.exit_code == 2 and "cannot write: No space left on device" in result.output
+  assert result.exit_code == 2 and "cannot write: no space left on the device" in result.output
   assert (tmp_path / "s.csv").read_text() == "the old export\n"
   assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.sqlite"]
 
@@ -247,7 +247,7 @@ def test_score_out_that_is_not_a_usable_store_is_one_line_and_left_as_it_was(tmp
                        (other_app, "not a micronas-jax score store (it holds tables customers)"),
                        (tmp_path, "is a directory"),
                        (tmp_path / "nodir" / "s.sqlite", "no such directory"),
-                       ("", "empty score store path")):
+                       ("", "empty output path")):
     result = CliRunner().invoke(cli.cli, ["score", "--indices", "0:2", "--proxies", "flops",
                                           "--out", str(out), "--no-progress"])
     assert result.exit_code == 2 and result.output.startswith("Error:"), (out, result.output)

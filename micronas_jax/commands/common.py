@@ -28,7 +28,7 @@ FLAGS = {"ntk_batch": "--batch-size", "lr_batches": "--lr-samples BATCHES",
          "runtime_flash_kb": "--runtime-flash-kb", "population": "--population",
          "tournament": "--tournament", "budget": "--budget", "mcpu": "--mcpu",
          "warmup": "--warmup", "emulate_to": "--emulate", "out": "--out", "verify": "--verify",
-         "force": "--force"}
+         "force": "--force", "seed": "--seed", "cells_per_step": "--cells-per-step"}
 
 
 def flag_text(message: str) -> str:
@@ -50,9 +50,29 @@ class InputError(click.ClickException):
     super().__init__(flag_text(message))
 
 
-# Commands that take ARCH_OR_INDEX read "-5" as that argument (a one-line range error), not as an
-# unknown option that needs `--` before it.
-CELL_ARGUMENT = {"ignore_unknown_options": True}
+# Seeds become numpy and jax.random seeds, which hold 32 bits unsigned.
+SEED = click.IntRange(0, 2**32 - 1)
+
+
+class CellCommand(click.Command):
+  """A command whose ARCH_OR_INDEX argument may be a negative number ("-5", a one-line range
+  error) while a mistyped option still gets Click's "No such option ... Did you mean"."""
+
+  def parse_args(self, ctx, args):
+    try:
+      return super().parse_args(ctx, args)
+    except click.NoSuchOption as error:
+      if re.fullmatch(r"-\d+", error.option_name):
+        raise InputError(_arch_error(error.option_name)) from None
+      raise
+
+
+def _arch_error(text: str) -> str:
+  try:
+    space.resolve(text)
+  except space.ArchError as error:
+    return str(error)
+  return f"{text}: not a cell"
 
 
 class ArchParam(click.ParamType):
@@ -101,14 +121,17 @@ def write_text(path: str, text: str) -> None:
   path_errors(paths.write_atomically, path, lambda tmp: tmp.write_text(text, newline=""))
 
 
-def check_output_path(path: str | None, option: str) -> None:
-  """Refuses, before any work, an output path that cannot be written: a search of minutes must
-  not end in a path error."""
-  if path is not None:
-    try:
-      paths.check_writable(path)
-    except paths.PathError as error:
-      raise InputError(f"{option}: {error}") from None
+def check_paths(outputs=(), inputs=()) -> None:
+  """The output guard every command calls before any work: `outputs` (`paths.Output`) must be
+  writable and may not overwrite any of `inputs` (`paths.Input`) or each other; a clash is one
+  line naming both options (`paths.check_outputs`)."""
+  try:
+    paths.check_outputs(outputs, inputs)
+  except paths.PathError as error:
+    raise InputError(str(error)) from None
+
+
+Output, Input = paths.Output, paths.Input
 
 
 def save_lut(lut, path: str) -> None:

@@ -5,11 +5,12 @@ import json
 
 import click
 
-from micronas_jax.commands.common import CELL_ARGUMENT, ArchParam, InputError, flag_text
+from micronas_jax.commands.common import (
+    SEED, ArchParam, CellCommand, Input, InputError, Output, check_paths, flag_text)
 from micronas_jax.hardware import latency
 
 
-@click.command("deploy", context_settings=CELL_ARGUMENT, epilog="""\b
+@click.command("deploy", cls=CellCommand, epilog="""\b
 Examples:
   micronas-jax deploy 13987 --out cell/ --verify
   micronas-jax deploy 13987 --checkpoint run/ --data cifar10-jpeg.zip --out cell/ --verify
@@ -19,7 +20,9 @@ a Makefile (cortex-m7; CPU=cortex-m4) and a README. Building and --verify need a
 """)
 @click.argument("cell", type=ArchParam(), metavar="ARCH_OR_INDEX")
 @click.option("--out", "out_dir", required=True,
-              help="Folder to write: missing, empty or a previous deploy (replaced).")
+              help="Folder to write: missing, empty or a previous deploy, whose files deploy "
+                   "wrote (listed with their sha256 in deploy.json) are replaced; the files you "
+                   "added there are kept.")
 @click.option("--checkpoint", "checkpoint_path", default=None,
               help="Run directory or checkpoint file from `micronas-jax train` (default: freshly "
                    "initialized, untrained weights).")
@@ -29,14 +32,17 @@ a Makefile (cortex-m7; CPU=cortex-m4) and a README. Building and --verify need a
                    "normal).")
 @click.option("--verify", is_flag=True,
               help="Run the built program in the emulated Cortex-M7: bit-exact against the numpy "
-                   "int8 reference, int8 vs float top-1 agreement, instructions vs the LUT.")
+                   "int8 reference, int8 vs float top-1 agreement, instructions vs the LUT "
+                   "(skipped, and reported so, where the LUT has no counts for the network).")
 @click.option("--force", is_flag=True,
-              help="Write the code even when the network does not fit the board's memory.")
+              help="Replace the files of a previous deploy that were edited since (and files "
+                   "of yours where deploy writes), and write the code even when the network "
+                   "does not fit the board's memory. Other files you added are kept.")
 @click.option("--board", default="stm32f746-emu", show_default=True,
               help="Packaged LUT for the estimates and the board's memory: "
                    + ", ".join(latency.boards()) + ".")
 @click.option("--lut", "lut_path", default=None, help="A LUT JSON file (overrides --board).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the initialized weights (without --checkpoint) and random inputs.")
 @click.option("--channels", type=int, default=None,
               help="C without --checkpoint (default 16); a checkpoint records its own.")
@@ -45,8 +51,11 @@ a Makefile (cortex-m7; CPU=cortex-m4) and a README. Building and --verify need a
 def deploy_command(cell, out_dir, checkpoint_path, data_path, verify, force, board, lut_path,
                    seed, channels, cells, as_json):
   """Quantizes a cell's network to int8 and writes it as a C library for a Cortex-M."""
-  from micronas_jax import deploy
+  from micronas_jax import deploy, train
 
+  check_paths([Output("--out", out_dir, deploy.api.WRITTEN)],
+              [Input("--checkpoint", checkpoint_path, train.RUN_FILES), Input("--data", data_path),
+               Input("--lut", lut_path)])
   try:
     report = deploy.deploy(cell, out_dir, checkpoint_path, data_path, verify=verify, force=force,
                            board=board, lut=lut_path, seed=seed, channels=channels, cells=cells,

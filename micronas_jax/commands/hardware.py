@@ -6,7 +6,8 @@ import json
 import click
 
 from micronas_jax.commands.common import (
-    CELL_ARGUMENT, ArchParam, InputError, check_choice, check_output_path, lut_errors, save_lut,
+    SEED, ArchParam, CellCommand, Input, InputError, Output, check_choice, check_paths, lut_errors,
+    save_lut,
     write_text)
 from micronas_jax.hardware import latency, profile
 from micronas_jax.hardware import report as hw_report
@@ -25,6 +26,7 @@ Examples:
 @click.option("--out", default=None, help="CSV file to write (default: standard output).")
 def lut_plan(out):
   """Every LUT entry to profile (op, stage, channels, height, width) with an empty latency."""
+  check_paths([Output("--out", out)])
   text = profile.plan_csv()
   if not out:
     click.echo(text, nl=False)
@@ -55,6 +57,7 @@ Examples:
 def lut_build(plan, device, unit, out, clock_mhz, semantics, sram_kb, flash_kb, runtime_sram_kb,
               runtime_flash_kb):
   """Validates a filled plan CSV (every entry, once, non-negative) and writes the LUT."""
+  check_paths([Output("--out", out)], [Input("PLAN", plan)])
   check_choice(unit, "--unit", latency.UNITS)
   check_choice(semantics, "--semantics", latency.SEMANTICS)
   memory = lut_errors(latency.Memory.from_kb, sram_kb, flash_kb, runtime_sram_kb,
@@ -77,11 +80,14 @@ timings.csv has a column index (benchmark index) or arch, and latency_ms.
               help=f"Runtime semantics of the timings: {', '.join(latency.SEMANTICS)}.")
 def lut_fit(timings, out, device, semantics):
   """Fits per-op costs and the constant to whole-network timings (non-negative least squares)."""
+  check_paths([Output("--out", out)], [Input("TIMINGS", timings)])
   check_choice(semantics, "--semantics", latency.SEMANTICS)
   archs, times = lut_errors(profile.read_timings, timings)
   try:
     lut = latency.fit(archs, times, dead_code=semantics == "dead-code", device=device,
                       source=timings)
+  except latency.LUTError as error:  # an implausible fitted LUT: its message names the timings
+    raise InputError(str(error)) from None
   except ValueError as error:
     raise InputError(f"{timings}: {error}") from None
   save_lut(lut, out)
@@ -102,9 +108,10 @@ Needs arm-none-eabi-gcc (apt-get install gcc-arm-none-eabi) and pip install 'mic
                    "kernels on an emulated Cortex-M7 at 216 MHz: instruction counts, or cycles "
                    "of a Cortex-M7 pipeline model anchored to ResNet-8 on the F746).")
 @click.option("--out", required=True, help="LUT JSON file to write (unit ms).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random data.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random data.")
 def lut_profile(target, out, seed):
   """Measures every LUT entry by running the package's kernels on a target and writes the LUT."""
+  check_paths([Output("--out", out)])
   check_choice(target, "--target", PROFILE_TARGETS)
   from micronas_jax.hardware.emu import cycle_lut
   from micronas_jax.hardware.emu import lut as emu_lut
@@ -117,7 +124,7 @@ def lut_profile(target, out, seed):
   except emu_machine.ToolchainMissing as error:
     raise click.ClickException(f"--target {target}: {error}") from None
   save_lut(lut, out)
-  click.echo(f"measured {target} ({lut.provenance['toolchain']}, "
+  click.echo(f"profiled {target} ({lut.provenance['toolchain']}, "
              f"{lut.provenance['method']}) into {out}", err=True)
 
 
@@ -141,12 +148,14 @@ Examples:
 def lut_firmware(mcpu, out, repeats, warmup, emulate_to):
   """Writes a C project that times every `lut plan` entry on your board (DWT cycle counter) and
   prints the plan's CSV with latency in cycles, ready for `lut build`."""
+  from micronas_jax import paths
   from micronas_jax.hardware import firmware
   from micronas_jax.hardware.emu import machine as emu_machine
-  check_output_path(emulate_to, "--emulate")
+  # The folder itself must be new or empty (firmware.make), so only the CSV can overwrite.
+  check_paths([Output("--emulate", emulate_to)])
   try:
     result = firmware.make(out, mcpu, repeats, warmup, emulate_to)
-  except firmware.FirmwareError as error:
+  except (firmware.FirmwareError, paths.PathError) as error:  # a path error: nothing was written
     raise InputError(str(error)) from None
   except emu_machine.ToolchainMissing as error:
     raise click.ClickException(f"--emulate: {error}") from None
@@ -156,7 +165,7 @@ def lut_firmware(mcpu, out, repeats, warmup, emulate_to):
                err=True)
 
 
-@click.command("hw", context_settings=CELL_ARGUMENT, epilog="""\b
+@click.command("hw", cls=CellCommand, epilog="""\b
 Examples:
   micronas-jax hw 1462
   micronas-jax hw 1462 --board stm32f746 --json

@@ -4,7 +4,8 @@ from __future__ import annotations
 import click
 
 from micronas_jax import model, space
-from micronas_jax.commands.common import InputError, load_images, progress_bar
+from micronas_jax.commands.common import (
+    SEED, Input, InputError, Output, check_paths, load_images, progress_bar)
 
 
 def _parse_lr_samples(text: str) -> tuple[int, int]:
@@ -31,7 +32,7 @@ Rerunning a command resumes it: cells already in --out are skipped.
                    "zico, meco, flops, params.")
 @click.option("--repeats", type=int, default=3, show_default=True,
               help="Draws of weights and inputs averaged per proxy.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", default="scores.sqlite", show_default=True, help="SQLite store to fill.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="NTK batch (TE-NAS: 72).")
 @click.option("--ntk-channels", type=int, default=3, show_default=True, help="NTK network's C.")
@@ -65,6 +66,8 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_
   from micronas_jax import data as data_module
   from micronas_jax import scoring
 
+  # The store is read and extended in place (resumption): it is this command's output.
+  check_paths([Output("--out", out)], [Input("--archs", archs_file), Input("--data", data_path)])
   try:
     selected = (space.read_arch_file(archs_file) if archs_file
                 else space.parse_index_range(indices))
@@ -113,6 +116,8 @@ def table_export(store_path, csv_out, parquet_out):
 
   if bool(csv_out) == bool(parquet_out):
     raise InputError("give exactly one of --csv FILE or --parquet FILE")
+  check_paths([Output("--csv", csv_out), Output("--parquet", parquet_out)],
+              [Input("STORE", store_path)])
   try:
     count = (store.export_csv(store_path, csv_out) if csv_out
              else store.export_parquet(store_path, parquet_out))

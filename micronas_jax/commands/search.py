@@ -7,7 +7,8 @@ import pathlib
 import click
 
 from micronas_jax.commands.common import (
-    InputError, check_output_path, flag_text, load_images, lut_errors, progress_bar, write_text)
+    SEED, Input, InputError, Output, check_paths, flag_text, load_images, lut_errors, progress_bar,
+    write_text)
 from micronas_jax.hardware import latency
 from micronas_jax.search import evolution
 from micronas_jax.search import run as search_run
@@ -24,6 +25,10 @@ def _read_benchmark(path: str):
     return benchmark.read_accuracy(path)
   except benchmark.BenchmarkError as error:
     raise InputError(str(error)) from None
+
+
+# Options whose request field is named otherwise.
+_FIELDS = {"batch_size": "ntk_batch"}
 
 
 @click.command("search", epilog="""\b
@@ -74,7 +79,7 @@ pruning search minutes (measure with --fast first), seconds on a GPU.
 @click.option("--meco", is_flag=True,
               help="prune/table/exhaustive: add MeCo (Jiang et al. 2023) beside NTK and LR; the "
                    "three share 1 - w_flops - w_latency.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--repeats", type=int, default=3, show_default=True,
               help="prune/exhaustive: draws averaged per candidate.")
 @click.option("--batch-size", type=int, default=32, show_default=True,
@@ -96,10 +101,21 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
   """Finds the best cell for a board under hardware limits, and reports it with its evidence."""
   from micronas_jax.search import objective
 
+  given = {_FIELDS.get(name, name) for name, value in click.get_current_context().params.items()
+           if click.get_current_context().get_parameter_source(name)
+           is click.core.ParameterSource.COMMANDLINE}
+  try:
+    search_run.check_method_options(method, given)
+  except search_run.SearchError as error:
+    raise InputError(str(error)) from None
+  filled_store = method == "exhaustive"  # exhaustive writes --scores; table reads it
+  check_paths([Output("--out", out), Output("--plot", plot_path)]
+              + ([Output("--scores", scores_path)] if filled_store else []),
+              [Input("--lut", lut_path), Input("--data", data_path),
+               Input("--benchmark", benchmark_path)]
+              + ([] if filled_store else [Input("--scores", scores_path)]))
   lut = lut_errors(latency.load, lut_path) if lut_path else lut_errors(latency.board, board)
   accuracy = _read_benchmark(benchmark_path) if benchmark_path else None
-  check_output_path(out, "--out")
-  check_output_path(plot_path, "--plot")
   try:
     request = search_run.SearchRequest(
         lut, objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m), method,

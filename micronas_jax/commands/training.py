@@ -7,10 +7,10 @@ import click
 
 from micronas_jax import model, paths
 from micronas_jax.commands.common import (
-    CELL_ARGUMENT, ArchParam, InputError, check_output_path, flag_text)
+    SEED, ArchParam, CellCommand, Input, InputError, Output, check_paths, flag_text)
 
 
-@click.command("train", context_settings=CELL_ARGUMENT, epilog="""\b
+@click.command("train", cls=CellCommand, epilog="""\b
 Examples:
   micronas-jax train 1462 --data ~/cifar-10-batches-py --out run/
   micronas-jax train 1462 --data tiny.npz --out tiny/ --channels 4 --cells 1 --epochs 3 \\
@@ -34,7 +34,7 @@ the result of an uninterrupted run; a checkpoint of another cell or setting is r
 @click.option("--weight-decay", type=float, default=5e-4, show_default=True)
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Random crop (4-pixel zero padding) and horizontal flip.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--channels", type=int, default=16, show_default=True, help="C of stage 1.")
 @click.option("--cells", type=int, default=5, show_default=True, help="N, cells per stage.")
 @click.option("--stop-after", type=int, default=None,
@@ -45,6 +45,8 @@ def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nester
   """Trains the NB201 network of a cell (NB201's recipe), resumable; reports test accuracy."""
   from micronas_jax import train
 
+  check_paths([Output("--out", out, train.RUN_FILES)],
+              [Input("--data", data_path)])
   try:
     net_config = model.NetworkConfig(channels=channels, cells_per_stage=cells)
     config = train.TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr,
@@ -66,7 +68,7 @@ def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nester
                f"wrote {pathlib.Path(out) / train.RESULT_NAME}")
 
 
-@click.command("export", context_settings=CELL_ARGUMENT, epilog="""\b
+@click.command("export", cls=CellCommand, epilog="""\b
 Examples:
   micronas-jax export 1462 --checkpoint run/ --onnx cell.onnx
   micronas-jax export 1462 --onnx untrained.onnx          (initialized weights, seed 0)
@@ -81,7 +83,7 @@ Needs pip install 'micronas-jax[export]' (jax2onnx, onnx, onnxruntime).
 @click.option("--onnx", "onnx_path", required=True, help="ONNX file to write.")
 @click.option("--batch-size", type=int, default=1, show_default=True,
               help="Fixed batch size of the graph (MCU tools want 1).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the initialized weights (without --checkpoint) and the check inputs.")
 @click.option("--channels", type=int, default=None,
               help="C without --checkpoint (default 16); a checkpoint records its own.")
@@ -93,9 +95,10 @@ Needs pip install 'micronas-jax[export]' (jax2onnx, onnx, onnxruntime).
 def export_command(cell, checkpoint_path, onnx_path, batch_size, seed, channels, cells,
                    check_samples, tolerance):
   """Exports the network of a cell as ONNX (BN folded) and checks it with onnxruntime."""
-  from micronas_jax import export
+  from micronas_jax import export, train
 
-  check_output_path(onnx_path, "--onnx")
+  check_paths([Output("--onnx", onnx_path)],
+              [Input("--checkpoint", checkpoint_path, train.RUN_FILES)])
   try:
     result = export.export_cell(cell, onnx_path, checkpoint_path, batch_size, seed, channels,
                                 cells, check_samples, tolerance)

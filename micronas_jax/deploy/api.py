@@ -1,12 +1,17 @@
 """`deploy`: from a cell (and optionally its trained checkpoint) to a checked C library in a folder.
 
 The folder is written whole or not at all: everything is made in a staging folder beside it and
-renamed into place at the end; a folder that exists must be empty or a previous deploy (it holds
-MANIFEST with this FORMAT), which is then replaced.
+renamed into place at the end, so an interruption leaves the old folder or the new one. A folder
+that exists must be empty or a previous deploy (it holds MANIFEST in one of FORMATS). MANIFEST
+lists every file deploy wrote with its sha256: a redeploy replaces those files, refuses while one
+of them was edited since (unless forced), and keeps every other file, which the user added. One
+deploy at a time writes a folder (`paths.exclusive`).
 """
 from __future__ import annotations
 
 import dataclasses
+import glob
+import hashlib
 import json
 import os
 import pathlib
@@ -16,23 +21,31 @@ from collections.abc import Callable
 
 import numpy as np
 
-from micronas_jax import data, export, space
+from micronas_jax import data, export, model, paths, space, train
 from micronas_jax.deploy import build, codegen, quantize
 from micronas_jax.deploy import program as program_module
 from micronas_jax.hardware import latency, memory
 from micronas_jax.hardware.emu import machine as emu_machine
 
-FORMAT = "micronas-jax-deploy/1"
+FORMAT = "micronas-jax-deploy/2"
+# Format 1 (before the file hashes) is still a previous deploy; `_owned_files` says what of it
+# deploy may replace.
+FORMATS = ("micronas-jax-deploy/1", FORMAT)
 MANIFEST = "deploy.json"
+# The files of the folder that deploy writes (the built programs aside): what it may replace.
+WRITTEN = (MANIFEST, *codegen.FILES)
 DEFAULT_BOARD = "stm32f746-emu"
 # Top-1 agreement of the int8 and float networks that --verify requires (issue 17).
 MIN_AGREEMENT = 0.98
 # |emulated - LUT| / LUT instructions that --verify accepts; why this value: see `lut_instructions`.
 INSTRUCTION_TOLERANCE = 0.02
+# Seeds go to numpy and jax.random, which hold 32 bits unsigned.
+MAX_SEED = 2**32 - 1
 
 
 class DeployError(ValueError):
-  """Bad input for a deploy, found before any output is written; the message is one line."""
+  """Bad input for a deploy, an output folder that is busy or cannot be written, or files there
+  that would be lost; the message is one line, and the folder is as it was."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +65,14 @@ class DeployReport:
       measured); {} without the cross-compiler.
     verification: None without verify, else `bit_exact`, `emulated_images`, `agreement`,
       `agreement_images`, `instructions` (emulated), `lut_instructions`, `instruction_error`.
-    passed: whether every check that ran passed.
+    checks: per check of verify ("bit-exact", "agreement", "instructions"), its `status`
+      ("passed", "failed" or "skipped") and `detail` (for a skipped one, why); {} without verify.
+    passed: whether no check failed (also True where none ran: see `checks`).
     notes: lines to show (forced past the board's memory, not built and why).
     seconds: wall time of the deploy.
+    sha256: every file deploy wrote in the folder (MANIFEST aside), by path relative to it, and
+      its sha256: what a redeploy may replace.
+    kept: the other files in the folder (the user's), carried over from the previous one.
   """
   out_dir: str
   files: list
@@ -68,9 +86,12 @@ class DeployReport:
   planned: dict
   built: dict
   verification: dict | None
+  checks: dict
   passed: bool
   notes: list
   seconds: float
+  sha256: dict
+  kept: list
 
   def to_dict(self) -> dict:
     """The report as JSON-ready data."""
@@ -108,9 +129,35 @@ class DeployReport:
         lines.append(f"instructions: emulated {v['instructions']:,}, LUT {v['lut_instructions']:,} "
                      f"({100 * v['instruction_error']:+.2f} %, tolerance "
                      f"{100 * INSTRUCTION_TOLERANCE:.0f} %)")
+      else:
+        lines.append(f"instructions: emulated {v['instructions']:,} (not compared: see checks)")
+    if self.kept:
+      more = f" and {len(self.kept) - 5} more" if len(self.kept) > 5 else ""
+      lines.append(f"kept {len(self.kept)} file(s) deploy did not write: "
+                   f"{', '.join(self.kept[:5])}{more}")
     lines += self.notes
-    lines.append("checks passed" if self.passed else "CHECKS FAILED")
+    lines.append(checks_line(self.checks))
     return "\n".join(lines)
+
+
+def checks_line(checks: dict) -> str:
+  """One line counting the checks by status, naming the failed ones and why each was skipped."""
+  if not checks:
+    return "checks: none run (verify=True runs them)"
+  parts = []
+  for status in ("failed", "passed", "skipped"):
+    names = [name for name, check in checks.items() if check["status"] == status]
+    if not names:
+      continue
+    part = f"{len(names)} {status}"
+    if status == "failed":
+      part += f" ({', '.join(names)})"
+    elif status == "skipped":
+      reasons = [f"{name}: {checks[name]['detail']}" for name in names]
+      part += f" ({'; '.join(reasons)})"
+    parts.append(part)
+  failed = any(check["status"] == "failed" for check in checks.values())
+  return f"{'CHECKS FAILED' if failed else 'checks'}: {', '.join(parts)}"
 
 
 def quantized_network(ops, variables, config, images) -> tuple[quantize.QuantizedNetwork, dict]:
@@ -146,20 +193,142 @@ def check_out_dir(out_dir) -> pathlib.Path:
     raise DeployError("empty output folder")
   if folder.exists() and not folder.is_dir():
     raise DeployError(f"{folder}: exists and is not a folder")
-  if folder.is_dir() and any(folder.iterdir()):
-    try:
-      previous = json.loads((folder / MANIFEST).read_text()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-      previous = False
-    if not previous:
-      raise DeployError(f"{folder}: exists and is not a previous deploy (no {MANIFEST}); "
-                        "remove it or choose another folder")
+  if folder.is_dir() and any(folder.iterdir()) and _manifest(folder) is None:
+    raise DeployError(f"{folder}: exists and is not a previous deploy (no {MANIFEST}); "
+                      "remove it or choose another folder")
+  # Missing folders above it are made (the rule of every output), below a writable one.
   parent = folder.resolve().parent
+  while not parent.exists() and parent != parent.parent:
+    parent = parent.parent
   if not parent.is_dir():
-    raise DeployError(f"{folder}: no such folder {folder.parent}")
+    raise DeployError(f"{folder}: {parent} is not a folder")
   if not os.access(parent, os.W_OK):
     raise DeployError(f"{folder}: {parent} is not writable")
   return folder
+
+
+def _manifest(folder: pathlib.Path) -> dict | None:
+  """The MANIFEST of a previous deploy in `folder`, or None where there is none."""
+  try:
+    manifest = json.loads((folder / MANIFEST).read_text())
+  except (OSError, ValueError):
+    return None
+  return manifest if isinstance(manifest, dict) and manifest.get("format") in FORMATS else None
+
+
+def _owned_files(folder: pathlib.Path) -> dict[str, str | None]:
+  """The files of the previous deploy in `folder` that deploy wrote, by path relative to it, and
+  their sha256 as written; {} where there is no previous deploy.
+
+  MANIFEST itself is the report, always rewritten. A format-1 deploy recorded no hashes: its own
+  files are the library files it lists and the ELFs it builds, each with None, and every other
+  file is the user's. Whether such a file was edited cannot be known, so it is replaced only
+  where this deploy writes it byte for byte the same (`_conflicts`); one it does not write again
+  is kept like a user's file.
+  """
+  manifest = _manifest(folder) if folder.is_dir() else None
+  if manifest is None:
+    return {}
+  hashes = manifest.get("sha256")
+  if isinstance(hashes, dict):
+    owned = {str(name): str(digest) for name, digest in hashes.items()}
+  else:
+    names = [str(name) for name in manifest.get("files") or []]
+    owned = dict.fromkeys([*names, *(build.elf_path(pathlib.Path(), cpu).as_posix()
+                                     for cpu in codegen.CPUS)])
+  # A hand-made MANIFEST naming paths outside the folder names nothing of deploy's.
+  return {name: digest for name, digest in owned.items()
+          if not pathlib.PurePosixPath(name).is_absolute()
+          and ".." not in pathlib.PurePosixPath(name).parts}
+
+
+def _sha256(path: pathlib.Path) -> str:
+  with open(path, "rb") as stream:
+    return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def _file_hashes(folder: pathlib.Path) -> dict[str, str]:
+  """The sha256 of every file under `folder`, by path relative to it."""
+  return {path.relative_to(folder).as_posix(): _sha256(path)
+          for path in sorted(folder.rglob("*")) if path.is_file() and not path.is_symlink()}
+
+
+def _conflicts(folder: pathlib.Path, owned: dict, writes, written: dict | None = None) -> dict:
+  """The files in `folder` that a deploy writing the paths `writes` would lose, each with why:
+  deploy's own files whose content is not what `owned` records (edited since), the user's files
+  at one of those paths, and, given what this deploy `written` (path -> sha256), the format-1
+  files (no hash recorded) it writes differently. Checked before the work with the paths
+  expected, and again after it with the files made."""
+  lost = {}
+  for name, digest in owned.items():
+    path = folder / name
+    if not os.path.lexists(path) or (digest is None and name not in (written or {})):
+      continue  # Deleted since, or a format-1 file that is kept or not yet comparable.
+    current = _sha256(path) if path.is_file() and not path.is_symlink() else None
+    if digest is not None and current != digest:
+      lost[name] = "edited since the last deploy"
+    elif digest is None and current != written[name] and build.BUILD_DIR not in name.split("/"):
+      # A format-1 ELF is gcc's output of the sources, which are checked: nobody edits it.
+      lost[name] = "not what deploy writes now, and the older deploy recorded no hash"
+  for name in writes:
+    if name not in owned and os.path.lexists(folder / name):
+      lost[name] = "not written by deploy"
+  return lost
+
+
+def _refuse_losing(folder: pathlib.Path, lost: dict, force: bool, notes: list) -> None:
+  """Raises DeployError naming the files `lost` (name -> why), unless forced; forced, adds a
+  note of what was replaced."""
+  if not lost:
+    return
+  groups = {}
+  for name, why in lost.items():
+    groups.setdefault(why, []).append(name)
+  what = ", ".join(f"{', '.join(names)} ({why})" for why, names in groups.items())
+  if not force:
+    raise DeployError(f"{folder}: this deploy would replace {what}; move them away or pass "
+                      "force=True to replace them")
+  notes.append(f"replaced {what} (forced)")
+
+
+def _carry(folder: pathlib.Path, staging: pathlib.Path, skip: set[str]) -> list[str]:
+  """Puts every file of `folder` whose path is not in `skip` into `staging` at the same path (a
+  hard link where the file system allows one, else a copy, so the old folder stays whole until
+  the rename) and returns their paths; empty folders and symlinks are kept as well."""
+  kept = []
+  for root, dirs, files in os.walk(folder):
+    here = pathlib.Path(root)
+    for name in [*dirs, *files]:
+      path = here / name
+      rel = path.relative_to(folder).as_posix()
+      if rel in skip or (path.is_dir() and not path.is_symlink() and any(path.iterdir())):
+        continue
+      target = staging / rel
+      target.parent.mkdir(parents=True, exist_ok=True)
+      if path.is_symlink():
+        os.symlink(os.readlink(path), target)
+      elif path.is_dir():
+        target.mkdir(exist_ok=True)
+      else:
+        try:
+          os.link(path, target)
+        except OSError:
+          shutil.copy2(path, target)
+      kept.append(rel)
+  return sorted(kept)
+
+
+def _clear_interrupted(folder: pathlib.Path, log: Callable[[str], None]) -> None:
+  """Cleans up after a deploy into `folder` that was killed (the caller holds the folder's lock,
+  so none is running): restores the previous deploy where it was killed between the two renames
+  of `_replace_folder`, and removes staging folders and previous deploys already replaced."""
+  pattern = f".{glob.escape(folder.name)}"
+  old = sorted(folder.parent.glob(f"{pattern}.old-*"), key=lambda path: path.stat().st_mtime)
+  if old and not os.path.lexists(folder):
+    os.replace(old.pop(), folder)
+    log(f"restored {folder} as it was before a deploy that was interrupted")
+  for path in [*old, *folder.parent.glob(f"{pattern}.deploy-*")]:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _images(images, config, count: int, seed: int) -> tuple[np.ndarray, str]:
@@ -243,6 +412,33 @@ def _built(folder: pathlib.Path) -> dict:
   return built
 
 
+def _network_config(ops, checkpoint, channels: int | None,
+                    cells: int | None) -> model.NetworkConfig:
+  """The network `export.cell_variables` gives, known without its weights: the one a checkpoint
+  records (read again there: milliseconds, against the seconds of building the weights) or
+  C=`channels` (16), N=`cells` (5)."""
+  if not checkpoint:
+    try:
+      return model.NetworkConfig(channels=16 if channels is None else channels,
+                                 cells_per_stage=5 if cells is None else cells)
+    except ValueError as error:
+      raise DeployError(str(error)) from None
+  if channels is not None or cells is not None:
+    raise DeployError("channels and cells come from the checkpoint; leave them out")
+  try:
+    meta = train.read_checkpoint(checkpoint)["meta"]
+    config = model.NetworkConfig(**meta["network"])
+  except train.TrainError as error:
+    raise DeployError(str(error)) from None
+  except (KeyError, TypeError, ValueError) as error:
+    raise DeployError(f"{train.checkpoint_path(checkpoint)}: records no network "
+                      f"({type(error).__name__})") from None
+  if meta.get("arch") != space.format_arch(ops):
+    raise DeployError(f"{checkpoint} holds a network of arch {meta.get('arch')}, not "
+                      f"{space.format_arch(ops)}")
+  return config
+
+
 def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
            force: bool = False, board: str | None = DEFAULT_BOARD, lut=None, seed: int = 0,
            channels: int | None = None, cells: int | None = None,
@@ -253,34 +449,41 @@ def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
 
   Args:
     ops: the cell: op indices `[6]`, an arch string or a benchmark index.
-    out_dir: folder to write (missing, empty, or a previous deploy, which is replaced).
+    out_dir: folder to write: missing, empty, or a previous deploy, whose files deploy wrote are
+      replaced and whose other files (the user's) are kept.
     checkpoint: a `micronas-jax train` run folder or checkpoint of this cell; None: initialized
       weights (`seed`, C=`channels` or 16, N=`cells` or 5), and the report says so.
     images: calibration (and verification) images: a path `data.load_images` reads, normalized
       float `[N, r, r, c]`, or None for standard-normal inputs.
     verify: run `emulated_images` images on the emulated Cortex-M7 against the integer reference
       (bit for bit), the int8 vs float top-1 agreement on `agreement_images` images, and the
-      instruction count against the LUT; needs the cross-compiler and the `emu` extra.
-    force: write a network that does not fit the board's flash or SRAM.
+      instruction count against the LUT (skipped, and reported so, where the LUT has no counts
+      for this network); needs the cross-compiler and the `emu` extra.
+    force: replace deploy's files in `out_dir` that were edited since, and user files at the
+      paths deploy writes; write a network that does not fit the board's flash or SRAM.
     board, lut: the packaged board name, or a LUT file (wins), for estimates and capacities.
+    seed: of the initialized weights and the standard-normal inputs, in 0..MAX_SEED.
     calibration_images: images (the first ones) that calibrate the activation scales; the next
       `agreement_images` check the agreement (the calibration images where there are no others).
     log: where progress lines go.
 
-  Raises DeployError (one line) for bad input, before anything is written.
+  Raises DeployError (one line), with `out_dir` as it was: for bad input, a network over the
+  board (both before the weights are made), files there that would be lost, another deploy
+  into the same folder, or a failed write (read-only, full disk).
   """
   start = time.perf_counter()
   ops = _resolve_ops(ops)
   lut_used = _board_lut(board, lut)
   folder = check_out_dir(out_dir)
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
+      or not 0 <= seed <= MAX_SEED:
+    raise DeployError(f"seed={seed}: a seed lies in 0..{MAX_SEED}")
   reason = emu_machine.missing()
   if verify and reason:
     raise DeployError(f"verify=True needs the emulator: {reason}")
-  try:
-    variables, config, weights_note = export.cell_variables(ops, checkpoint, seed, channels, cells)
-  except export.WeightsError as error:
-    raise DeployError(str(error)) from None
-  x, images_note = _images(images, config, calibration_images + agreement_images, seed)
+  # The estimate needs only the network's shape, so a network that cannot fit is refused before
+  # its weights are loaded or initialized (the init compiles for tens of seconds at C=16, N=5).
+  config = _network_config(ops, checkpoint, channels, cells)
   estimated = estimate(ops, config, lut_used)
   over = [f"{what} {estimated[f'{key}_bytes'] / 1024:.1f} KB > {capacity / 1024:.0f} KB "
           f"(over by {(estimated[f'{key}_bytes'] - capacity) / 1024:.1f} KB)"
@@ -292,67 +495,98 @@ def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
                       f"{'; '.join(over)}; force=True writes the code anyway")
   notes = [f"does not fit {lut_used.device}: {'; '.join(over)} (written because forced)"] if over \
       else []
+  x, images_note = _images(images, config, calibration_images + agreement_images, seed)
 
-  log(f"quantizing: {weights_note}; scales from {images_note}")
-  calibration, checking = x[:calibration_images], x[calibration_images:]
-  if len(checking) == 0:
-    checking = calibration
-    images_note += "; checks run on the calibration images themselves"
-  network, weights = quantized_network(ops, variables, config, calibration)
-  prog = network.program
-  calibration_note = f"{len(calibration)} of {images_note}"
-
-  staging = folder.resolve().parent / f".{folder.name}.deploy-{os.getpid()}"
-  shutil.rmtree(staging, ignore_errors=True)
-  staging.mkdir()
+  # Every file operation on the resolved path: a symlinked folder is replaced where it points.
+  real = folder.resolve()
   try:
-    written = codegen.write(staging, network, weights_note)
-    built, verification = {}, None
-    if reason is None or emu_machine.GCC not in reason:
-      log("building with arm-none-eabi-gcc (cortex-m7, cortex-m4)")
-      built = _built(staging)
-    else:
-      notes.append(f"not built: {reason}")
-    if verify:
-      verification = _verify(staging, network, weights, checking, emulated_images, lut_used, log)
-      stack = verification.pop("stack_bytes")
-      for sizes in built.values():
-        # The M4 build differs in code only; its stack is taken to be the M7's.
-        sizes["stack_bytes"] = stack
-        sizes["sram_bytes"] += stack
-    passed = verification is None or (verification["bit_exact"]
-                                      and verification["agreement"] >= MIN_AGREEMENT
-                                      and (verification["instruction_error"] is None
-                                           or abs(verification["instruction_error"])
-                                           <= INSTRUCTION_TOLERANCE))
-    report = DeployReport(
-        out_dir=str(folder), files=written["files"], index=int(space.index_of(ops)),
-        arch=space.format_arch(ops), network=dataclasses.asdict(config), weights=weights_note,
-        calibration=calibration_note, board=lut_used.device, estimated=estimated,
-        planned={"arena_bytes": written["arena_bytes"],
-                 "peak_live_bytes": program_module.peak_live_bytes(prog),
-                 "scratch_bytes": written["scratch_bytes"]},
-        built=built, verification=verification, passed=bool(passed), notes=notes,
-        seconds=round(time.perf_counter() - start, 1))
-    (staging / MANIFEST).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    _replace_folder(staging, folder)
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
+    with paths.exclusive(real):
+      _clear_interrupted(real, log)
+      owned = _owned_files(real)
+      builds = reason is None or emu_machine.GCC not in reason
+      writes = [*codegen.FILES, *(build.elf_path(pathlib.Path(), cpu).as_posix()
+                                  for cpu in codegen.CPUS if builds)]
+      lost = _conflicts(real, owned, writes)
+      _refuse_losing(folder, lost, force, notes)
+      try:
+        variables, config, weights_note = export.cell_variables(ops, checkpoint, seed, channels,
+                                                                cells)
+      except export.WeightsError as error:
+        raise DeployError(str(error)) from None
+      log(f"quantizing: {weights_note}; scales from {images_note}")
+      calibration, checking = x[:calibration_images], x[calibration_images:]
+      if len(checking) == 0:
+        checking = calibration
+        images_note += "; checks run on the calibration images themselves"
+      network, weights = quantized_network(ops, variables, config, calibration)
+      staging = real.parent / f".{real.name}.deploy-{os.getpid()}"
+      try:
+        staging.mkdir()
+        written = codegen.write(staging, network, weights_note)
+        built, verification, checks = {}, None, {}
+        if builds:
+          log("building with arm-none-eabi-gcc (cortex-m7, cortex-m4)")
+          built = _built(staging)
+        else:
+          notes.append(f"not built: {reason}")
+        if verify:
+          verification, checks = _verify(staging, network, weights, checking, emulated_images,
+                                         lut_used, log)
+          stack = verification.pop("stack_bytes")
+          for sizes in built.values():
+            # The M4 build differs in code only; its stack is taken to be the M7's.
+            sizes["stack_bytes"] = stack
+            sizes["sram_bytes"] += stack
+        hashes = _file_hashes(staging)
+        _refuse_losing(folder, {name: why for name, why in _conflicts(real, owned, hashes, hashes)
+                                .items() if name not in lost}, force, notes)
+        kept = _carry(real, staging, {MANIFEST, *hashes,
+                                      *(name for name, digest in owned.items() if digest)}) \
+            if real.is_dir() else []
+        report = DeployReport(
+            out_dir=str(folder), files=written["files"], index=int(space.index_of(ops)),
+            arch=space.format_arch(ops), network=dataclasses.asdict(config),
+            weights=weights_note, calibration=f"{len(calibration)} of {images_note}",
+            board=lut_used.device, estimated=estimated,
+            planned={"arena_bytes": written["arena_bytes"],
+                     "peak_live_bytes": program_module.peak_live_bytes(network.program),
+                     "scratch_bytes": written["scratch_bytes"]},
+            built=built, verification=verification, checks=checks,
+            passed=all(check["status"] != "failed" for check in checks.values()), notes=notes,
+            seconds=round(time.perf_counter() - start, 1), sha256=hashes, kept=kept)
+        (staging / MANIFEST).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        _replace_folder(staging, real)
+      finally:
+        shutil.rmtree(staging, ignore_errors=True)
+  except paths.Busy:
+    raise DeployError(f"{folder}: another process is deploying there; wait for it to finish or "
+                      "choose another folder") from None
+  except OSError as error:
+    raise DeployError(paths.write_failure(folder, error)) from None
   return report
 
 
 def _replace_folder(staging: pathlib.Path, folder: pathlib.Path) -> None:
-  """Puts `staging` where `folder` is; a previous deploy there is removed only after."""
+  """Puts `staging` where `folder` is; a previous deploy there is removed only after, and is put
+  back where the second rename fails (`_clear_interrupted` does it where it was killed)."""
   old = None
   if folder.exists():
-    old = folder.resolve().parent / f".{folder.name}.old-{os.getpid()}"
+    old = folder.parent / f".{folder.name}.old-{os.getpid()}"
     os.replace(folder, old)
-  os.replace(staging, folder)
+  try:
+    os.replace(staging, folder)
+  except OSError:
+    if old is not None:
+      os.replace(old, folder)
+    raise
   if old is not None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _verify(folder, network, weights, images, emulated_images: int, lut, log) -> dict:
+def _verify(folder, network, weights, images, emulated_images: int, lut,
+            log) -> tuple[dict, dict]:
+  """The verification's measurements (`DeployReport.verification`, with `stack_bytes`) and its
+  checks (`DeployReport.checks`)."""
   prog = network.program
   images_q = network.quantize_images(images)
   log(f"int8 reference and float network on {len(images)} images")
@@ -367,9 +601,35 @@ def _verify(folder, network, weights, images, emulated_images: int, lut, log) ->
                    and np.array_equal(emulated.top1, reference[:count].argmax(1)))
   instructions = int(emulated.instructions.max())
   predicted = lut_instructions(prog, lut)
-  return {"bit_exact": bit_exact, "emulated_images": count, "agreement": agreement,
-          "agreement_images": len(images), "instructions": instructions,
-          "lut_instructions": predicted,
-          "instruction_error": (None if predicted is None
-                                else (instructions - predicted) / predicted),
-          "stack_bytes": emulated.stack_bytes}
+  error = None if predicted is None else (instructions - predicted) / predicted
+  verification = {"bit_exact": bit_exact, "emulated_images": count, "agreement": agreement,
+                  "agreement_images": len(images), "instructions": instructions,
+                  "lut_instructions": predicted, "instruction_error": error,
+                  "stack_bytes": emulated.stack_bytes}
+
+  def check(passed: bool, detail: str) -> dict:
+    return {"status": "passed" if passed else "failed", "detail": detail}
+
+  checks = {"bit-exact": check(bit_exact, f"emulated vs numpy int8 reference on {count} images"),
+            "agreement": check(agreement >= MIN_AGREEMENT,
+                               f"int8 vs float top-1 {100 * agreement:.1f} % of {len(images)} "
+                               f"images (>= {100 * MIN_AGREEMENT:.0f} %)")}
+  if error is None:
+    checks["instructions"] = {"status": "skipped", "detail": _no_instruction_counts(prog, lut)}
+  else:
+    checks["instructions"] = check(abs(error) <= INSTRUCTION_TOLERANCE,
+                                   f"emulated vs LUT {100 * error:+.2f} % (tolerance "
+                                   f"{100 * INSTRUCTION_TOLERANCE:.0f} %)")
+  return verification, checks
+
+
+def _no_instruction_counts(prog: program_module.Program, lut: latency.LUT) -> str:
+  """Why `lut_instructions` predicts nothing for `prog`."""
+  if (lut.constants or {}).get("instructions") is None:
+    return f"the LUT ({lut.device}) has no instruction counts"
+  names = {"channels": "C", "cells_per_stage": "N"}
+  differ = [f"{names.get(field.name, field.name)}={getattr(prog.config, field.name)}"
+            f" (LUT: {getattr(lut.config, field.name)})"
+            for field in dataclasses.fields(prog.config)
+            if getattr(prog.config, field.name) != getattr(lut.config, field.name)]
+  return f"the LUT counts another network: {', '.join(differ)}"

@@ -21,6 +21,9 @@ from micronas_jax.deploy.quantize import QuantizedNetwork
 from micronas_jax.hardware.emu import kernels
 
 CPUS = ("cortex-m7", "cortex-m4")
+# What `write` writes; a redeploy checks these paths for the user's files before the work.
+FILES = ("Makefile", "README.md", "mnj.ld", "mnj_kernels.c", "mnj_kernels.h", "mnj_model.c",
+         "mnj_model.h")
 # The kernels' flags (hardware/emu/machine.FLAGS, which measured the LUT) plus sections for the
 # linker's garbage collection; -mfloat-abi is the Makefile's FLOAT_ABI (the code has no floats).
 CFLAGS = ("-mthumb", "-O2", "-ffreestanding", "-ffunction-sections", "-fdata-sections", "-Wall",
@@ -310,7 +313,8 @@ own win at link time.
 
 
 def write(folder: pathlib.Path, network: QuantizedNetwork, source_note: str) -> dict:
-  """Writes the library into `folder` -> {"arena_bytes", "scratch_bytes", "files"}."""
+  """Writes the library (the files FILES) into `folder` -> {"arena_bytes", "scratch_bytes",
+  "files"}."""
   offsets, arena_bytes = program_module.plan_arena(network.program)
   texts = {**kernel_sources(),
            "mnj_model.c": model_source(network, offsets, arena_bytes, source_note),

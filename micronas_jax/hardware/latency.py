@@ -28,7 +28,7 @@ import os
 import numpy as np
 from scipy import optimize
 
-from micronas_jax import space
+from micronas_jax import paths, space
 from micronas_jax.cost import StageOpTable
 from micronas_jax.hardware import analytic
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
@@ -46,9 +46,23 @@ _OPTIONAL = ("clock_mhz", "memory", "constants")
 DROPPED = space.NUM_OPS  # op index of an edge the runtime drops (a zero-cost column)
 
 
-# An inference of the largest NB201 network above an hour is no MCU's: a LUT that says so has its
-# numbers in another unit than it declares (microseconds labelled ms, cycles labelled ms).
+# The slowest NB201 network on the slowest packaged board (every edge conv 3x3 on the emulated
+# F746) takes 2.6 s. An inference above an hour is no MCU's: a LUT that says so has its numbers in
+# another unit than it declares (cycles labelled ms make that network 155 h) or a corrupt entry.
 MAX_PLAUSIBLE_MS = 3.6e6
+# No processor's clock reaches 10 GHz: a larger clock_mhz was given in Hz or kHz, not MHz.
+MAX_CLOCK_MHZ = 1e4
+
+# What a LUT's numbers are, by its provenance method. "Measured" is said only of timings taken on
+# a board: `provenance.measured` says whether something was run (it is true for instructions
+# counted in the emulator), not where, and a user's plan or timings do not record where.
+_SOURCES = {
+    "analytic": "NOT measured: analytic model",
+    "emulated": "NOT measured on a board: instruction counts on an emulated core",
+    "emulated + cycle model": "NOT measured on a board: cycle model over emulated kernels",
+    "profiled": "user-supplied timings (lut build): not known to be from a board",
+    "fitted": "fitted to user-supplied timings (lut fit): not known to be from a board",
+}
 
 
 class LUTError(ValueError):
@@ -89,7 +103,8 @@ class LUT:
     stem, head, overhead: latencies of the stem, head and one inference's constant overhead.
     reductions: `num_stages - 1` latencies of the reduction blocks.
     clock_mhz: the clock that converts cycles to time (required when unit is "cycles").
-    provenance: how the numbers were made and by whom or what; `measured` says if they were.
+    provenance: how the numbers were made and by whom or what; `measured` says if something was
+      run for them (on a board or in an emulator); `source` says which, in words.
     memory: SRAM and flash of the board and its runtime, or None when unknown.
     constants: free-form record of the model constants and their sources.
   """
@@ -123,6 +138,63 @@ class LUT:
     """The LUT as a StageOpTable over op indices 0..5, where 5 is a dropped edge (cost 0)."""
     per_op = np.concatenate([self.ops, np.zeros((self.config.num_stages, 1))], axis=1)
     return StageOpTable(per_op, self.overhead + self.network_fixed, self.config.cells_per_stage)
+
+
+def source(provenance: dict) -> str:
+  """The label a report prints for where a LUT's numbers come from, by `provenance.method`: the
+  package's own methods name their emulator or model, a user's plan or timings are user-supplied,
+  and only another method whose LUT declares `measured` (a table timed on a board) is "measured on
+  a board"."""
+  method = provenance.get("method")
+  if method in _SOURCES:
+    return _SOURCES[method]
+  if provenance.get("measured") is True:
+    return f"measured on a board ({method}), as the LUT declares"
+  return f"NOT measured ({method})"
+
+
+def measured_on_board(provenance: dict) -> bool:
+  """Whether a LUT's numbers are timings taken on a board (`source`)."""
+  return source(provenance).startswith("measured on a board")
+
+
+def entries(lut: LUT) -> list[tuple[str, float]]:
+  """(name, value) of every entry of `lut`, named as `lut plan` rows: 'nor_conv_3x3 stage 2'."""
+  named = [("stem", lut.stem)]
+  named += [(f"{name} stage {s + 1}", lut.ops[s, op])
+            for s in range(lut.config.num_stages) for op, name in enumerate(space.OPS)]
+  named += [(f"reduction stage {s + 2}", r) for s, r in enumerate(lut.reductions)]
+  named += [("head", lut.head), ("overhead", lut.overhead)]
+  return [(name, float(value)) for name, value in named]
+
+
+def check_plausible(lut: LUT, origin: str) -> LUT:
+  """`lut`, if its numbers can be an MCU's; a one-line LUTError naming `origin` otherwise.
+
+  Every entry is finite and non-negative; a clock is in MHz (0 < clock_mhz <= MAX_CLOCK_MHZ) and
+  given when the unit is cycles; the slowest network of the space takes at most MAX_PLAUSIBLE_MS.
+  That network has every edge on the op whose entries sum highest over the stages (every-op): as
+  entries are non-negative, it bounds each entry, the fixed ones and every op's.
+  """
+  for name, value in entries(lut):
+    if not math.isfinite(value) or value < 0:
+      raise LUTError(f"{origin}: {name}: must be a finite non-negative number, got {value!r}")
+  if lut.clock_mhz is not None and not 0 < lut.clock_mhz <= MAX_CLOCK_MHZ:
+    raise LUTError(f"{origin}: clock_mhz: must be in (0, {MAX_CLOCK_MHZ:g}] MHz, got "
+                   f"{lut.clock_mhz!r}: is it in MHz?")
+  if lut.unit == "cycles" and lut.clock_mhz is None:
+    raise LUTError(f"{origin}: clock_mhz: a positive clock is required when unit is 'cycles'")
+  per_edge = lut.ops.sum(0)  # [5]: one edge's cost over all stages, per op
+  worst = int(np.argmax(per_edge))
+  slowest = (lut.overhead + lut.network_fixed + lut.config.cells_per_stage * space.NUM_EDGES
+             * float(per_edge[worst])) * lut.ms_per_unit
+  if not slowest <= MAX_PLAUSIBLE_MS:
+    name, value = max(entries(lut), key=lambda entry: entry[1])
+    raise LUTError(f"{origin}: the slowest cell (all {space.OPS[worst]}) would take "
+                   f"{slowest / 3.6e6:.3g} h per inference, and no MCU network takes an hour "
+                   f"(largest entry: {name} = {value:.6g} {lut.unit}): is the unit right "
+                   f"({', '.join(UNITS)})?")
+  return lut
 
 
 def reaches_output(ops) -> np.ndarray:
@@ -291,11 +363,7 @@ def from_dict(data, origin: str = "LUT") -> LUT:
       memory=memory,
       constants=constants,
   )
-  slowest = float(estimate(np.full((1, space.NUM_EDGES), space.CONV3X3), lut, False)[0])
-  if slowest > MAX_PLAUSIBLE_MS:
-    raise LUTError(f"{origin}: the largest cell (all conv 3x3) would take {slowest / 3.6e6:.3g} h "
-                   f"per inference in unit {unit!r}: is the unit right ({', '.join(UNITS)})?")
-  return lut
+  return check_plausible(lut, origin)
 
 
 def _round(value: float) -> float | int:
@@ -346,10 +414,10 @@ def load(path: str | os.PathLike) -> LUT:
 
 
 def save(lut: LUT, path: str | os.PathLike) -> None:
-  """Writes `lut` as JSON to `path`."""
-  with open(path, "w") as f:
-    json.dump(to_dict(lut), f, indent=2)
-    f.write("\n")
+  """Writes `lut` as JSON to `path` atomically (`paths.write_atomically`): a failed write leaves
+  the old file, and raises a one-line PathError."""
+  text = json.dumps(to_dict(lut), indent=2) + "\n"
+  paths.write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def _luts_dir():
@@ -416,6 +484,7 @@ def fit(archs, latency_ms, dead_code: bool = False, config: NetworkConfig = NB20
   Minimizes ||F c - t||^2 over c >= 0, with F from `fit_features`; per-op totals and the fixed
   part are then split over stages and over stem/reductions/head by `_stage_shares`. When no timed
   cell is folded away the overhead cannot be told from the network's fixed part and is set to 0.
+  The fitted LUT passes `check_plausible` (errors name `source`) like a loaded one.
   """
   archs = np.asarray(archs)
   times = np.asarray(latency_ms, np.float64)
@@ -426,12 +495,14 @@ def fit(archs, latency_ms, dead_code: bool = False, config: NetworkConfig = NB20
     features[:, 0] = 0.0  # overhead and network columns coincide: keep one
   if archs.shape[0] < 5:
     raise ValueError(f"a fit needs at least 5 timed cells, got {archs.shape[0]}")
+  if not (np.isfinite(times) & (times >= 0)).all():
+    raise ValueError("latency_ms must be finite and non-negative")
   coef, _ = optimize.nnls(features, times)
   op_shares, fixed_shares = _stage_shares(config)
   ops = np.zeros((config.num_stages, space.NUM_OPS))
   ops[:, 1:] = coef[2:] / config.cells_per_stage * op_shares[:, 1:]
   fixed = coef[1] * fixed_shares
-  return LUT(
+  lut = LUT(
       device=device, unit="ms", semantics="dead-code" if dead_code else "every-op",
       provenance={
           "method": "fitted", "measured": True,
@@ -443,3 +514,4 @@ def fit(archs, latency_ms, dead_code: bool = False, config: NetworkConfig = NB20
       config=config, ops=ops, stem=float(fixed[0]),
       reductions=tuple(float(r) for r in fixed[1:-1]), head=float(fixed[-1]),
       overhead=float(coef[0]))
+  return check_plausible(lut, f"{source}: fitted LUT" if source else "fitted LUT")

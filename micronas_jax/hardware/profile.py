@@ -87,7 +87,8 @@ def _latency(text: str, where: str) -> float:
 def build(path: str | os.PathLike, device: str, unit: str, clock_mhz: float | None = None,
           semantics: str = "every-op", memory: Memory | None = None,
           config: NetworkConfig = NB201_CIFAR10) -> LUT:
-  """The LUT from a filled plan CSV; checks every entry is there once, with its shape and value."""
+  """The LUT from a filled plan CSV; checks every entry is there once, with its shape and value,
+  and that the whole is plausible in `unit` (`latency.check_plausible`, as on load)."""
   if unit not in latency.UNITS:
     raise LUTError(f"unit: unknown unit {unit!r}; known: {', '.join(latency.UNITS)}")
   if clock_mhz is not None and not clock_mhz > 0:
@@ -117,14 +118,32 @@ def build(path: str | os.PathLike, device: str, unit: str, clock_mhz: float | No
     raise LUTError(f"{path}: missing entries: {', '.join(missing)}")
   ops = np.array([[values[(name, str(s + 1))] for name in space.OPS]
                   for s in range(config.num_stages)])
-  return LUT(
+  lut = LUT(
       device=device, unit=unit, semantics=semantics,
       provenance={"method": "profiled", "measured": True,
-                  "by": f"micronas-jax lut build from {os.path.basename(path)}"},
+                  "by": f"micronas-jax lut build from {os.path.basename(path)}",
+                  "note": "user-supplied timings: where they were taken (a board, the emulator "
+                          "of lut firmware --emulate, or elsewhere) is not recorded"},
       config=config, ops=ops, stem=values[("stem", "1")],
       reductions=tuple(values[("reduction", str(s))] for s in range(2, config.num_stages + 1)),
       head=values[("head", str(config.num_stages))], overhead=values[("overhead", "")],
       clock_mhz=clock_mhz, memory=memory)
+  return latency.check_plausible(lut, str(path))
+
+
+def _cell_at(text: str, where: str) -> np.ndarray:
+  """The cell of benchmark index `text`; a one-line LUTError saying what was expected."""
+  expected = f"expected a benchmark index, a whole number in [0, {space.NUM_CELLS})"
+  if text.startswith("|"):
+    raise LUTError(f"{where}: {expected}, got the arch string {text!r} (arch strings go in a "
+                   "column 'arch')")
+  try:
+    index = int(text)
+  except ValueError:
+    raise LUTError(f"{where}: {expected}, got {text!r}") from None
+  if not 0 <= index < space.NUM_CELLS:
+    raise LUTError(f"{where}: {expected}, got {index}")
+  return space.arch_at(index)
 
 
 def read_timings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -133,24 +152,26 @@ def read_timings(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
   archs, times, first_line = [], [], {}
   for line, row in enumerate(rows, start=2):
     where = f"{path}: line {line}"
-    try:
-      if (row.get("index") or "").strip():
-        archs.append(space.arch_at(int(row["index"])))
-      elif (row.get("arch") or "").strip():
-        archs.append(space.parse_arch(row["arch"]))
-      else:
-        raise LUTError(f"{where}: needs an index or an arch")
-    except (ValueError, space.ArchError) as error:
-      if isinstance(error, LUTError):
-        raise
-      raise LUTError(f"{where}: bad cell: {error}") from None
+    index, arch = (row.get("index") or "").strip(), (row.get("arch") or "").strip()
+    if index:
+      archs.append(_cell_at(index, f"{where}, column 'index'"))
+    elif arch:
+      try:
+        archs.append(space.parse_arch(arch))
+      except space.ArchError as error:
+        raise LUTError(f"{where}, column 'arch': bad cell: {error}") from None
+    else:
+      raise LUTError(f"{where}: needs an index or an arch")
     times.append(_latency(row["latency_ms"].strip(), f"{where}: latency_ms"))
-    index = space.index_of(archs[-1])
-    if index in first_line:
+    if times[-1] > latency.MAX_PLAUSIBLE_MS:
+      raise LUTError(f"{where}: latency_ms: {times[-1]:g} ms is more than an hour per inference, "
+                     "which no MCU network takes: is it in milliseconds?")
+    cell = space.index_of(archs[-1])
+    if cell in first_line:
       # Two timings of one cell: a fit would average them silently; the user should choose.
-      earlier, earlier_ms = first_line[index]
-      raise LUTError(f"{where}: cell {index} was already timed on line {earlier} "
+      earlier, earlier_ms = first_line[cell]
+      raise LUTError(f"{where}: cell {cell} was already timed on line {earlier} "
                      f"({earlier_ms:g} ms, here {times[-1]:g} ms); keep one timing per cell "
                      "(e.g. their median)")
-    first_line[index] = (line, times[-1])
+    first_line[cell] = (line, times[-1])
   return np.stack(archs), np.asarray(times)

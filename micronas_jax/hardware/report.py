@@ -7,7 +7,9 @@ from micronas_jax.hardware import costs, latency
 
 def cell_report(ops, lut: latency.LUT, dead_code: bool | None = None) -> dict:
   """The JSON-ready hardware report of one cell `ops: [6]` on the LUT's device: latency, peak
-  SRAM, flash, FLOPs, params and, when the LUT knows the board's memory, whether it fits."""
+  SRAM, flash, FLOPs, params and, when the LUT knows the board's memory, whether it fits.
+  `measured` is whether the LUT's timings were taken on a board, `source` the label saying
+  where they come from (`latency.source`)."""
   dead_code = lut.semantics == "dead-code" if dead_code is None else dead_code
   values = {name: float(value) for name, value in costs.cell_costs(ops, lut, dead_code).items()}
   sram = round(values["sram_kb"] * costs.KB)
@@ -16,7 +18,8 @@ def cell_report(ops, lut: latency.LUT, dead_code: bool | None = None) -> dict:
       "index": space.index_of(ops),
       "arch": space.format_arch(ops),
       "device": lut.device,
-      "measured": lut.provenance.get("measured"),
+      "measured": latency.measured_on_board(lut.provenance),
+      "source": latency.source(lut.provenance),
       "method": lut.provenance.get("method"),
       "semantics": "dead-code" if dead_code else "every-op",
       "latency_ms": round(values["latency_ms"], 4),
@@ -35,15 +38,13 @@ def cell_report(ops, lut: latency.LUT, dead_code: bool | None = None) -> dict:
 
 def format_report(report: dict) -> str:
   """`cell_report` as the lines a person reads."""
-  source = "measured" if report["measured"] else f"NOT measured ({report.get('method')} estimate)"
-
   def verdict(key):
     return "" if key not in report else (" (fits)" if report[key] else " (does NOT fit)")
 
   def capacity(key):
     return f" of {report[key] / 1024:.0f} KB" if key in report else ""
 
-  return (f"device   {report['device']}  [{source}]\n"
+  return (f"device   {report['device']}  [{report['source']}]\n"
           f"index    {report['index']}\narch     {report['arch']}\n"
           f"latency  {report['latency_ms']:.3f} ms  ({report['semantics']})\n"
           f"SRAM     {report['peak_sram_bytes'] / 1024:.1f} KB peak"

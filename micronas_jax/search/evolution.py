@@ -71,6 +71,9 @@ class EvolutionConfig:
                        f"({self.population})")
     if self.budget < self.population:
       raise ValueError(f"budget ({self.budget}) is smaller than population ({self.population})")
+    if self.budget > space.NUM_CELLS:
+      raise ValueError(f"budget ({self.budget}) exceeds the {space.NUM_CELLS} cells of the space; "
+                       "method=exhaustive scores every cell that meets the limits, resumably")
 
 
 def log_rank_fitness(values: dict[str, np.ndarray], valid: dict[str, np.ndarray],
@@ -110,6 +113,11 @@ class EvolutionResult:
   evaluated: np.ndarray
   exhaustive: bool
   seconds: float
+
+
+# Cells evaluated between progress reports while the first population (or, when the budget
+# covers every feasible cell, all of them) is measured.
+PROGRESS_CHUNK = 10
 
 
 class _History:
@@ -171,10 +179,12 @@ def evolve(evaluate: Evaluator, feasible: np.ndarray, seed: int,
   exhaustive = len(candidates) <= config.budget
   seen = np.zeros(space.NUM_CELLS, bool)
   first = candidates if exhaustive else rng.choice(candidates, config.population, replace=False)
-  history.add(np.sort(first) if exhaustive else first)
+  first = np.sort(first) if exhaustive else first
+  for start_at in range(0, len(first), PROGRESS_CHUNK):  # progress from the first cells on
+    history.add(first[start_at:start_at + PROGRESS_CHUNK])
+    if on_evaluate:
+      on_evaluate(len(first[start_at:start_at + PROGRESS_CHUNK]))
   seen[first] = True
-  if on_evaluate:
-    on_evaluate(len(first))
   population = collections.deque(range(len(first)))  # positions in the history
   while len(history.indices) < config.budget and not exhaustive:
     fitness = history.fitness(higher_is_better)

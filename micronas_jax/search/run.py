@@ -38,6 +38,33 @@ class SearchError(ValueError):
   """A request that defines no search (bad limits, weights, files); the message is one line."""
 
 
+# The request fields each method reads; a field given for another method is refused by name
+# (`check_method_options`), never silently ignored.
+METHOD_FIELDS = {
+    "evolution": ("population", "tournament", "budget"),
+    "prune": ("repeats", "ntk_batch"),
+    "table": ("scores_path", "plot_path"),
+    "exhaustive": ("repeats", "ntk_batch", "scores_path", "plot_path"),
+}
+for _method in ("prune", "table", "exhaustive"):
+  METHOD_FIELDS[_method] += ("w_flops", "w_latency", "meco", "fast")
+for _method in ("evolution", "prune", "exhaustive"):  # the table search draws nothing
+  METHOD_FIELDS[_method] += ("seed", "data_path")
+OPTIONAL_FIELDS = sorted({field for fields in METHOD_FIELDS.values() for field in fields})
+
+
+def check_method_options(method: str, given) -> None:
+  """Raises SearchError naming the first of the fields `given` (names of OPTIONAL_FIELDS a
+  caller set explicitly) that `method` does not read, and the methods that do."""
+  if method not in METHODS:
+    raise SearchError(f"Unknown search method {method!r}; known: {', '.join(METHODS)}")
+  for field in sorted(given):
+    if field in OPTIONAL_FIELDS and field not in METHOD_FIELDS[method]:
+      users = [name for name in METHODS if field in METHOD_FIELDS[name]]
+      raise SearchError(f"{field} does not apply to method={method}: only to "
+                        f"{' or '.join(f'method={name}' for name in users)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchRequest:
   """What to search for.
@@ -154,7 +181,8 @@ def _run_evolution(request: SearchRequest, progress: Callable[[int, int], None] 
   feasible, bounds = _feasible(request)
   config = evolution_config(request.images)
   log(f"evolution search ({'+'.join(evolution.INDICATORS)}, {int(feasible.sum())} cells meet "
-      f"the limits, budget {request.evolution.budget}) on {jax.default_backend()}; compiling "
+      f"the limits, budget {request.evolution.budget}"
+      f"{': every one is measured' if feasible.sum() <= request.evolution.budget else ''}) on {jax.default_backend()}; compiling "
       "first (about 30 s on a CPU)")
   evaluate = _evaluator(config, request.images, request.seed)
   total = min(request.evolution.budget, int(feasible.sum()))
@@ -260,8 +288,11 @@ def _run_exhaustive(request: SearchRequest, progress, log) -> dict:
                                config.proxies)
   except (ValueError, store.StoreError) as error:
     raise SearchError(str(error)) from None
-  scoring.fill_store(results, scorer, np.flatnonzero(feasible).astype(np.int32), request.seed,
-                     request.scores_path, progress, log)
+  try:
+    scoring.fill_store(results, scorer, np.flatnonzero(feasible).astype(np.int32),
+                       request.seed, request.scores_path, progress, log)
+  except store.StoreError as error:  # a write failure: full disk, read-only, locked
+    raise SearchError(str(error)) from None
   scoring_seconds = time.perf_counter() - start
   report = _run_table(dataclasses.replace(request, method="table", images=None))
   report["method"] = "exhaustive"
@@ -285,6 +316,11 @@ def run(request: SearchRequest, progress: Callable[[int, int], None] | None = No
     report = _run_exhaustive(request, progress, log)
   else:
     report = _run_table(request)
+  if not latency.output_reachable(space.arch_at(report["index"])):
+    report["warnings"] = report.get("warnings", []) + [
+        "the cell's output does not depend on its input (no path of non-none ops from the input "
+        "to the output): the network predicts the same class for every image; loosen the "
+        "limits or pick another cell"]
   if request.data_path:
     report["data"] = str(request.data_path)
   if request.accuracy is not None:
@@ -315,4 +351,5 @@ def format_report(report: dict) -> str:
     lines.append(f"accuracy {report['test_acc']:.2f} % (from {report['benchmark']})"
                  if report["test_acc"] is not None
                  else f"accuracy  none: {report['benchmark']} has no value for this cell")
+  lines += [f"WARNING  {warning}" for warning in report.get("warnings", [])]
   return "\n".join(lines)

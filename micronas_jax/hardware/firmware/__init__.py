@@ -14,8 +14,11 @@ far, so the CSV it prints is the emulated LUT's instruction counts (`emu/lut.py`
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
+import os
 import pathlib
+import shutil
 import subprocess
 
 import numpy as np
@@ -129,15 +132,17 @@ def generate(out: str | pathlib.Path, mcpu: str = "cortex-m7",
              ram_origin: int = 0x2000_0000, ram_kb: int = 320) -> list[pathlib.Path]:
   """Writes the profiling project for core `mcpu` into folder `out`; returns the files written.
 
-  Raises FirmwareError for an unknown core, repeats < 1 or a non-empty `out`."""
+  The project is written into a staging folder beside `out` and renamed into place, holding
+  `paths.exclusive(out)`: a failed write (read-only folder, full disk) leaves no folder behind
+  and a concurrent writer of the same `out` is refused; both raise a one-line PathError. Raises
+  FirmwareError for an unknown core, repeats < 1 or a non-empty `out`."""
   if mcpu not in MCPUS:
     raise FirmwareError(f"mcpu {mcpu!r} is not a known core; known: {', '.join(MCPUS)}")
   if repeats < 1 or warmup < 0:
     raise FirmwareError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, "
                          f"warmup={warmup}")
   out = pathlib.Path(out)
-  if out.exists() and (not out.is_dir() or any(out.iterdir())):
-    raise FirmwareError(f"out {out} exists and is not an empty folder")
+  _check_empty(out)
   header, source = network_sources(config, seed)
   template = importlib.resources.files("micronas_jax.hardware.firmware").joinpath("template")
   emu = importlib.resources.files("micronas_jax.hardware.emu")
@@ -153,12 +158,66 @@ def generate(out: str | pathlib.Path, mcpu: str = "cortex-m7",
   files["network.h"], files["network.c"] = header, source
   files["README.md"] = README.format(mcpu=mcpu, warmup=warmup, repeats=repeats,
                                      flash_kb=200, ram_kb=(6 * 16384 + 2048) // 1024 + 8)
-  out.mkdir(parents=True, exist_ok=True)
-  written = []
-  for name, text in files.items():
-    (out / name).write_text(text)
-    written.append(out / name)
-  return written
+  target = pathlib.Path(os.path.abspath(out))  # "." has no name to put a lock or staging beside
+  try:
+    with paths.exclusive(target):
+      _check_empty(out)  # again under the lock: another writer may have filled it meanwhile
+      _write_folder(target, files)
+  except OSError as error:
+    raise paths.PathError(paths.write_failure(out, error)) from None
+  return [out / name for name in files]
+
+
+def _check_empty(out: pathlib.Path) -> None:
+  if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    raise FirmwareError(f"out {out} exists and is not an empty folder")
+
+
+def _write_folder(out: pathlib.Path, files: dict[str, str]) -> None:
+  """Writes `files` (name -> text) into a staging folder beside `out`, then renames it to `out`:
+  a failed write never leaves half a project at `out`, which a rerun would refuse as not empty.
+  On any failure the staging folder, and what was moved into `out`, is removed."""
+  staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+  shutil.rmtree(staging, ignore_errors=True)  # a leftover of a killed run of this process id
+  try:
+    staging.mkdir()
+    for name, text in files.items():
+      (staging / name).write_text(text)
+      _fsync(staging / name)  # on disk before the rename publishes it
+    _fsync(staging)
+    if out.is_dir():
+      _move_into(staging, out, files)
+    else:
+      os.replace(staging, out)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  with contextlib.suppress(OSError):  # the project is in place; this only makes the rename durable
+    _fsync(out.parent)
+
+
+def _move_into(staging: pathlib.Path, out: pathlib.Path, names) -> None:
+  """Moves the files `names` from `staging` into the existing empty folder `out`, or none of them.
+
+  Why not rename the folder over it: that replaces the folder's inode, and a shell whose working
+  folder `out` is (`--out .`) would be left in a deleted folder. Renames within one file system
+  write no file data, so a full disk hardly ever stops them midway."""
+  moved = []
+  try:
+    for name in names:
+      os.replace(staging / name, out / name)
+      moved.append(out / name)
+  except OSError:
+    for path in moved:
+      path.unlink(missing_ok=True)
+    raise
+
+
+def _fsync(path: pathlib.Path) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
 
 
 def build(project: str | pathlib.Path, mcpu: str | None = None,
