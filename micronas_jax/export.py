@@ -279,7 +279,7 @@ def export_cell(ops, onnx_path: str, checkpoint: str | None = None, batch_size: 
     raise WeightsError("batch_size and check_samples must be positive")
   if not (math.isfinite(tolerance) and tolerance >= 0):  # NaN fails every comparison
     raise WeightsError(f"tolerance must be a finite non-negative number, got {tolerance}")
-  paths.check_writable(onnx_path)
+  paths.check_writable(onnx_path, create_parents=True)
   variables, config, source = cell_variables(ops, checkpoint, seed, channels, cells)
   checked = {}
 

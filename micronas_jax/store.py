@@ -45,9 +45,10 @@ class ScoreStore:
     self.config_hash = config_hash
     self.columns = tuple(columns)
     try:
-      paths.check_writable(path, "score store")
+      paths.check_writable(path, "score store", create_parents=True)
     except paths.PathError as error:
       raise StoreError(str(error)) from None
+    paths.ensure_parent(self.path)
     # A store this opening makes is removed again if nothing is ever written to it, so that an
     # interrupted first run leaves no empty store tied to its configuration.
     self.created = not self.path.exists()

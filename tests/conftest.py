@@ -167,3 +167,20 @@ class SeparableToy:
 def toy() -> SeparableToy:
   """A separable toy indicator with a known best cell (`SeparableToy`)."""
   return SeparableToy()
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+  """An empty folder this process cannot write into; skips where it can anyway (root)."""
+  folder = tmp_path / "ro"
+  folder.mkdir()
+  folder.chmod(0o555)
+  try:
+    (folder / "probe").touch()
+  except PermissionError:
+    yield folder
+  else:
+    (folder / "probe").unlink()
+    pytest.skip("this process writes into read-only folders (root)")
+  finally:
+    folder.chmod(0o755)

@@ -389,23 +389,6 @@ def test_lut_writers_refuse_a_concurrent_writer(one_line_error, tmp_path, comman
     assert snapshot(tmp_path) == before
 
 
-@pytest.fixture
-def read_only_folder(tmp_path):
-  """An empty folder this process cannot write into; skips where it can anyway (root)."""
-  folder = tmp_path / "ro"
-  folder.mkdir()
-  folder.chmod(0o555)
-  try:
-    (folder / "probe").touch()
-  except PermissionError:
-    yield folder
-  else:
-    (folder / "probe").unlink()
-    pytest.skip("this process writes into read-only folders (root)")
-  finally:
-    folder.chmod(0o755)
-
-
 @pytest.mark.parametrize("command", WRITERS)
 def test_lut_writers_refuse_a_read_only_folder(one_line_error, tmp_path, read_only_folder,
                                                command):

@@ -154,5 +154,5 @@ def test_cli_export_that_fails_its_check_writes_nothing(tmp_path, monkeypatch):
   assert "not written" in result.output and result.output.strip().count("\n") == 0
   assert (tmp_path / "c.onnx").read_bytes() == b"the previous, good export"
   assert sorted(p.name for p in tmp_path.iterdir()) == ["c.onnx"]
-  missing = invoke("export", "0", "--onnx", str(tmp_path / "nodir" / "c.onnx"))
-  assert missing.exit_code == 2 and "no such directory" in missing.output
+  missing = invoke("export", "0", "--onnx", str(tmp_path / "c.onnx" / "x.onnx"))
+  assert missing.exit_code == 2 and "is not a directory" in missing.output

@@ -136,23 +136,6 @@ def test_a_concurrent_writer_of_the_same_folder_is_one_line(tmp_path, one_line_e
     assert not (tmp_path / "fw").exists()
 
 
-@pytest.fixture
-def read_only_folder(tmp_path):
-  """An empty folder this process cannot write into; skips where it can anyway (root)."""
-  folder = tmp_path / "ro"
-  folder.mkdir()
-  folder.chmod(0o555)
-  try:
-    (folder / "probe").touch()
-  except PermissionError:
-    yield folder
-  else:
-    (folder / "probe").unlink()
-    pytest.skip("this process writes into read-only folders (root)")
-  finally:
-    folder.chmod(0o755)
-
-
 def test_a_read_only_folder_is_one_line(read_only_folder, one_line_error):
   one_line_error(firmware_cli("--out", read_only_folder / "fw"), str(read_only_folder / "fw"))
   with pytest.raises(paths.PathError, match="fw: cannot write: permission denied; nothing was"):

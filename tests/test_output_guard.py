@@ -180,15 +180,8 @@ def test_a_concurrent_writer_is_one_line(inputs, one_line_error, name):
   assert not (inputs / out).exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_folder_is_refused_before_any_work(tmp_path, one_line_error):
-  folder = tmp_path / "ro"
-  folder.mkdir()
-  folder.chmod(0o555)
-  try:
-    one_line_error(invoke("space", "list", "--out", folder / "x.csv"), "not writable")
-  finally:
-    folder.chmod(0o755)
+def test_a_read_only_folder_is_refused_before_any_work(read_only_folder, one_line_error):
+  one_line_error(invoke("space", "list", "--out", read_only_folder / "x.csv"), "not writable")
 
 
 def _score(out, indices):
@@ -258,3 +251,17 @@ def test_table_export_names_what_is_wrong_with_the_store(tmp_path, one_line_erro
     source.write_bytes(data[:len(data) // 2])
   one_line_error(invoke("table", "export", source, "--csv", tmp_path / "s.csv"), message)
   assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize("args, made", [
+    (["score", "--indices", "0:2", "--proxies", "flops", "--no-progress", "--out",
+      "new/a/s.sqlite"], "new/a/s.sqlite"),
+    (["space", "list", "--out", "new/b/cells.csv"], "new/b/cells.csv"),
+    (["lut", "plan", "--out", "new/c/plan.csv"], "new/c/plan.csv"),
+])
+def test_missing_output_folders_are_made_by_every_command(tmp_path, monkeypatch, args, made):
+  # The one rule for missing output folders: made when the output is written.
+  monkeypatch.chdir(tmp_path)
+  result = invoke(*args)
+  assert result.exit_code == 0, result.output
+  assert (tmp_path / made).is_file()

@@ -246,7 +246,7 @@ def test_score_out_that_is_not_a_usable_store_is_one_line_and_left_as_it_was(tmp
   for out, message in ((corrupt, "not a micronas-jax score store (not an SQLite database)"),
                        (other_app, "not a micronas-jax score store (it holds tables customers)"),
                        (tmp_path, "is a directory"),
-                       (tmp_path / "nodir" / "s.sqlite", "no such directory"),
+                       (corrupt / "s.sqlite", "is not a directory"),
                        ("", "empty output path")):
     result = CliRunner().invoke(cli.cli, ["score", "--indices", "0:2", "--proxies", "flops",
                                           "--out", str(out), "--no-progress"])
