@@ -187,3 +187,18 @@ def test_every_example_in_the_help_and_the_readme_parses():
   assert len(lines) > 30
   for line in lines:
     _parse(line)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--runtime-sram-kb", "inf"], "--runtime-sram-kb must lie in [0, 4194304] KB, got inf"),
+    (["--sram-kb", "320", "--flash-kb", "1e30"], "--flash-kb must lie in [0, 4194304] KB"),
+    (["--runtime-flash-kb", "8"], "need the board's --sram-kb and --flash-kb")])
+def test_lut_build_refuses_memory_no_board_has(tmp_path, monkeypatch, one_line_error, extra,
+                                               message):
+  monkeypatch.chdir(tmp_path)
+  assert invoke("lut", "plan", "--out", "plan.csv").exit_code == 0
+  lines = (tmp_path / "plan.csv").read_text().splitlines()
+  (tmp_path / "plan.csv").write_text("\n".join([lines[0]] + [f"{l}1.0" for l in lines[1:]]))
+  one_line_error(invoke("lut", "build", "plan.csv", "--device", "x", "--unit", "ms", "--out",
+                        "o.json", *extra), message)
+  assert not (tmp_path / "o.json").exists()

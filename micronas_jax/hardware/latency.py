@@ -85,13 +85,20 @@ class Memory:
     sizes = {"sram_kb": sram_kb, "flash_kb": flash_kb, "runtime_sram_kb": runtime_sram_kb,
              "runtime_flash_kb": runtime_flash_kb}
     for name, value in sizes.items():
-      if value is not None and not value >= 0:
-        raise LUTError(f"{name} must be non-negative, got {value}")
+      # A 32-bit core addresses 4 GiB: a larger size is a unit slip, not a board.
+      if value is not None and not 0 <= value <= ADDRESSABLE_KB:
+        raise LUTError(f"{name} must lie in [0, {ADDRESSABLE_KB}] KB, got {value}")
     if (sram_kb is None) != (flash_kb is None):
       raise LUTError("sram_kb and flash_kb: give both (the board's memory) or neither")
     if sram_kb is None:
+      if runtime_sram_kb or runtime_flash_kb:
+        raise LUTError("runtime_sram_kb and runtime_flash_kb need the board's sram_kb and "
+                       "flash_kb")
       return None
     return cls(*(round(kb * 1024) for kb in sizes.values()))
+
+
+ADDRESSABLE_KB = 4 * 1024 * 1024  # 4 GiB in KB
 
 
 @dataclasses.dataclass(frozen=True)
