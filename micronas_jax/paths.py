@@ -201,10 +201,6 @@ def _reads(target: pathlib.Path, source: pathlib.Path) -> bool:
   return inode is not None and inode == _inode(source)
 
 
-def _spelled(path: str | os.PathLike) -> str:
-  return str(path)
-
-
 def check_outputs(outputs: Sequence[Output], inputs: Sequence[Input] = ()) -> None:
   """Refuses, before any work, outputs that cannot be written or that would overwrite an input
   or each other; raises PathError with one line naming both options.
@@ -225,14 +221,14 @@ def check_outputs(outputs: Sequence[Output], inputs: Sequence[Input] = ()) -> No
       if folder.exists() and not folder.is_dir():
         raise PathError(f"{output.option}: {folder}: is a file, not a folder")
     for target in output.targets():
-      named = f"{output.option} {_spelled(target)}"
+      named = f"{output.option} {target}"
       try:
         check_writable(target, "output", create_parents=True)
       except PathError as error:
         raise PathError(f"{output.option}: {error}") from None
       for source in inputs:
         if any(_reads(target, path) for path in source.sources()):
-          raise PathError(f"{named} would overwrite {source.option} {_spelled(source.path)}, "
+          raise PathError(f"{named} would overwrite {source.option} {source.path}, "
                           "which this command reads: name another output")
       real = _real(target)
       if real in seen:
