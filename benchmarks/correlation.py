@@ -30,7 +30,7 @@ try:
   from benchmarks import _results
 except ImportError:  # run as a file (python3 benchmarks/correlation.py): its folder is on the path
   import _results
-from micronas_jax import benchmark, cost, proxies, scoring, space, store
+from micronas_jax import complexity, ground_truth, proxies, scoring, space, store
 
 METADATA = ("index", "arch", "seed", "config_hash")
 TE_NAS = ("ntk", "lr")
@@ -78,7 +78,7 @@ def score_columns(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
       values = column.astype(np.float64)
     except ValueError:
       continue  # text column: not a score
-    oriented[name] = benchmark.orient(values, direction(name) is not False)
+    oriented[name] = ground_truth.orient(values, direction(name) is not False)
   return oriented
 
 
@@ -92,7 +92,7 @@ def direction_label(name: str) -> str:
   return f"{'higher' if higher else 'lower'} is better"
 
 
-def aggregates(oriented: dict[str, np.ndarray], singles: dict[str, benchmark.Correlation],
+def aggregates(oriented: dict[str, np.ndarray], singles: dict[str, ground_truth.Correlation],
                requested: list[list[str]]) -> tuple[dict[str, np.ndarray], str]:
   """Rank-sum aggregates: TE-NAS ntk+lr, each requested group, every score with rho >= 0.85.
 
@@ -112,7 +112,7 @@ def aggregates(oriented: dict[str, np.ndarray], singles: dict[str, benchmark.Cor
             "to aggregate.")
   else:
     note = f"Scores with Spearman rho >= {HIGH_RHO}: none reach {HIGH_RHO}."
-  return {label: benchmark.aggregate_ranks({n: oriented[n] for n in names})
+  return {label: ground_truth.aggregate_ranks({n: oriented[n] for n in names})
           for label, names in groups.items()}, note
 
 
@@ -127,9 +127,9 @@ def overall_table(scores: dict[str, np.ndarray], truth: np.ndarray,
            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
   result = {}
   for name, values in scores.items():
-    result[name] = c = benchmark.rank_correlation(values, truth)
+    result[name] = c = ground_truth.rank_correlation(values, truth)
     label, invalid = labels[name]
-    top = [benchmark.top_k_accuracy(values, truth, k) for k in (1, TOP_K)]
+    top = [ground_truth.top_k_accuracy(values, truth, k) for k in (1, TOP_K)]
     lines.append(f"| {name} | {label} | {invalid} | {c.cells} | {c.tau:.3f} | {c.rho:.3f} "
                  f"| {top[0]:.2f} | {top[1]:.2f} |")
   return "\n".join(lines), result
@@ -137,19 +137,19 @@ def overall_table(scores: dict[str, np.ndarray], truth: np.ndarray,
 
 def quartile_table(scores: dict[str, np.ndarray], truth: np.ndarray, flops: np.ndarray) -> str:
   """Markdown table of tau / rho of each score within each FLOPs quartile of the cells."""
-  group, edges = benchmark.quantile_groups(flops, 4)
+  group, edges = ground_truth.quantile_groups(flops, 4)
   header = "| score | " + " | ".join(
       f"Q{q + 1}: {edges[q]:.1f}-{edges[q + 1]:.1f} M FLOPs, {(group == q).sum()} cells"
       for q in range(4)) + " |"
   lines = [header, "| --- |" + " ---: |" * 4]
   for name, values in scores.items():
-    cells = [benchmark.rank_correlation(values[group == q], truth[group == q]) for q in range(4)]
+    cells = [ground_truth.rank_correlation(values[group == q], truth[group == q]) for q in range(4)]
     lines.append(f"| {name} | " + " | ".join(f"{c.tau:.3f} / {c.rho:.3f}" for c in cells) + " |")
   return "\n".join(lines)
 
 
 def plot(table: dict[str, np.ndarray], names: list[str], truth: np.ndarray,
-         correlations: dict[str, benchmark.Correlation], path: pathlib.Path) -> bool:
+         correlations: dict[str, ground_truth.Correlation], path: pathlib.Path) -> bool:
   """Scatter of each raw score (valid rows) against accuracy, one panel each; False without
   matplotlib."""
   plt = _results.pyplot()
@@ -215,8 +215,8 @@ def main(argv=None) -> str:
     table = {name: column[keep] for name, column in table.items()}
   indices = table["index"].astype(np.int64)
   try:
-    truth = benchmark.read_accuracy(args.truth, args.truth_column, args.dataset)[indices]
-  except benchmark.BenchmarkError as error:
+    truth = ground_truth.read_accuracy(args.truth, args.truth_column, args.dataset)[indices]
+  except ground_truth.BenchmarkError as error:
     raise SystemExit(str(error)) from None
   oriented = score_columns(table)
   requested = [[n.strip() for n in group.split(",") if n.strip()] for group in args.aggregate]
@@ -237,7 +237,7 @@ def main(argv=None) -> str:
   combined_text += (f"\n\nAggregates with Spearman rho >= {HIGH_RHO}: "
                     + (", ".join(reaching) if reaching else "none") + ".")
   flops = (table["flops"].astype(np.float64) if "flops" in table
-           else cost.flops(space.all_archs()[indices]) / 1e6)
+           else complexity.flops(space.all_archs()[indices]) / 1e6)
   quartiles = quartile_table(oriented | combined, truth, flops)
   cells = int(np.isfinite(truth).sum())
   scope = (f"a random sample of {len(indices)} cells (seed {args.seed})" if sampled

@@ -25,7 +25,7 @@ try:
   from benchmarks import _results
 except ImportError:  # run as a file: its folder is on the path
   import _results
-from micronas_jax import benchmark, space, store, topology
+from micronas_jax import ground_truth, space, store, topology
 from micronas_jax.hardware import latency
 from micronas_jax.search import evolution
 
@@ -97,7 +97,7 @@ def meco_network(count: int) -> dict:
     values = np.array([scorer(space.all_archs()[i][None], 0)["meco"][0][0] for i in cells])
     out["per_cell_2"] = (time.perf_counter() - start) / count
     table_meco = np.array([full[int(i)] for i in cells])
-    out["spearman"] = benchmark.rank_correlation(values, table_meco).rho
+    out["spearman"] = ground_truth.rank_correlation(values, table_meco).rho
   return out
 
 
@@ -129,7 +129,7 @@ def main():
   args = parser.parse_args()
   if not pathlib.Path(args.accuracy).is_file():
     sys.exit(f"error: {args.accuracy}: no such accuracy CSV (--accuracy)")
-  accuracy = benchmark.read_accuracy(args.accuracy)
+  accuracy = ground_truth.read_accuracy(args.accuracy)
   rows = ablation(accuracy, args.sweep)
   network = meco_network(args.meco_network) if args.meco_network else None
   text = render(rows, network, _results.command())

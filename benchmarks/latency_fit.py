@@ -31,7 +31,7 @@ try:
   from benchmarks import _results
 except ImportError:  # run as a file (python3 benchmarks/latency_fit.py): its folder is on the path
   import _results
-from micronas_jax import space
+from micronas_jax import graph, space
 from micronas_jax.hardware import latency
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def ceiling(archs: np.ndarray, measured: np.ndarray, dead_code: bool) -> dict:
   predicted = np.empty_like(measured)
   for members in groups.values():
     predicted[members] = np.median(measured[members])
-  return metrics(predicted, measured, latency.output_reachable(archs))
+  return metrics(predicted, measured, graph.reachability(archs).output)
 
 
 def run(data_dir: pathlib.Path, seeds: int) -> list[dict]:
@@ -81,7 +81,7 @@ def run(data_dir: pathlib.Path, seeds: int) -> list[dict]:
           train, test = order[:n], order[n:]
           lut = latency.fit(archs[train], measured[train], dead_code=dead_code)
           runs.append(metrics(latency.estimate(archs[test], lut), measured[test],
-                              latency.output_reachable(archs[test])))
+                              graph.reachability(archs[test]).output))
         mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
         results.append({"device": device, "semantics": semantics, "train": f"{100 * fraction:g}%",
                         "cells": n, **mean})

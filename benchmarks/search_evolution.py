@@ -34,7 +34,7 @@ try:
   from benchmarks import _results
 except ImportError:  # run as a file: its folder is on the path
   import _results
-from micronas_jax import benchmark, data, space
+from micronas_jax import data, ground_truth, space
 from micronas_jax.hardware import latency
 from micronas_jax.search import objective
 from micronas_jax.search import run as search_run
@@ -250,7 +250,7 @@ def main():
   args = parser.parse_args()
   if not pathlib.Path(args.accuracy).is_file():
     sys.exit(f"error: {args.accuracy}: no such accuracy CSV (--accuracy)")
-  accuracy = benchmark.read_accuracy(args.accuracy)
+  accuracy = ground_truth.read_accuracy(args.accuracy)
   path = pathlib.Path(args.save_json)
   saved = json.loads(path.read_text()) if path.is_file() else {}
   saved.update(machine=_results.machine(), data=args.data and pathlib.Path(args.data).name)

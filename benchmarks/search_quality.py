@@ -24,7 +24,7 @@ latency, with a plot of the pick against the best cell under each limit. `--imag
 pruning search's indicators on images (`natural_images.py`) instead of standard-normal inputs.
 
 Ground truth: --data, by default ../shared/data/nb201/cifar10.csv (index, arch, test_acc,
-params_m), read by `micronas_jax.benchmark.read_accuracy` (an official NB201 .pth or NATS-Bench
+params_m), read by `micronas_jax.ground_truth.read_accuracy` (an official NB201 .pth or NATS-Bench
 file works too, with the `bench` extra).
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ try:
   from benchmarks import _results
 except ImportError:  # run as a file (python3 benchmarks/search_quality.py): its folder is on the path
   import _results
-from micronas_jax import benchmark
+from micronas_jax import ground_truth
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SECTION = "Search (issue 6)"
@@ -306,7 +306,7 @@ def main():
     def save(result):
       if args.save_json:
         args.save_json.write_text(json.dumps({"result": result, "command": command}, indent=1))
-    accuracy = benchmark.read_accuracy(args.data)
+    accuracy = ground_truth.read_accuracy(args.data)
     if args.scores:
       limits_ms = limit_seeds = None
       if args.sweep:

@@ -13,7 +13,7 @@ stopped (`--json`, default benchmarks/data/table1_<mode>.json).
     python3 -m benchmarks table1 --mode fast --seeds 5                     # writes RESULTS.md
     python3 -m benchmarks table1 --seeds 5 --weights 0.1,0.5,0.9 --no-write
 
-Ground truth: ../shared/data/nb201/cifar10.csv (or any table `micronas_jax.benchmark.read_accuracy`
+Ground truth: ../shared/data/nb201/cifar10.csv (or any table `micronas_jax.ground_truth.read_accuracy`
 reads); the package itself never reads it.
 """
 from __future__ import annotations
@@ -165,11 +165,11 @@ def main():
 
   load = os.getloadavg()[0]  # other work on the machine inflates the search times
   run(args.mode, args.seeds, weights, args.repeats, saved, save)
-  from micronas_jax import benchmark, space
+  from micronas_jax import ground_truth, space
   from micronas_jax.hardware import costs as hw_costs
   from micronas_jax.hardware import latency
 
-  accuracy = benchmark.read_accuracy(args.data)
+  accuracy = ground_truth.read_accuracy(args.data)
   costs = hw_costs.cell_costs(space.all_archs(), latency.board("stm32f746"))
   rows = summarize(saved, weights, args.seeds, accuracy, costs)
   table = render(rows)

@@ -10,10 +10,16 @@ import sys
 
 import click
 
-from micronas_jax import compilation_cache, cost, interrupt, paths, space
+from micronas_jax import compilation_cache, complexity, interrupt, paths, space
 from micronas_jax.commands import deploy, hardware, scores, search, training
 from micronas_jax.commands.common import (
-    CellCommand, ArchParam, Output, check_paths, path_errors, write_csv_file)
+  ArchParam,
+  CellCommand,
+  Output,
+  check_paths,
+  path_errors,
+  write_csv_file,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,7 +43,7 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def space_info(cell, as_json):
   """Index, arch string, ops, FLOPs and params of one cell (full network: C=16, N=5, CIFAR-10)."""
-  summary = cost.cell_summary(cell)
+  summary = complexity.cell_summary(cell)
   if as_json:
     click.echo(json.dumps(summary, indent=2))
     return
@@ -57,10 +63,10 @@ def space_list(out):
   """All 15,625 cells as CSV: index, arch, FLOPs (M) and params (M) of the CIFAR-10 network."""
   check_paths([Output("--out", out)])
   if not out:
-    cost.write_space_csv(sys.stdout)
+    complexity.write_space_csv(sys.stdout)
     return
   count = path_errors(paths.write_atomically, out,
-                      lambda tmp: write_csv_file(tmp, cost.write_space_csv))
+                      lambda tmp: write_csv_file(tmp, complexity.write_space_csv))
   click.echo(f"wrote {count} cells to {out}", err=True)
 
 

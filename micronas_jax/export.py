@@ -24,7 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from micronas_jax import model, network, paths, space
+from micronas_jax import graph, model, naming, network, paths, space
+from micronas_jax.graph import Kind
+from micronas_jax.naming import Layer, LayerKind, Role
 
 OPSET = 18
 BN_EPSILON = 1e-5
@@ -64,42 +66,25 @@ def fold_bn(kernel: np.ndarray, scale, bias, mean, var) -> tuple[np.ndarray, np.
 
 
 def folded_weights(variables: model.Variables, ops, config: model.NetworkConfig) -> dict:
-  """The weights the fixed cell's inference network uses, BN folded, kernels OIHW (NumPy).
-
-  Keys: "stem"; "stage{s}_cell{c}/edge_{t}_{f}" for conv edges; "reduction_{s}/conv_a", ".../conv_b"
-  (each (kernel, bias)); "reduction_{s}/shortcut" (kernel); "head" (scale, shift); "classifier"
-  (kernel [C, K], bias [K]).
+  """The weights the fixed cell's inference network uses, BN folded, kernels OIHW (NumPy), keyed
+  by the `naming.Layer` of every layer the graph of `ops` reads: a conv with BN gives (kernel,
+  bias), the shortcut its kernel alone, HEAD_BN (scale, shift), CLASSIFIER (kernel [C, K], bias
+  [K]).
   """
-  ops = space.validate_ops(ops)
-  params = jax.device_get(variables["params"])
-  stats = jax.device_get(variables["batch_stats"])
-  conv_bn = lambda p, s: fold_bn(p["conv"]["kernel"], p["bn"]["scale"], p["bn"]["bias"],
-                                 s["bn"]["mean"], s["bn"]["var"])
+  variables = jax.device_get(variables)
   weights = {}
-  if config.stem:
-    weights["stem"] = conv_bn(params["stem"], stats["stem"])
-  for stage in range(config.num_stages):
-    if stage > 0:
-      name = f"reduction_{stage}"
-      for part in ("conv_a", "conv_b"):
-        weights[f"{name}/{part}"] = conv_bn(params[name][part], stats[name][part])
-      weights[f"{name}/shortcut"] = np.asarray(params[name]["shortcut"]["kernel"]).transpose(
-          3, 2, 0, 1)
-    for cell in range(config.cells_per_stage):
-      name = f"stage{stage + 1}_cell{cell}"
-      for (target, source), op in zip(space.EDGES, ops):
-        if op in (space.CONV1X1, space.CONV3X3):
-          prefix = "conv1x1" if op == space.CONV1X1 else "conv3x3"
-          p, s = params[name][f"edge_{target}_{source}"], stats[name][f"edge_{target}_{source}"]
-          weights[f"{name}/edge_{target}_{source}"] = fold_bn(
-              p[f"{prefix}_kernel"], p[f"{prefix}_bn_scale"], p[f"{prefix}_bn_bias"],
-              s[f"{prefix}_bn_mean"], s[f"{prefix}_bn_var"])
-  head_scale = np.asarray(params["head_bn"]["scale"]) / np.sqrt(
-      np.asarray(stats["head_bn"]["var"]) + BN_EPSILON)
-  weights["head"] = (head_scale, np.asarray(params["head_bn"]["bias"])
-                     - np.asarray(stats["head_bn"]["mean"]) * head_scale)
-  weights["classifier"] = (np.asarray(params["classifier"]["kernel"]),
-                           np.asarray(params["classifier"]["bias"]))
+  for node in graph.build(ops, config).nodes:
+    for layer in node.layers:
+      leaf = lambda role: np.asarray(layer.get(variables, role))
+      if layer.kind is naming.LayerKind.SHORTCUT:
+        weights[layer] = leaf(Role.KERNEL).transpose(3, 2, 0, 1)
+      elif layer.kind is naming.LayerKind.CLASSIFIER:
+        weights[layer] = (leaf(Role.KERNEL), leaf(Role.BIAS))
+      elif layer.kind is naming.LayerKind.HEAD_BN:
+        scale = leaf(Role.BN_SCALE) / np.sqrt(leaf(Role.BN_VAR) + BN_EPSILON)
+        weights[layer] = (scale, leaf(Role.BN_BIAS) - leaf(Role.BN_MEAN) * scale)
+      else:
+        weights[layer] = fold_bn(*(leaf(role) for role in naming.CONV_BN_ROLES))
   return weights
 
 
@@ -131,55 +116,43 @@ def _avg_pool_2x2(x):
                                       dimension_numbers=("NCHW", "OIHW", "NCHW"))
 
 
-def _cell(x, ops, weights: dict, name: str):
-  # A node all of whose inputs are `none` is exactly zero; None stands for it so that no zero
-  # tensor (and no conv of one) enters the graph unless an op needs it as input.
-  nodes = [x]
-  for to_node in range(1, space.NUM_NODES):
-    total = None
-    for edge, ((target, source), op) in enumerate(zip(space.EDGES, ops)):
-      if target != to_node or op == space.NONE:
-        continue
-      node = nodes[source]
-      if op in (space.CONV1X1, space.CONV3X3):
-        # relu(0) = 0 and conv(0) = 0, so a conv on a zero node is its bias alone.
-        node = x * 0.0 if node is None else node
-        out = _conv(jax.nn.relu(node), *weights[f"{name}/edge_{target}_{source}"])
-      elif node is None:
-        out = None
-      elif op == space.SKIP:
-        out = node
-      else:
-        out = _avg_pool_3x3(node)
-      if out is not None:
-        total = out if total is None else total + out
-    nodes.append(total)
-  return x * 0.0 if nodes[-1] is None else nodes[-1]
-
-
 def inference_function(weights: dict, ops, config: model.NetworkConfig) -> Callable:
   """`f(x: [B, C_in, H, W]) -> logits [B, K]`: the network of cell `ops` with the folded
-  `weights` (see `folded_weights`), in inference mode, NCHW."""
-  ops = tuple(int(op) for op in space.validate_ops(ops))
+  `weights` (see `folded_weights`), in inference mode, NCHW: a pass over its graph."""
+  network_graph = graph.build(ops, config)
 
   def forward(x):
-    if config.stem:
-      x = _conv(x, *weights["stem"])
-    for stage in range(config.num_stages):
-      if stage > 0:
-        name = f"reduction_{stage}"
-        y = _conv(jax.nn.relu(x), *weights[f"{name}/conv_a"], stride=2)
-        y = _conv(jax.nn.relu(y), *weights[f"{name}/conv_b"])
-        x = _conv(_avg_pool_2x2(x), weights[f"{name}/shortcut"]) + y
-      for cell in range(config.cells_per_stage):
-        x = _cell(x, ops, weights, f"stage{stage + 1}_cell{cell}")
-    scale, shift = weights["head"]
-    x = jax.nn.relu(x * jnp.asarray(scale)[None, :, None, None]
-                    + jnp.asarray(shift)[None, :, None, None])
-    kernel, bias = weights["classifier"]
-    return jnp.mean(x, axis=(2, 3)) @ jnp.asarray(kernel) + jnp.asarray(bias)
+    tensors = {graph.IMAGE: x}
+    same_shape = {config.input_shape: x}  # the latest tensor of each shape
+    for node in network_graph.nodes:
+      inputs = [tensors[name] for name in node.inputs]
+      if node.kind is Kind.CONV:
+        source = jax.nn.relu(inputs[0]) if node.relu_in else inputs[0]
+        out = _conv(source, *_conv_weights(weights, node), stride=node.stride)
+      elif node.kind is Kind.POOL3:
+        out = _avg_pool_3x3(inputs[0])
+      elif node.kind is Kind.POOL2:
+        out = _avg_pool_2x2(inputs[0])
+      elif node.kind is Kind.ADD:
+        out = inputs[0] + inputs[1]
+      elif node.kind is Kind.ZEROS:
+        # 0 x a tensor of the same shape: no activation-sized constant enters the ONNX graph.
+        out = same_shape[node.shape] * 0.0
+      else:
+        scale, shift = weights[Layer(LayerKind.HEAD_BN)]
+        kernel, bias = weights[Layer(LayerKind.CLASSIFIER)]
+        y = jax.nn.relu(inputs[0] * jnp.asarray(scale)[None, :, None, None]
+                        + jnp.asarray(shift)[None, :, None, None])
+        out = jnp.mean(y, axis=(2, 3)) @ jnp.asarray(kernel) + jnp.asarray(bias)
+      tensors[node.output] = same_shape[node.shape] = out
+    return tensors[graph.LOGITS]
 
   return forward
+
+
+def _conv_weights(weights: dict, node) -> tuple:
+  entry = weights[node.layers[0]]
+  return entry if isinstance(entry, tuple) else (entry,)
 
 
 # --- variables from a checkpoint or from init ----------------------------------------------------

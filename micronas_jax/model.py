@@ -26,7 +26,6 @@ sown into `features` under `map`, for MeCo (`proxies.meco`).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from typing import Any
@@ -38,10 +37,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from micronas_jax import space
+from micronas_jax import naming, space
+from micronas_jax.naming import LayerKind, Role
+
 # The configuration is plain data (network.py) that cost and hardware models read without Flax.
-from micronas_jax.network import (  # noqa: F401 (re-exported)
-    INITS, LR_NETWORK, NB201_CIFAR10, NTK_NETWORK, NetworkConfig)
+from micronas_jax.network import INITS, LR_NETWORK, NB201_CIFAR10, NTK_NETWORK, NetworkConfig  # noqa: F401 (re-exported)
 
 Variables = Any  # {"params": ..., "batch_stats": ...}
 
@@ -71,9 +71,9 @@ class ConvBN(nn.Module):
     x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.stride,
                 padding=((pad, pad), (pad, pad)), use_bias=False,
                 kernel_init=_kernel_init(self.config.init),
-                conv_general_dilated=conv_general_dilated(), name="conv")(x)
+                conv_general_dilated=conv_general_dilated(), name=naming.CONV_SUBMODULE)(x)
     return nn.BatchNorm(use_running_average=not train, momentum=self.config.bn_momentum,
-                        epsilon=1e-5, name="bn")(x)
+                        epsilon=1e-5, name=naming.BN_SUBMODULE)(x)
 
 
 def avg_pool_3x3(x):
@@ -149,21 +149,23 @@ class Edge(nn.Module):
   features: int
   config: NetworkConfig
 
-  def _conv_bn_variables(self, name: str, kernel: int, in_features: int):
-    kernel_param = self.param(f"{name}_kernel", _kernel_init(self.config.init),
+  def _conv_bn_variables(self, op: int, in_features: int):
+    kernel = naming.CONV_OPS[op][1]
+    leaf = lambda role: naming.edge_leaf(op, role)
+    kernel_param = self.param(leaf(Role.KERNEL), _kernel_init(self.config.init),
                               (kernel, kernel, in_features, self.features))
     # float32 like flax's own layers, also under jax_enable_x64 (the switch needs one dtype).
-    scale = self.param(f"{name}_bn_scale", nn.initializers.ones, (self.features,), jnp.float32)
-    bias = self.param(f"{name}_bn_bias", nn.initializers.zeros, (self.features,), jnp.float32)
-    mean = self.variable("batch_stats", f"{name}_bn_mean", jnp.zeros, (self.features,),
+    scale = self.param(leaf(Role.BN_SCALE), nn.initializers.ones, (self.features,), jnp.float32)
+    bias = self.param(leaf(Role.BN_BIAS), nn.initializers.zeros, (self.features,), jnp.float32)
+    mean = self.variable("batch_stats", leaf(Role.BN_MEAN), jnp.zeros, (self.features,),
                          jnp.float32)
-    var = self.variable("batch_stats", f"{name}_bn_var", jnp.ones, (self.features,), jnp.float32)
+    var = self.variable("batch_stats", leaf(Role.BN_VAR), jnp.ones, (self.features,),
+                        jnp.float32)
     return kernel_param, scale, bias, mean, var
 
   @nn.compact
   def __call__(self, x, choice, train: bool):
-    convs = {op: self._conv_bn_variables(name, kernel, x.shape[-1])
-             for op, name, kernel in ((space.CONV1X1, "conv1x1", 1), (space.CONV3X3, "conv3x3", 3))}
+    convs = {op: self._conv_bn_variables(op, x.shape[-1]) for op in naming.CONV_OPS}
     stats = {op: (variables[3].value, variables[4].value) for op, variables in convs.items()}
     # Every op must return one dtype: float64 weights (a float64 check) widen float32 inputs.
     x = x.astype(jnp.result_type(x, *(v for op_vars in convs.values() for v in op_vars[:3])))
@@ -225,7 +227,7 @@ class Cell(nn.Module):
       node = 0.0
       for edge, (target, source) in enumerate(space.EDGES):
         if target == to_node:
-          edge_fn = Edge(self.features, self.config, name=f"edge_{target}_{source}")
+          edge_fn = Edge(self.features, self.config, name=naming.edge_module(edge))
           node = node + edge_fn(nodes[source], arch[edge], train)
       nodes.append(node)
     self.sow("features", "map", nodes[-1])
@@ -241,16 +243,18 @@ class ReductionBlock(nn.Module):
   def __call__(self, x, train: bool):
     y = nn.relu(x)
     self.sow("intermediates", "relu", y)
-    y = ConvBN(self.features, 3, stride=2, config=self.config, name="conv_a")(y, train)
+    y = ConvBN(self.features, 3, stride=2, config=self.config,
+               name=LayerKind.CONV_A.value)(y, train)
     self.sow("features", "map", y)
     y = nn.relu(y)
     self.sow("intermediates", "relu", y)
-    y = ConvBN(self.features, 3, config=self.config, name="conv_b")(y, train)
+    y = ConvBN(self.features, 3, config=self.config, name=LayerKind.CONV_B.value)(y, train)
     self.sow("features", "map", y)
     shortcut = nn.avg_pool(x, (2, 2), strides=(2, 2))
     shortcut = nn.Conv(self.features, (1, 1), padding=((0, 0), (0, 0)), use_bias=False,
                        kernel_init=_kernel_init(self.config.init),
-                       conv_general_dilated=conv_general_dilated(), name="shortcut")(shortcut)
+                       conv_general_dilated=conv_general_dilated(),
+                       name=LayerKind.SHORTCUT.value)(shortcut)
     self.sow("features", "map", shortcut)
     self.sow("features", "map", shortcut + y)
     return shortcut + y
@@ -271,15 +275,15 @@ class Network(nn.Module):
     chex.assert_shape(x, (None, *cfg.input_shape))
 
     if cfg.stem:
-      x = ConvBN(cfg.channels, 3, config=cfg, name="stem")(x, train)
+      x = ConvBN(cfg.channels, 3, config=cfg, name=naming.stem_module())(x, train)
       self.sow("features", "map", x)
     for stage, features in enumerate(cfg.stage_channels):
       if stage > 0:
-        x = ReductionBlock(features, cfg, name=f"reduction_{stage}")(x, train)
+        x = ReductionBlock(features, cfg, name=naming.reduction_module(stage))(x, train)
       for cell in range(cfg.cells_per_stage):
-        x = Cell(features, cfg, name=f"stage{stage + 1}_cell{cell}")(x, arch, train)
+        x = Cell(features, cfg, name=naming.cell_module(stage, cell))(x, arch, train)
     x = nn.BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum, epsilon=1e-5,
-                     name="head_bn")(x)
+                     name=LayerKind.HEAD_BN.value)(x)
     self.sow("features", "map", x)
     x = nn.relu(x)
     self.sow("intermediates", "relu", x)
@@ -287,7 +291,7 @@ class Network(nn.Module):
     bias_init = (_torch_default_bias_init(x.shape[-1]) if cfg.init == "torch-default"
                  else nn.initializers.zeros)
     return nn.Dense(cfg.num_classes, kernel_init=_kernel_init(cfg.init), bias_init=bias_init,
-                    name="classifier")(x)
+                    name=LayerKind.CLASSIFIER.value)(x)
 
 
 @functools.lru_cache(maxsize=None)
@@ -328,32 +332,14 @@ def relu_patterns(variables: Variables, arch: jax.Array, x: jax.Array, config: N
   return jnp.concatenate([leaf.reshape(leaf.shape[0], -1) > 0 for leaf in leaves], axis=1)
 
 
-def _path_names(path) -> tuple[str, ...]:
-  return tuple(getattr(entry, "key", str(entry)) for entry in path)
-
-
-def param_op(path_names: tuple[str, ...]) -> int | None:
-  """The cell op (space.CONV1X1 or CONV3X3) a parameter belongs to, or None outside cell ops."""
-  if any(name.startswith("edge_") for name in path_names):
-    if path_names[-1].startswith("conv1x1"):
-      return space.CONV1X1
-    if path_names[-1].startswith("conv3x3"):
-      return space.CONV3X3
-  return None
-
-
 def count_active_params(params, ops: np.ndarray) -> int:
   """Parameters of the standalone cell network `ops: [6]`: every weight except inactive ops'."""
   ops = space.validate_ops(ops)
   total = 0
   for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-    names = _path_names(path)
-    op = param_op(names)
-    if op is not None:
-      edge_name = next(name for name in names if name.startswith("edge_"))
-      target, source = (int(part) for part in edge_name.split("_")[1:])
-      if ops[space.EDGES.index((target, source))] != op:
-        continue
+    layer, _ = naming.layer_of(path)
+    if layer.kind is LayerKind.EDGE and ops[layer.edge] != layer.op:
+      continue
     total += int(np.prod(leaf.shape))
   return total
 

@@ -1,4 +1,4 @@
-"""Rank statistics of micronas_jax.benchmark and the benchmark scripts on tiny tables (fast)."""
+"""Rank statistics of micronas_jax.ground_truth and the benchmark scripts on tiny tables (fast)."""
 import math
 import sys
 
@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks import __main__ as entry
 from benchmarks import correlation, summary
-from micronas_jax import benchmark, scoring, space, store
+from micronas_jax import ground_truth, scoring, space, store
 
 # --- rank statistics ------------------------------------------------------------------------
 
@@ -18,28 +18,28 @@ def test_rank_correlation_with_ties_drops_nan_rows():
   # [1, 2.5, 2.5, 4] vs [1, 3, 2, 4]: rho = 4.5 / sqrt(4.5 * 5).
   score = [1, 2, 2, 3, np.nan, 7]
   truth = [1, 3, 2, 4, 5, np.nan]
-  c = benchmark.rank_correlation(score, truth)
+  c = ground_truth.rank_correlation(score, truth)
   assert c.cells == 4
   assert c.tau == pytest.approx(5 / math.sqrt(30), abs=1e-12)
   assert c.rho == pytest.approx(4.5 / math.sqrt(22.5), abs=1e-12)
 
 
 def test_rank_correlation_of_a_constant_score_is_nan():
-  c = benchmark.rank_correlation([2, 2, 2], [1, 2, 3])
+  c = ground_truth.rank_correlation([2, 2, 2], [1, 2, 3])
   assert math.isnan(c.tau) and math.isnan(c.rho) and c.cells == 3
 
 
 def test_orient_negates_lower_is_better():
-  np.testing.assert_array_equal(benchmark.orient([1, 5], False), [-1, -5])
-  np.testing.assert_array_equal(benchmark.orient([1, 5], True), [1, 5])
+  np.testing.assert_array_equal(ground_truth.orient([1, 5], False), [-1, -5])
+  np.testing.assert_array_equal(ground_truth.orient([1, 5], True), [1, 5])
 
 
 def test_aggregate_ranks_sums_oriented_average_ranks_and_keeps_nan():
   # a ranks [3, 1, 2, -]; b (lower is better, so negated) ranks [2.5, 1, 2.5, -]; the NaN row
   # of a is left out of both rankings.
   a = np.array([0.9, 0.1, 0.5, np.nan])
-  b = benchmark.orient([10, 30, 10, 0], higher_is_better=False)
-  total = benchmark.aggregate_ranks({"a": a, "b": b})
+  b = ground_truth.orient([10, 30, 10, 0], higher_is_better=False)
+  total = ground_truth.aggregate_ranks({"a": a, "b": b})
   np.testing.assert_array_equal(total[:3], [5.5, 2, 4.5])
   assert np.isnan(total[3])
 
@@ -47,20 +47,20 @@ def test_aggregate_ranks_sums_oriented_average_ranks_and_keeps_nan():
 def test_top_k_accuracy_shares_tied_places_and_skips_nan():
   score = [5, 9, 7, 7, np.nan, 1]
   truth = [50, 90, 70, 60, 99, 10]
-  assert benchmark.top_k_accuracy(score, truth, 1) == 90
+  assert ground_truth.top_k_accuracy(score, truth, 1) == 90
   # Second place is shared by the two 7s: 90 plus the mean of 70 and 60, over two.
-  assert benchmark.top_k_accuracy(score, truth, 2) == pytest.approx((90 + 65) / 2)
-  assert benchmark.top_k_accuracy(score, truth, 3) == pytest.approx((90 + 70 + 60) / 3)
-  assert math.isnan(benchmark.top_k_accuracy(score, truth, 6))  # only 5 finite cells
+  assert ground_truth.top_k_accuracy(score, truth, 2) == pytest.approx((90 + 65) / 2)
+  assert ground_truth.top_k_accuracy(score, truth, 3) == pytest.approx((90 + 70 + 60) / 3)
+  assert math.isnan(ground_truth.top_k_accuracy(score, truth, 6))  # only 5 finite cells
   with pytest.raises(ValueError, match="k must be"):
-    benchmark.top_k_accuracy(score, truth, 0)
+    ground_truth.top_k_accuracy(score, truth, 0)
 
 
 def test_quantile_groups_split_by_value_and_keep_ties_together():
-  group, edges = benchmark.quantile_groups(np.arange(1, 9), 4)
+  group, edges = ground_truth.quantile_groups(np.arange(1, 9), 4)
   np.testing.assert_array_equal(group, [0, 0, 1, 1, 2, 2, 3, 3])
   assert edges[0] == 1 and edges[-1] == 8
-  group, _ = benchmark.quantile_groups([1, 1, 1, 1, 1, 2, 3, 4], 4)
+  group, _ = ground_truth.quantile_groups([1, 1, 1, 1, 1, 2, 3, 4], 4)
   assert len(set(group[:5])) == 1  # five equal values: one group, whatever the edges say
 
 
@@ -93,7 +93,7 @@ def test_correlation_orients_registered_proxies_and_keeps_others_raw(tiny):
   for line in text.splitlines():  # the first row of each name: the overall tables
     lines.setdefault(line.split(" | ")[0].strip("| "), line)
   assert "| lower is better | 0 | 40 | 1.000 | 1.000 |" in lines["ntk"]
-  best = f"{max(benchmark.read_accuracy(tiny[1])):.2f}"
+  best = f"{max(ground_truth.read_accuracy(tiny[1])):.2f}"
   assert lines["ntk"].split(" | ")[6] == best  # a perfect score's top-1 is the best cell
   assert "| higher is better | 0 | 40 | 1.000 | 1.000 |" in lines["lr"]
   assert "unregistered, raw value" in lines["noise"]
@@ -138,7 +138,7 @@ def test_correlation_plot_or_message_without_matplotlib(tiny, tmp_path, monkeypa
 
 def test_correlation_reads_a_score_store(tiny, tmp_path):
   _, truth = tiny
-  acc = benchmark.read_accuracy(truth)
+  acc = ground_truth.read_accuracy(truth)
   config = scoring.ScoreConfig(proxies=("ntk", "lr"))
   path = tmp_path / "s.sqlite"
   with store.ScoreStore(path, config.to_dict(), config.hash(), config.proxies) as scores:
@@ -364,11 +364,11 @@ def test_write_readme_block_replaces_only_the_marked_block(tmp_path):
 
 def test_search_evolution_tenas_row_is_the_six_cells_of_five_conv3x3_and_one_conv1x1():
   from benchmarks import search_evolution
-  from micronas_jax import cost
+  from micronas_jax import complexity
   row = search_evolution.tenas_row()
   # One conv 1x1 on any of the 6 edges -> 6 cells, all of the paper's 188.66 MFLOPs.
   assert len(row) == 6
-  np.testing.assert_allclose(cost.flops(space.all_archs()[row]) / 1e6, 188.66241, atol=1e-4)
+  np.testing.assert_allclose(complexity.flops(space.all_archs()[row]) / 1e6, 188.66241, atol=1e-4)
 
 
 def test_search_evolution_summary_counts_gaps_and_table1_picks():

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from micronas_jax import cli, paths, space
-from micronas_jax.hardware import latency, profile, stm32f746
+from micronas_jax.hardware import f746_analytic, latency, profile
 
 
 def invoke(*args):
@@ -31,7 +31,7 @@ def filled_plan(tmp_path, value=lambda i, row: str(0.25 * (i + 1))):
 
 def lut_file(tmp_path, mutate=None, text=None):
   path = tmp_path / "bad.json"
-  data = latency.to_dict(stm32f746.lut())
+  data = latency.to_dict(f746_analytic.lut())
   if mutate:
     mutate(data)
   path.write_text(text if text is not None else json.dumps(data))

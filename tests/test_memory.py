@@ -1,22 +1,14 @@
 import numpy as np
 import pytest
 
-from micronas_jax import space
+from micronas_jax import graph, space
 from micronas_jax.hardware import memory
-from micronas_jax.hardware.memory import Step
 from micronas_jax.model import NB201_CIFAR10, NetworkConfig
 
 N, S, C1, C3, P = space.NONE, space.SKIP, space.CONV1X1, space.CONV3X3, space.POOL
 # Stage tensors (int8, bytes): 2x8x8 = 128, 4x4x4 = 64, 8x2x2 = 32; input 3x8x8 = 192.
 TINY = NetworkConfig(channels=2, cells_per_stage=1, resolution=8)
 MIXED = np.array([C1, S, N, N, P, C3])
-
-
-def test_liveness_of_a_chain_by_hand():
-  # a (4 bytes) -> b (2) -> c (1); input x (8) is read by a and c.
-  steps = [Step("a", 4, ("x",)), Step("b", 2, ("a",)), Step("c", 1, ("b", "x"))]
-  # step a: x + a = 12; step b: x + a + b = 14; step c: x + b + c = 11
-  assert memory.peak_live_bytes(steps, {"x": 8}, ("c",)) == 14
 
 
 def test_fixed_blocks_by_hand():
@@ -67,41 +59,19 @@ def test_dead_code_drops_unused_ops_and_folds_constant_networks():
   assert memory.peak_sram(folded, TINY, dead_code=True) == 10  # only the constant logits
 
 
-def _whole_network_steps(ops, config):
-  """The whole network as one step list with real sizes: an independent composition."""
-  steps, current = [], "x"
-  steps.append(Step("stem", config.channels * config.resolution**2, ("x",)))
-  current = "stem"
-  for stage, (channels, size) in enumerate(zip(config.stage_channels, config.stage_resolutions)):
-    tensor = channels * size * size
-    if stage > 0:
-      c_in = config.stage_channels[stage - 1]
-      p = f"r{stage}_"
-      steps += [Step(p + "relu", c_in * 4 * size * size, (current,)),
-                Step(p + "a", tensor, (p + "relu",)), Step(p + "b", tensor, (p + "a",)),
-                Step(p + "pool", c_in * size * size, (current,)),
-                Step(p + "sc", tensor, (p + "pool",)), Step(p + "add", tensor, (p + "b", p + "sc"))]
-      current = p + "add"
-    for cell in range(config.cells_per_stage):
-      cell_steps, output = memory.cell_steps(ops)
-      name = lambda t, p=f"s{stage}c{cell}_", c=current: c if t == "n0" else p + t
-      steps += [Step(name(st.output), tensor, tuple(name(i) for i in st.inputs))
-                for st in cell_steps]
-      current = name(output)
-  last = config.stage_channels[-1] * config.stage_resolutions[-1]**2
-  steps += [Step("bn", last, (current,)), Step("hrelu", last, ("bn",)),
-            Step("gap", config.stage_channels[-1], ("hrelu",)),
-            Step("fc", config.num_classes, ("gap",))]
-  return steps
-
-
+@pytest.mark.parametrize("plan", memory.PLANS)
 @pytest.mark.parametrize("index", [0, 1, 3, 1462, 6111, 15624])
-def test_block_decomposition_matches_whole_network_liveness(index):
+def test_block_decomposition_matches_whole_network_liveness(index, plan):
+  # The vectorized estimate (cached cells x stage bytes, block peaks) against the liveness of the
+  # whole network's graph at once, under the plan's tensors.
   config = NetworkConfig(channels=3, cells_per_stage=2, resolution=8)
-  ops = space.arch_at(index)
-  steps = _whole_network_steps(ops, config)
-  expected = memory.peak_live_bytes(steps, {"x": 3 * 64}, ("fc",))
-  assert memory.peak_sram(ops, config) == expected
+  network = graph.build(space.arch_at(index), config)
+  nodes, shapes = memory.planned_nodes(network.nodes, network.shapes, plan)
+  element = {node.output: node.element_bytes for node in nodes}
+  expected = graph.peak_live_bytes(
+      nodes, lambda name: int(np.prod(shapes[name])) * element.get(name, 1), (graph.IMAGE,),
+      (graph.LOGITS,))
+  assert memory.peak_sram(space.arch_at(index), config, plan=plan) == expected
 
 
 def test_flash_by_hand():
@@ -117,9 +87,9 @@ def test_flash_by_hand():
 
 def test_flash_tracks_params_of_the_full_network():
   # int8 weights: flash ~ params (BN scale+shift (2 params) -> int32 bias (4 bytes) per channel).
-  from micronas_jax import cost
+  from micronas_jax import complexity
   archs = space.all_archs()
-  ratio = memory.flash(archs) / cost.params(archs)
+  ratio = memory.flash(archs) / complexity.params(archs)
   assert 0.99 < ratio.min() and ratio.max() < 1.05
 
 

@@ -7,23 +7,32 @@ import pathlib
 import click
 
 from micronas_jax.commands.common import (
-    SEED, Input, InputError, Output, check_paths, flag_text, load_images, lut_errors, progress_bar,
-    write_text)
+  SEED,
+  Input,
+  InputError,
+  Output,
+  check_paths,
+  flag_text,
+  load_images,
+  lut_errors,
+  progress_bar,
+  write_text,
+)
 from micronas_jax.hardware import latency
 from micronas_jax.search import evolution
 from micronas_jax.search import run as search_run
 
 
 def _read_benchmark(path: str):
-  """Accuracy `[15625]` of a benchmark table (`benchmark.read_accuracy`), read before a search so
+  """Accuracy `[15625]` of a benchmark table (`ground_truth.read_accuracy`), read before a search so
   that a bad file never costs a finished search its report."""
-  from micronas_jax import benchmark
+  from micronas_jax import ground_truth
 
   if not pathlib.Path(path).is_file():
     raise InputError(f"{path}: no such benchmark CSV")
   try:
-    return benchmark.read_accuracy(path)
-  except benchmark.BenchmarkError as error:
+    return ground_truth.read_accuracy(path)
+  except ground_truth.BenchmarkError as error:
     raise InputError(str(error)) from None
 
 

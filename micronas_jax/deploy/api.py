@@ -24,6 +24,7 @@ import numpy as np
 from micronas_jax import data, export, model, paths, space, train
 from micronas_jax.deploy import build, codegen, quantize
 from micronas_jax.deploy import program as program_module
+from micronas_jax.graph import Block, Graph, Kind
 from micronas_jax.hardware import latency, memory
 from micronas_jax.hardware.emu import machine as emu_machine
 
@@ -372,7 +373,7 @@ def estimate(ops, config, lut: latency.LUT) -> dict:
   return result
 
 
-def lut_instructions(prog: program_module.Program, lut: latency.LUT) -> int | None:
+def lut_instructions(prog: Graph, lut: latency.LUT) -> int | None:
   """Instructions the LUT's measured entries predict for the generated program, or None where
   the LUT has no instruction counts for this network.
 
@@ -387,18 +388,16 @@ def lut_instructions(prog: program_module.Program, lut: latency.LUT) -> int | No
   if counts is None or lut.config != prog.config:
     return None
   total = counts["stem"] + sum(counts["reductions"]) + counts["head"]
-  for step in prog.steps:
-    if not step.output.startswith("stage"):
+  for node in prog.nodes:
+    if node.block is not Block.CELL:
       continue
-    entries = counts["stages"][int(step.output[len("stage")]) - 1]
-    if step.kind == "add":
+    entries = counts["stages"][node.stage]
+    if node.kind is Kind.ADD:
       total += entries["skip_connect"]
-    elif step.kind == "pool3":
+    elif node.kind is Kind.POOL3:
       total += entries["avg_pool_3x3"] - entries["skip_connect"]
-    elif step.kind == "conv":
-      edge = int(step.output.rsplit("conv", 1)[1])
-      op = space.OPS[prog.ops[edge]]
-      total += entries[op] - entries["skip_connect"]
+    elif node.kind is Kind.CONV:
+      total += entries[space.OPS[prog.ops[node.edge]]] - entries["skip_connect"]
   return int(total)
 
 
@@ -623,7 +622,7 @@ def _verify(folder, network, weights, images, emulated_images: int, lut,
   return verification, checks
 
 
-def _no_instruction_counts(prog: program_module.Program, lut: latency.LUT) -> str:
+def _no_instruction_counts(prog: Graph, lut: latency.LUT) -> str:
   """Why `lut_instructions` predicts nothing for `prog`."""
   if (lut.constants or {}).get("instructions") is None:
     return f"the LUT ({lut.device}) has no instruction counts"

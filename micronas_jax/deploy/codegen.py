@@ -16,8 +16,8 @@ import numpy as np
 
 from micronas_jax import data, space
 from micronas_jax.deploy import program as program_module
-from micronas_jax.deploy.program import IMAGE, LOGITS
 from micronas_jax.deploy.quantize import QuantizedNetwork
+from micronas_jax.graph import IMAGE, LOGITS, Kind
 from micronas_jax.hardware.emu import kernels
 
 CPUS = ("cortex-m7", "cortex-m4")
@@ -54,12 +54,12 @@ def scratch_int16(network: QuantizedNetwork) -> int:
   head's int32 sums (2 c)."""
   program = network.program
   sizes = [1]
-  for step in program.steps:
+  for step in program.nodes:
     c_in = program.shapes[step.inputs[0]][-1] if step.inputs else 0
-    if step.kind == "conv":
+    if step.kind is Kind.CONV:
       k = network.params[step.output].weights.shape[1]
       sizes.append(k * k * c_in)
-    elif step.kind in ("pool3", "head"):
+    elif step.kind in (Kind.POOL3, Kind.HEAD):
       sizes.append(2 * c_in)
   return max(sizes)
 
@@ -70,19 +70,19 @@ def _call(step, network: QuantizedNetwork, offsets: dict) -> str:
   out_shape = program.shapes[step.output]
   if step.inputs:
     h, w, c_in = program.shapes[step.inputs[0]]
-  if step.kind == "conv":
+  if step.kind is Kind.CONV:
     k = network.params[step.output].weights.shape[1]
     return (f"conv_s8({at(step.inputs[0])}, {h}, {w}, {c_in}, {at(step.output)}, {out_shape[-1]}, "
             f"{k}, {step.stride}, {int(step.relu_in)}, &{_identifier(step.output)}, scratch);")
-  if step.kind == "pool3":
+  if step.kind is Kind.POOL3:
     return f"avgpool3x3_s8({at(step.inputs[0])}, {h}, {w}, {c_in}, {at(step.output)}, sums);"
-  if step.kind == "pool2":
+  if step.kind is Kind.POOL2:
     return f"avgpool2x2_s8({at(step.inputs[0])}, {h}, {w}, {c_in}, {at(step.output)});"
-  if step.kind == "add":
+  if step.kind is Kind.ADD:
     p = network.params[step.output]
     return (f"add_s8({at(step.inputs[0])}, {at(step.inputs[1])}, {at(step.output)}, "
             f"{int(np.prod(out_shape))}, {p.mult_a}, {p.mult_b}, {p.shift});")
-  if step.kind == "zeros":
+  if step.kind is Kind.ZEROS:
     return f"zero({at(step.output)}, {int(np.prod(out_shape))});"
   return (f"head_s8({at(step.inputs[0])}, {h * w}, {c_in}, &head, {out_shape[0]}, logits, "
           "sums);")
@@ -92,7 +92,7 @@ def _describe(step, network: QuantizedNetwork) -> str:
   scales = network.scales
   inputs = ", ".join(f"{name} (scale {scales[name]:.6g})" for name in step.inputs)
   relu = "ReLU, " if step.relu_in else ""
-  return f"/* {step.output} = {step.kind}({relu}{inputs}) -> scale {scales[step.output]:.6g} */"
+  return f"/* {step.output} = {step.kind.value}({relu}{inputs}) -> scale {scales[step.output]:.6g} */"
 
 
 def model_source(network: QuantizedNetwork, offsets: dict, arena_bytes: int,
@@ -100,13 +100,13 @@ def model_source(network: QuantizedNetwork, offsets: dict, arena_bytes: int,
   """mnj_model.c: weights, arena and `mnj_run`."""
   program = network.program
   blocks = []
-  for step in program.steps:
-    if step.kind == "conv":
+  for step in program.nodes:
+    if step.kind is Kind.CONV:
       blocks.append(_conv_block(step.output, network.params[step.output]))
-    elif step.kind == "head":
+    elif step.kind is Kind.HEAD:
       blocks.append(_head_block(network.params[step.output]))
   calls = []
-  for step in program.steps:
+  for step in program.nodes:
     calls += ["  " + _describe(step, network), "  " + _call(step, network, offsets)]
   scratch = scratch_int16(network)
   return f"""/* The int8 network of NB201 cell {space.index_of(program.ops)}

@@ -1,119 +1,27 @@
-"""The network of one fixed cell as a straight list of kernel calls, its float forward, its arena.
+"""The deployed network of one fixed cell: its graph (`graph.build`), float forward and arena.
 
-The order is the memory plan's (`hardware.memory`, plan PLAN_C): the cell's steps come from
-`memory.cell_steps` itself, so the C code, the arena and the SRAM estimate follow one order.
-
-    stem       conv 3x3 (BN folded)
-    reduction  conv_a (ReLU on its input, stride 2), conv_b (ReLU on its input), 2x2 avg pool of
-               the block input, 1x1 shortcut conv, add
-    cell       per memory.cell_steps: "zeros" (a node with no inputs, made when read), "conv"
-               (ReLU on its input), "pool" (3x3), "sum" (node's running sum); a skip edge is the
-               source tensor itself
-    head       BN + ReLU + global average pool + linear, one kernel, int32 logits
-
-Tensors are named; every tensor is NHWC of one image (`[h, w, c]`), int8 once quantized.
+The program is the network's graph itself, in the graph's execution order, which is also the
+order of the memory plan PLAN_C (`hardware.memory`): the C code, the arena and the SRAM estimate
+follow one order. Every tensor is NHWC of one image (`[h, w, c]`), int8 once quantized; the
+logits are int32.
 """
 from __future__ import annotations
 
-import dataclasses
-import re
-
 import numpy as np
 
-from micronas_jax import network, space
-from micronas_jax.hardware import memory
+from micronas_jax import graph, network
+from micronas_jax.graph import IMAGE, LOGITS, Graph, Kind, Node  # noqa: F401 (re-exported)
+from micronas_jax.naming import Layer, LayerKind
 from micronas_jax.network import NetworkConfig
 
-KINDS = ("conv", "pool3", "pool2", "add", "zeros", "head")
-IMAGE, LOGITS = "image", "logits"
 ALIGN = 4  # arena offsets: word loads of the kernels stay aligned
 
 
-@dataclasses.dataclass(frozen=True)
-class Step:
-  """One kernel call: `kind` (one of KINDS) reads `inputs` and writes tensor `output`.
-
-  `weights` is the key of the step's float weights in `export.folded_weights` (conv, head).
-  """
-  kind: str
-  output: str
-  inputs: tuple[str, ...]
-  weights: str | None = None
-  stride: int = 1
-  relu_in: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Program:
-  """The network of one cell: `steps` in execution order and every tensor's `[h, w, c]`."""
-  ops: tuple[int, ...]
-  config: NetworkConfig
-  steps: tuple[Step, ...]
-  shapes: dict
-
-  def size(self, name: str) -> int:
-    """Bytes of int8 tensor `name` (int32 for the logits)."""
-    return int(np.prod(self.shapes[name])) * (memory.BIAS_BYTES if name == LOGITS else 1)
-
-
-def _cell(ops, prefix: str, cell_input: str, weights_prefix: str):
-  steps_plan, output = memory.cell_steps(ops, memory.PLAN_C)
-  names = {"n0": cell_input}
-  steps = []
-  for planned in steps_plan:
-    kind, number = re.fullmatch(r"([a-z]+)(\d+)", planned.output).groups()
-    name = names[planned.output] = f"{prefix}/{planned.output}"
-    inputs = tuple(names[i] for i in planned.inputs)
-    if kind == "zeros":
-      steps.append(Step("zeros", name, ()))
-    elif kind == "conv":
-      target, source = space.EDGES[int(number)]
-      steps.append(Step("conv", name, inputs, f"{weights_prefix}/edge_{target}_{source}",
-                        relu_in=True))
-    elif kind == "pool":
-      steps.append(Step("pool3", name, inputs))
-    else:
-      steps.append(Step("add", name, inputs))
-  return steps, names[output]
-
-
-def build(ops, config: NetworkConfig) -> Program:
+def build(ops, config: NetworkConfig) -> Graph:
   """The program of cell `ops: [6]` in the network `config` (which must have a stem)."""
-  ops = tuple(int(op) for op in space.validate_ops(ops))
   if not config.stem:
     raise ValueError("deployment needs a network with a stem")
-  shapes = {IMAGE: config.input_shape}
-  steps = [Step("conv", "stem", (IMAGE,), "stem")]
-  shapes["stem"] = (config.resolution, config.resolution, config.channels)
-  x = "stem"
-  for stage, (channels, size) in enumerate(zip(config.stage_channels, config.stage_resolutions)):
-    if stage > 0:
-      name = f"reduction_{stage}"
-      for planned in memory.reduction_steps(1, 1, 1, memory.PLAN_C):
-        inputs = tuple(x if i == "x" else f"{name}/{i}" for i in planned.inputs)
-        out = f"{name}/{planned.output}"
-        if planned.output in ("conv_a", "conv_b"):
-          steps.append(Step("conv", out, inputs, out, stride=2 if planned.output == "conv_a"
-                            else 1, relu_in=True))
-        elif planned.output == "shortcut":
-          steps.append(Step("conv", out, inputs, out))
-        elif planned.output == "pool":
-          steps.append(Step("pool2", out, inputs))
-        else:
-          steps.append(Step("add", out, inputs))
-        channels_out = config.stage_channels[stage - 1] if planned.output == "pool" else channels
-        shapes[out] = (size, size, channels_out)
-      x = f"{name}/add"
-    for cell in range(config.cells_per_stage):
-      name = f"stage{stage + 1}_cell{cell}"
-      cell_steps, x_out = _cell(ops, name, x, name)
-      for step in cell_steps:
-        shapes[step.output] = (size, size, channels)
-      steps += cell_steps
-      x = x_out
-  steps.append(Step("head", LOGITS, (x,), "head"))
-  shapes[LOGITS] = (config.num_classes,)
-  return Program(ops, config, tuple(steps), shapes)
+  return graph.build(ops, config)
 
 
 # --- float forward --------------------------------------------------------------------------------
@@ -143,41 +51,41 @@ def _pool3_float(x):
   return total / network.pool_3x3_counts(h, w)[None, :, :, None]
 
 
-def conv_weights(weights: dict, step: Step) -> tuple[np.ndarray, np.ndarray]:
-  """(OIHW kernel, bias) of a conv step from `export.folded_weights` (zero bias for the shortcut,
+def conv_weights(weights: dict, node: Node) -> tuple[np.ndarray, np.ndarray]:
+  """(OIHW kernel, bias) of a CONV node from `export.folded_weights` (zero bias for the shortcut,
   which has no BN)."""
-  entry = weights[step.weights]
+  entry = weights[node.layers[0]]
   if isinstance(entry, tuple):
     return entry
   return entry, np.zeros(entry.shape[0], np.float32)
 
 
-def float_forward(program: Program, weights: dict, images: np.ndarray, visit=None) -> np.ndarray:
+def float_forward(program: Graph, weights: dict, images: np.ndarray, visit=None) -> np.ndarray:
   """Float logits `[N, classes]` of normalized `images [N, r, r, c]` through the program with the
   folded float `weights`; `visit(name, tensor)` sees every tensor as it is made (calibration)."""
   tensors = {IMAGE: np.asarray(images, np.float32)}
   last_use = {}
-  for i, step in enumerate(program.steps):
+  for i, step in enumerate(program.nodes):
     for name in step.inputs:
       last_use[name] = i
   if visit:
     visit(IMAGE, tensors[IMAGE])
-  for i, step in enumerate(program.steps):
+  for i, step in enumerate(program.nodes):
     inputs = [tensors[name] for name in step.inputs]
-    if step.kind == "conv":
+    if step.kind is Kind.CONV:
       out = _conv_float(inputs[0], *conv_weights(weights, step), step.stride, step.relu_in)
-    elif step.kind == "pool3":
+    elif step.kind is Kind.POOL3:
       out = _pool3_float(inputs[0])
-    elif step.kind == "pool2":
+    elif step.kind is Kind.POOL2:
       n, h, w, c = inputs[0].shape
       out = inputs[0].reshape(n, h // 2, 2, w // 2, 2, c).mean((2, 4))
-    elif step.kind == "add":
+    elif step.kind is Kind.ADD:
       out = inputs[0] + inputs[1]
-    elif step.kind == "zeros":
+    elif step.kind is Kind.ZEROS:
       out = np.zeros((len(images), *program.shapes[step.output]), np.float32)
     else:
-      scale, shift = weights["head"]
-      kernel, bias = weights["classifier"]
+      scale, shift = weights[Layer(LayerKind.HEAD_BN)]
+      kernel, bias = weights[Layer(LayerKind.CLASSIFIER)]
       bn = inputs[0] * scale + shift
       if visit:
         visit("head/bn", np.maximum(bn, 0))
@@ -194,17 +102,12 @@ def float_forward(program: Program, weights: dict, images: np.ndarray, visit=Non
 # --- the activation arena -------------------------------------------------------------------------
 
 
-def lifetimes(program: Program) -> dict[str, tuple[int, int]]:
-  """(first, last) step index during which each tensor must exist; the image exists from -1."""
-  span = {IMAGE: (-1, -1)}
-  for i, step in enumerate(program.steps):
-    span[step.output] = (i, i)
-    for name in step.inputs:
-      span[name] = (span[name][0], i)
-  return span
+def lifetimes(program: Graph) -> dict[str, tuple[int, int]]:
+  """(first, last) node index during which each tensor must exist; the image exists from -1."""
+  return graph.lifetimes(program.nodes, (IMAGE,))
 
 
-def _first_fit(program: Program, span: dict, order: list[str]) -> dict[str, int]:
+def _first_fit(program: Graph, span: dict, order: list[str]) -> dict[str, int]:
   offsets: dict[str, int] = {}
   for name in order:
     first, last = span[name]
@@ -219,7 +122,7 @@ def _first_fit(program: Program, span: dict, order: list[str]) -> dict[str, int]
   return offsets
 
 
-def plan_arena(program: Program) -> tuple[dict[str, int], int]:
+def plan_arena(program: Graph) -> tuple[dict[str, int], int]:
   """Offsets of every tensor in one arena and its size in bytes.
 
   Each tensor goes to the lowest aligned offset that overlaps no tensor already placed whose
@@ -238,8 +141,6 @@ def plan_arena(program: Program) -> tuple[dict[str, int], int]:
   return plans[best], sizes[best]
 
 
-def peak_live_bytes(program: Program) -> int:
+def peak_live_bytes(program: Graph) -> int:
   """The largest total of tensors live at once: the arena's lower bound."""
-  span = lifetimes(program)
-  return max(sum(program.size(name) for name, (first, last) in span.items() if first <= i <= last)
-             for i in range(-1, len(program.steps)))
+  return graph.peak_live_bytes(program.nodes, program.size, (IMAGE,))

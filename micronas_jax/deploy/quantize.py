@@ -21,8 +21,9 @@ import dataclasses
 import numpy as np
 
 from micronas_jax.deploy import program as program_module
-from micronas_jax.deploy.program import IMAGE, LOGITS, Program
+from micronas_jax.graph import IMAGE, LOGITS, Graph, Kind
 from micronas_jax.hardware.emu import reference
+from micronas_jax.naming import Layer, LayerKind
 
 # Smallest calibrated range: a tensor that is zero on every calibration image still gets a scale.
 RANGE_FLOOR = 1e-3
@@ -51,7 +52,7 @@ class QuantizedNetwork:
     scales: float scale of every int8 tensor (zero points are all 0); LOGITS: of the int32 logits.
     params: per step output, its `reference.ConvParams`, `reference.HeadParams` or `AddParams`.
   """
-  program: Program
+  program: Graph
   scales: dict
   params: dict
 
@@ -60,7 +61,7 @@ class QuantizedNetwork:
     return reference.saturate(np.round(np.asarray(images, np.float64) / self.scales[IMAGE]))
 
 
-def calibrate(program: Program, weights: dict, images: np.ndarray, batch_size: int = 64) -> dict:
+def calibrate(program: Graph, weights: dict, images: np.ndarray, batch_size: int = 64) -> dict:
   """max |x| of every tensor (and of the head's BN output after ReLU, "head/bn") over `images`,
   together with their float logits `[N, classes]`: ({name: float}, logits)."""
   ranges: dict[str, float] = {}
@@ -135,28 +136,29 @@ def quantize_head(scale, shift, kernel, bias, s_in: float, s_bn: float, pixels: 
   return params, s_bn * s_fc / pixels
 
 
-def quantize(program: Program, weights: dict, ranges: dict) -> QuantizedNetwork:
+def quantize(program: Graph, weights: dict, ranges: dict) -> QuantizedNetwork:
   """The int8 network from folded float `weights` and calibrated `ranges` (see `calibrate`)."""
   scales = {IMAGE: max(ranges[IMAGE], RANGE_FLOOR) / 127}
   params = {}
-  for step in program.steps:
+  for step in program.nodes:
     out = step.output
-    if step.kind == "zeros":
+    if step.kind is Kind.ZEROS:
       scales[out] = ZEROS_RANGE / 127
-    elif step.kind in ("pool3", "pool2"):
+    elif step.kind in (Kind.POOL3, Kind.POOL2):
       scales[out] = scales[step.inputs[0]]
-    elif step.kind == "conv":
+    elif step.kind is Kind.CONV:
       scales[out] = max(ranges[out], RANGE_FLOOR) / 127
       params[out] = quantize_conv(*program_module.conv_weights(weights, step),
                                   scales[step.inputs[0]], scales[out])
-    elif step.kind == "add":
+    elif step.kind is Kind.ADD:
       s_a, s_b = (scales[name] for name in step.inputs)
       scales[out] = max(ranges[out] / 127, RANGE_FLOOR / 127, max(s_a, s_b) / 2**20)
       params[out] = quantize_add(s_a, s_b, scales[out])
     else:
       s_bn = max(ranges["head/bn"], RANGE_FLOOR) / 127
       height, width = program.shapes[step.inputs[0]][:2]
-      params[out], scales[LOGITS] = quantize_head(*weights["head"], *weights["classifier"],
+      params[out], scales[LOGITS] = quantize_head(*weights[Layer(LayerKind.HEAD_BN)],
+                                                  *weights[Layer(LayerKind.CLASSIFIER)],
                                                   scales[step.inputs[0]], s_bn, height * width)
       scales["head/bn"] = s_bn
   return QuantizedNetwork(program, scales, params)
@@ -172,19 +174,19 @@ def run(network: QuantizedNetwork, images_q: np.ndarray, batch_size: int = 32) -
 def _run_batch(network: QuantizedNetwork, images_q: np.ndarray) -> np.ndarray:
   program = network.program
   tensors = {IMAGE: np.asarray(images_q, np.int8)}
-  last_use = {name: i for i, step in enumerate(program.steps) for name in step.inputs}
-  for i, step in enumerate(program.steps):
+  last_use = {name: i for i, step in enumerate(program.nodes) for name in step.inputs}
+  for i, step in enumerate(program.nodes):
     inputs = [tensors[name] for name in step.inputs]
     p = network.params.get(step.output)
-    if step.kind == "conv":
+    if step.kind is Kind.CONV:
       out = reference.conv(inputs[0], p, step.stride, step.relu_in)
-    elif step.kind == "pool3":
+    elif step.kind is Kind.POOL3:
       out = reference.avgpool3x3(inputs[0])
-    elif step.kind == "pool2":
+    elif step.kind is Kind.POOL2:
       out = reference.avgpool2x2(inputs[0])
-    elif step.kind == "add":
+    elif step.kind is Kind.ADD:
       out = reference.add(*inputs, p.mult_a, p.mult_b, p.shift)
-    elif step.kind == "zeros":
+    elif step.kind is Kind.ZEROS:
       out = np.zeros((len(images_q), *program.shapes[step.output]), np.int8)
     else:
       out = reference.head(inputs[0], p)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from micronas_jax import cost
+from micronas_jax import complexity
 from micronas_jax.hardware import latency, memory
 
 KB = 1024
@@ -29,6 +29,6 @@ def cell_costs(archs, lut: latency.LUT, dead_code: bool | None = None) -> dict[s
       "latency_ms": np.asarray(latency.estimate(archs, lut, dead_code), np.float64),
       "sram_kb": memory.peak_sram(archs, lut.config, runtime_sram, dead_code, plan) / KB,
       "flash_kb": memory.flash(archs, lut.config, runtime_flash, dead_code, plan) / KB,
-      "flops_m": cost.flops(archs, lut.config) / 1e6,
-      "params_m": cost.params(archs, lut.config) / 1e6,
+      "flops_m": complexity.flops(archs, lut.config) / 1e6,
+      "params_m": complexity.params(archs, lut.config) / 1e6,
   }

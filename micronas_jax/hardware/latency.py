@@ -28,8 +28,8 @@ import os
 import numpy as np
 from scipy import optimize
 
-from micronas_jax import paths, space
-from micronas_jax.cost import StageOpTable
+from micronas_jax import graph, paths, space
+from micronas_jax.graph import DROPPED, StageOpTable
 from micronas_jax.hardware import analytic
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
 
@@ -43,7 +43,6 @@ _MEMORY_FIELDS = ("sram_bytes", "flash_bytes", "runtime_sram_bytes", "runtime_fl
 _FIELDS = ("format", "device", "clock_mhz", "unit", "semantics", "provenance", "network", "stem",
            "stages", "reductions", "head", "overhead", "memory", "constants")
 _OPTIONAL = ("clock_mhz", "memory", "constants")
-DROPPED = space.NUM_OPS  # op index of an edge the runtime drops (a zero-cost column)
 
 
 # The slowest NB201 network on the slowest packaged board (every edge conv 3x3 on the emulated
@@ -204,41 +203,6 @@ def check_plausible(lut: LUT, origin: str) -> LUT:
   return lut
 
 
-def reaches_output(ops) -> np.ndarray:
-  """Edges `[..., 6]` (bool) that are not 'none' and whose target node reaches the cell output."""
-  ops = np.asarray(ops)
-  active = ops != space.NONE
-  to_output = [None] * space.NUM_NODES
-  to_output[-1] = np.ones(ops.shape[:-1], bool)
-  for node in range(space.NUM_NODES - 2, -1, -1):
-    to_output[node] = np.zeros(ops.shape[:-1], bool)
-    for edge, (target, source) in enumerate(space.EDGES):
-      if source == node:
-        to_output[node] |= active[..., edge] & to_output[target]
-  return np.stack([active[..., e] & to_output[t] for e, (t, _) in enumerate(space.EDGES)], -1)
-
-
-def output_reachable(ops) -> np.ndarray:
-  """Cells `[...]` (bool) whose output node depends on the input through non-'none' edges."""
-  ops = np.asarray(ops)
-  from_input = [np.ones(ops.shape[:-1], bool)]
-  for node in range(1, space.NUM_NODES):
-    reached = np.zeros(ops.shape[:-1], bool)
-    for edge, (target, source) in enumerate(space.EDGES):
-      if target == node:
-        reached |= (ops[..., edge] != space.NONE) & from_input[source]
-    from_input.append(reached)
-  return from_input[-1]
-
-
-def executed_ops(ops, dead_code: bool) -> np.ndarray:
-  """Op indices `[..., 6]` with the edges the runtime drops replaced by the index 5 (no cost)."""
-  ops = np.asarray(ops)
-  if not dead_code:
-    return ops
-  return np.where(reaches_output(ops), ops, DROPPED)
-
-
 def _dead_code(lut: LUT, dead_code: bool | None) -> bool:
   return lut.semantics == "dead-code" if dead_code is None else dead_code
 
@@ -250,9 +214,24 @@ def estimate(archs, lut: LUT, dead_code: bool | None = None) -> np.ndarray:
   """
   archs = np.asarray(archs)
   dead_code = _dead_code(lut, dead_code)
-  total = lut.table()(executed_ops(archs, dead_code))
+  total = lut.table()(graph.executed_ops(archs, dead_code))
   if dead_code:
-    total = np.where(output_reachable(archs), total, lut.overhead)
+    total = np.where(graph.reachability(archs).output, total, lut.overhead)
+  return total * lut.ms_per_unit
+
+
+def graph_latency(network: graph.Graph, lut: LUT) -> float:
+  """Latency in ms of a network graph from `lut`: a pass over its blocks (the stem, each
+  reduction, each cell's executed edges, the head) plus the overhead. A graph built with
+  `dead_code` whose cell output is unreachable is a constant: the overhead alone. `estimate` is
+  its vectorized form over many cells (the tests hold them equal)."""
+  if lut.config != network.config:
+    raise LUTError(f"the LUT prices network {lut.config}, not {network.config}")
+  if network.constant:
+    return lut.overhead * lut.ms_per_unit
+  total = lut.overhead + lut.network_fixed
+  for stage, ops in network.cell_ops():
+    total += sum(float(lut.ops[stage, op]) for op in ops if op != DROPPED)
   return total * lut.ms_per_unit
 
 
@@ -474,8 +453,8 @@ def fit_features(archs, dead_code: bool) -> np.ndarray:
   it could not be told from the constant anyway.
   """
   archs = np.asarray(archs)
-  executed = executed_ops(archs, dead_code)
-  runs = output_reachable(archs) if dead_code else np.ones(archs.shape[0], bool)
+  executed = graph.executed_ops(archs, dead_code)
+  runs = graph.reachability(archs).output if dead_code else np.ones(archs.shape[0], bool)
   counts = [((executed == op) & runs[:, None]).sum(-1) for op in range(1, space.NUM_OPS)]
   return np.column_stack([np.ones(archs.shape[0]), runs, *counts]).astype(np.float64)
 

@@ -1,4 +1,5 @@
-"""Peak SRAM and flash of an NB201 network deployed with int8 tensors, batch 1.
+"""Peak SRAM and flash of an NB201 network deployed with int8 tensors, batch 1: passes over its
+graph (`graph.py`) under a memory plan.
 
 Peak SRAM is the maximum, over the execution order, of the bytes of all live tensors (int8: one
 byte per element), plus the runtime's own SRAM (the LUT states it). A tensor lives from the step
@@ -21,10 +22,10 @@ no BN, hence no bias; the head BN follows an add, so it stays a per-channel int8
 shift), plus the runtime's flash (from the LUT).
 
 With `dead_code=True` the edges a dead-code-removing runtime drops are left out (see
-`latency.executed_ops`), and a network whose cell output is unreachable is one constant: the logits.
+`graph.executed_ops`), and a network whose cell output is unreachable is one constant: the logits.
 
 `plan` names the runtime whose code the estimate follows: PLAN_TFLM (above, the default) or
-PLAN_C, the package's own int8 C library (`micronas_jax.deploy`, kernels in `hardware/emu/`). It
+PLAN_C, the package's own int8 C library (`micronas_jax.deploy`, kernels in `micronas_jax.runtime`). It
 differs in three ways, each because its code does: a conv applies the ReLU while it reads its
 input (im2col), so no ReLU tensor exists; the head (BN, ReLU, pool, linear) is one kernel whose
 only tensor is the int32 logits; and every conv stores, besides its int8 weights, an int32 bias,
@@ -35,12 +36,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from micronas_jax import space
-from micronas_jax.cost import StageOpTable
-from micronas_jax.hardware import latency
+from micronas_jax import graph, space
+from micronas_jax.graph import Block, Kind, Node, StageOpTable
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
 
 BIAS_BYTES = 4  # int32
@@ -57,122 +58,83 @@ def _check_plan(plan: str) -> None:
     raise ValueError(f"Unknown memory plan {plan!r}; known: {', '.join(PLANS)}")
 
 
-@dataclasses.dataclass(frozen=True)
-class Step:
-  """One op of the execution order: writes tensor `output` of `size` bytes, reads `inputs`."""
-  output: str
-  size: int
-  inputs: tuple[str, ...]
+def planned_nodes(nodes: Sequence[Node], shapes: Mapping[str, tuple[int, ...]],
+                  plan: str = PLAN_TFLM) -> tuple[list[Node], dict[str, tuple[int, ...]]]:
+  """The tensors a runtime of memory plan `plan` makes for graph `nodes`, in its order, and the
+  shapes of all of them (`shapes` holds those of `nodes` and their inputs).
 
-
-def peak_live_bytes(steps: list[Step], inputs: dict[str, int], outputs: tuple[str, ...]) -> int:
-  """Max over steps of the bytes of live tensors; `inputs` exist before the first step."""
-  sizes = dict(inputs)
-  born = {name: -1 for name in inputs}
-  for i, step in enumerate(steps):
-    sizes[step.output], born[step.output] = step.size, i
-  last = dict(born)
-  for i, step in enumerate(steps):
-    for name in step.inputs:
-      last[name] = i
-  for name in outputs:
-    last[name] = max(len(steps) - 1, 0)
-  if not steps:
-    return sum(sizes[name] for name in outputs)
-  return max(sum(size for name, size in sizes.items() if born[name] <= i <= last[name])
-             for i in range(len(steps)))
-
-
-def cell_steps(ops, plan: str = PLAN_TFLM) -> tuple[list[Step], str]:
-  """The execution order of one cell `ops: [6]` (index 5 = dropped edge) with unit-size tensors.
-
-  The cell input is the tensor "n0"; returns the steps and the name of the cell's output tensor.
-  Step names say what runs: "zeros{node}", "relu{edge}" (PLAN_TFLM only), "conv{edge}",
-  "pool{edge}", "sum{edge}" (the node's running sum after that edge).
+  PLAN_C runs the graph's own nodes. PLAN_TFLM adds a ReLU tensor before every node with a ReLU
+  on its input, unless it is the producer's fused activation (`Node.relu_fused`), and runs the
+  head as four ops (BN, ReLU, global pool, linear), each with its own int8 tensor.
   """
   _check_plan(plan)
-  steps: list[Step] = []
-  nodes: list[str | None] = ["n0"]
+  shapes = dict(shapes)
+  if plan == PLAN_C:
+    return list(nodes), shapes
+  planned = []
+  for node in nodes:
+    place = dict(block=node.block, stage=node.stage, cell=node.cell, edge=node.edge)
+    if node.relu_in and not node.relu_fused:
+      relu = Node(Kind.RELU, f"{node.output}:relu", node.inputs[:1], shapes[node.inputs[0]],
+                  **place)
+      planned.append(relu)
+      shapes[relu.output] = relu.shape
+      node = dataclasses.replace(node, inputs=(relu.output, *node.inputs[1:]))
+    if node.kind is Kind.HEAD:
+      source = node.inputs[0]
+      channels = shapes[source][-1]
+      parts = [(Kind.BN, shapes[source]), (Kind.RELU, shapes[source]),
+               (Kind.GLOBAL_POOL, (channels,)), (Kind.LINEAR, node.shape)]
+      for kind, shape in parts:
+        name = node.output if kind is Kind.LINEAR else f"{node.output}:{kind.value}"
+        planned.append(Node(kind, name, (source,), shape, **place))
+        shapes[name], source = shape, name
+      continue
+    planned.append(node)
+  return planned, shapes
 
-  def read(node: int) -> str:
-    if nodes[node] is None:  # a node with no inputs: a zero tensor, made when first read
-      nodes[node] = f"zeros{node}"
-      steps.append(Step(nodes[node], 1, ()))
-    return nodes[node]
 
-  for node in range(1, space.NUM_NODES):
-    total = None
-    for edge, (target, source) in enumerate(space.EDGES):
-      op = int(ops[edge])
-      if target != node or op in (space.NONE, latency.DROPPED):
-        continue
-      value = read(source)
-      if op in (space.CONV1X1, space.CONV3X3):
-        if plan == PLAN_TFLM:
-          steps.append(Step(f"relu{edge}", 1, (value,)))
-          value = f"relu{edge}"
-        steps.append(Step(f"conv{edge}", 1, (value,)))
-        value = f"conv{edge}"
-      elif op == space.POOL:
-        steps.append(Step(f"pool{edge}", 1, (value,)))
-        value = f"pool{edge}"
-      if total is not None:
-        steps.append(Step(f"sum{edge}", 1, (total, value)))
-        value = f"sum{edge}"
-      total = value
-    nodes.append(total)
-  return steps, read(space.NUM_NODES - 1)
+def planned_peak(nodes: Sequence[Node], shapes: Mapping, inputs: Sequence[str],
+                 outputs: Sequence[str], plan: str = PLAN_TFLM, unit: bool = False) -> int:
+  """Peak live bytes (`graph.peak_live_bytes`) of `nodes` run under `plan`, from `inputs` to
+  `outputs`; with `unit` every tensor counts 1 (a count of tensors)."""
+  planned, shapes = planned_nodes(nodes, shapes, plan)
+  element = {node.output: node.element_bytes for node in planned}
+  size = ((lambda name: 1) if unit else
+          (lambda name: int(np.prod(shapes[name])) * element.get(name, 1)))
+  return graph.peak_live_bytes(planned, size, inputs, outputs)
 
 
 @functools.lru_cache(maxsize=None)
 def _cell_live_tensors(ops: tuple[int, ...], plan: str) -> int:
-  steps, output = cell_steps(ops, plan)
-  return peak_live_bytes(steps, {"n0": 1}, (output,))
+  nodes, output = graph.cell_nodes(ops, (1, 1, 1), "n0")
+  shapes = {"n0": (1, 1, 1), **{node.output: node.shape for node in nodes}}
+  return planned_peak(nodes, shapes, ("n0",), (output,), plan, unit=True)
 
 
 def cell_live_tensors(ops, plan: str = PLAN_TFLM) -> np.ndarray:
-  """Most tensors live at once inside one cell, for op indices `[..., 6]` -> `[...]` (int)."""
+  """Most tensors live at once inside one cell, for op indices `[..., 6]` (DROPPED allowed) ->
+  `[...]` (int): every tensor of a cell has the stage's shape, so this times the tensor's bytes
+  is the cell's peak."""
+  _check_plan(plan)
   ops = np.asarray(ops)
   flat = ops.reshape(-1, space.NUM_EDGES)
   counts = [_cell_live_tensors(tuple(int(op) for op in row), plan) for row in flat]
   return np.asarray(counts, np.int64).reshape(ops.shape[:-1])
 
 
-def reduction_steps(c_in: int, c_out: int, size: int, plan: str = PLAN_TFLM) -> list[Step]:
-  """The reduction block's execution order, input "x" `[2 size, 2 size, c_in]`, output "add"."""
-  _check_plan(plan)
-  out = c_out * size * size
-  steps = [Step("relu", c_in * (2 * size)**2, ("x",))] if plan == PLAN_TFLM else []
-  return steps + [Step("conv_a", out, ("relu" if plan == PLAN_TFLM else "x",)),
-                  Step("conv_b", out, ("conv_a",)), Step("pool", c_in * size * size, ("x",)),
-                  Step("shortcut", out, ("pool",)), Step("add", out, ("conv_b", "shortcut"))]
-
-
-def head_steps(channels: int, size: int, classes: int, plan: str = PLAN_TFLM) -> list[Step]:
-  """The head's execution order from input "x" `[size, size, channels]` to its last tensor."""
-  _check_plan(plan)
-  if plan == PLAN_C:
-    return [Step("logits", BIAS_BYTES * classes, ("x",))]  # one kernel, int32 logits
-  last = channels * size * size
-  return [Step("bn", last, ("x",)), Step("relu", last, ("bn",)), Step("pool", channels, ("relu",)),
-          Step("linear", classes, ("pool",))]
-
-
 def fixed_peaks(config: NetworkConfig, plan: str = PLAN_TFLM) -> dict[str, int]:
-  """Peak bytes of the stem, each reduction block and the head (0 for a missing stem)."""
+  """Peak bytes of the stem, each reduction block and the head (no stem entry without one)."""
+  nodes, shapes = graph.fixed_nodes(config)
   peaks = {}
-  if config.stem:
-    peaks["stem"] = peak_live_bytes(
-        [Step("stem", config.channels * config.resolution**2, ("x",))],
-        {"x": config.in_channels * config.resolution**2}, ("stem",))
-  for stage in range(1, config.num_stages):
-    c_in, c_out = config.stage_channels[stage - 1], config.stage_channels[stage]
-    size = config.stage_resolutions[stage]
-    peaks[f"reduction{stage}"] = peak_live_bytes(reduction_steps(c_in, c_out, size, plan),
-                                                 {"x": c_in * (2 * size)**2}, ("add",))
-  channels, size = config.stage_channels[-1], config.stage_resolutions[-1]
-  steps = head_steps(channels, size, config.num_classes, plan)
-  peaks["head"] = peak_live_bytes(steps, {"x": channels * size * size}, (steps[-1].output,))
+  for key, block, stage in ([("stem", Block.STEM, 0)] if config.stem else []) + [
+      (f"reduction{stage}", Block.REDUCTION, stage) for stage in range(1, config.num_stages)] + [
+      ("head", Block.HEAD, config.num_stages - 1)]:
+    part = [node for node in nodes if node.block is block and node.stage == stage]
+    written = {node.output for node in part}
+    inputs = tuple(dict.fromkeys(name for node in part for name in node.inputs
+                                 if name not in written))
+    peaks[key] = planned_peak(part, shapes, inputs, (part[-1].output,), plan)
   return peaks
 
 
@@ -182,44 +144,51 @@ def peak_sram(archs, config: NetworkConfig = NB201_CIFAR10, runtime_bytes: int =
   archs = np.asarray(archs)
   tensor_bytes = np.array([c * r * r for c, r in zip(config.stage_channels,
                                                       config.stage_resolutions)], np.int64)
-  live = cell_live_tensors(latency.executed_ops(archs, dead_code), plan)
+  live = cell_live_tensors(graph.executed_ops(archs, dead_code), plan)
   cells = live[..., None] * tensor_bytes
   peak = np.maximum(cells.max(-1), max(fixed_peaks(config, plan).values()))
   if dead_code:
-    peak = np.where(latency.output_reachable(archs), peak, config.num_classes)
+    peak = np.where(graph.reachability(archs).output, peak, config.num_classes)
   return peak + runtime_bytes
 
 
-def flash_table(config: NetworkConfig = NB201_CIFAR10, plan: str = PLAN_TFLM) -> StageOpTable:
-  """Flash bytes of the weights as a StageOpTable over op indices 0..5 (5 = dropped edge)."""
-  _check_plan(plan)
+def node_flash(node: Node, shapes: Mapping, plan: str = PLAN_TFLM) -> int:
+  """Flash bytes of the weights one node reads under `plan` (module docstring)."""
   channel = C_CHANNEL_BYTES if plan == PLAN_C else BIAS_BYTES  # per conv output channel
-  per_op = np.zeros((config.num_stages, space.NUM_OPS + 1), np.int64)
-  fixed = 0
-  for stage, channels in enumerate(config.stage_channels):
-    for op, kernel in ((space.CONV1X1, 1), (space.CONV3X3, 3)):
-      per_op[stage, op] = kernel * kernel * channels * channels + channel * channels
-    if stage > 0:
-      c_in = config.stage_channels[stage - 1]
-      fixed += 9 * c_in * channels + 9 * channels * channels + 2 * channel * channels  # a, b
-      # 1x1 shortcut: no BN, so no bias for TFLite; the C kernel reads one (zeros) and requantizes.
-      fixed += c_in * channels + (channel * channels if plan == PLAN_C else 0)
-  if config.stem:
-    fixed += 9 * config.in_channels * config.channels + channel * config.channels
-  last = config.stage_channels[-1]
-  if plan == PLAN_C:
-    fixed += 2 * BIAS_BYTES * last + C_HEAD_SCALAR_BYTES  # head BN: int32 scale and shift
-  else:
-    fixed += (1 + BIAS_BYTES) * last  # head BN: int8 scale, int32 shift
-  fixed += last * config.num_classes + BIAS_BYTES * config.num_classes  # linear
-  return StageOpTable(per_op, fixed, config.cells_per_stage)
+  if node.kind is Kind.CONV:
+    c_in, c_out = shapes[node.inputs[0]][-1], node.shape[-1]
+    # The 1x1 shortcut has no BN, so no bias for TFLite; the C kernel reads one (zeros).
+    per_channel = channel if node.layers[0].has_batch_norm or plan == PLAN_C else 0
+    return node.kernel * node.kernel * c_in * c_out + per_channel * c_out
+  if node.kind is Kind.HEAD:
+    last, classes = shapes[node.inputs[0]][-1], node.shape[0]
+    if plan == PLAN_C:
+      head_bn = 2 * BIAS_BYTES * last + C_HEAD_SCALAR_BYTES  # int32 scale and shift
+    else:
+      head_bn = (1 + BIAS_BYTES) * last  # int8 scale, int32 shift
+    return head_bn + last * classes + BIAS_BYTES * classes  # + linear
+  return 0
+
+
+@functools.lru_cache(maxsize=None)
+def flash_table(config: NetworkConfig = NB201_CIFAR10, plan: str = PLAN_TFLM) -> StageOpTable:
+  """Flash bytes of the weights as a StageOpTable over op indices 0..5 (5 = dropped edge),
+  derived from the graph (`node_flash`)."""
+  _check_plan(plan)
+  return graph.stage_op_table(config, functools.partial(node_flash, plan=plan),
+                              dropped_column=True)
+
+
+def flash_of(network: graph.Graph, plan: str = PLAN_TFLM) -> int:
+  """Flash bytes of the weights of a whole graph: the sum of `node_flash`."""
+  return sum(node_flash(node, network.shapes, plan) for node in network.nodes)
 
 
 def flash(archs, config: NetworkConfig = NB201_CIFAR10, runtime_bytes: int = 0,
           dead_code: bool = False, plan: str = PLAN_TFLM) -> np.ndarray:
   """Flash in bytes of cells `archs: [..., 6]` -> `[...]` (int64): weights, biases, runtime."""
   archs = np.asarray(archs)
-  weights = flash_table(config, plan)(latency.executed_ops(archs, dead_code)).astype(np.int64)
+  weights = flash_table(config, plan)(graph.executed_ops(archs, dead_code)).astype(np.int64)
   if dead_code:
-    weights = np.where(latency.output_reachable(archs), weights, config.num_classes)
+    weights = np.where(graph.reachability(archs).output, weights, config.num_classes)
   return weights + runtime_bytes

@@ -13,14 +13,14 @@ import json
 import jax
 import jax.numpy as jnp
 
-from micronas_jax import cost, model, proxies, topology
+from micronas_jax import complexity, model, proxies, topology
 
 # Batches per zero-cost draw: ZiCo needs at least two; the other zc proxies read the first.
 ZC_BATCHES = 2
 
 ANALYTIC = {
-    "flops": lambda archs: cost.flops(archs) / 1e6,   # M, full CIFAR-10 network (C=16, N=5)
-    "params": lambda archs: cost.params(archs) / 1e6,  # M
+    "flops": lambda archs: complexity.flops(archs) / 1e6,   # M, full CIFAR-10 network (C=16, N=5)
+    "params": lambda archs: complexity.params(archs) / 1e6,  # M
     "skip_span": topology.skip_span,  # nodes bypassed per identity edge (FreeREA), higher better
 }
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from micronas_jax import model, space
+from micronas_jax import model, naming, space
 from micronas_jax.proxies import zero_cost
 
 
@@ -56,12 +56,8 @@ def relu_codes(variables, arch, x,
                                          mutable=["batch_stats", "intermediates"])
   layers = []
   for path, sown in traverse_util.flatten_dict(state["intermediates"]).items():
-    edge_names = [name for name in path if name.startswith("edge_")]
-    if edge_names:
-      target, source = (int(part) for part in edge_names[0].split("_")[1:])
-      active = _conv_active(arch, space.EDGES.index((target, source)))
-    else:
-      active = jnp.bool_(True)
+    edge = naming.edge_of_intermediate(path)
+    active = jnp.bool_(True) if edge is None else _conv_active(arch, edge)
     layers.extend((leaf.reshape(leaf.shape[0], -1) > 0, active) for leaf in sown)
   return layers
 

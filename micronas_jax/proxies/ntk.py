@@ -24,17 +24,18 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from micronas_jax import model
+from micronas_jax import model, naming
+from micronas_jax.naming import Role
 
-# Suffixes of the parameter leaves that correspond to PyTorch's "weight" tensors.
-WEIGHT_LEAVES = ("kernel", "scale")
+# The parameter leaves that are PyTorch's "weight" tensors: conv and linear kernels, BN scales.
+WEIGHT_ROLES = (Role.KERNEL, Role.BN_SCALE)
 # A singular, indefinite or NaN kernel scores this (flagged invalid), so that it ranks last.
 SINGULAR_SENTINEL = 1e12
 
 
 def is_weight(path: tuple[str, ...]) -> bool:
-  """Whether a flat parameter path is one of PyTorch's "weight" tensors (see WEIGHT_LEAVES)."""
-  return path[-1].endswith(WEIGHT_LEAVES)
+  """Whether a flat parameter path is one of PyTorch's "weight" tensors (see WEIGHT_ROLES)."""
+  return naming.role_of(path) in WEIGHT_ROLES
 
 
 def _gram(jacobian: dict, batch: int) -> jax.Array:

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
-from micronas_jax import model
+from micronas_jax import model, naming
+from micronas_jax.naming import Role
 
 # A NaN or infinite value scores this (flagged invalid): every proxy here is higher-is-better, so
 # the row ranks last instead of crashing the run.
@@ -36,11 +37,12 @@ INVALID_SENTINEL = -1e12
 
 def is_kernel(path: tuple[str, ...]) -> bool:
   """Whether a flat parameter path is a conv or linear weight (what the reference scores)."""
-  return path[-1].endswith("kernel")
+  return naming.role_of(path) is Role.KERNEL
 
 
 def _is_batch_norm(path: tuple[str, ...]) -> bool:
-  return any("bn" in name for name in path[-2:])
+  role = naming.role_of(path)
+  return role is not None and role.batch_norm
 
 
 def checked(value: jax.Array, sentinel: float = INVALID_SENTINEL):
@@ -88,12 +90,13 @@ def synflow_variables(variables):
   def params_leaf(path, leaf):
     leaf = leaf.astype(jnp.float64)
     if _is_batch_norm(path):
-      return jnp.ones_like(leaf) if path[-1].endswith("scale") else jnp.zeros_like(leaf)
+      return (jnp.ones_like(leaf) if naming.role_of(path) is Role.BN_SCALE
+              else jnp.zeros_like(leaf))
     return jnp.abs(leaf)
 
   def stats_leaf(path, leaf):
     # Eval-mode BN computes (x - mean) * rsqrt(var + eps): 1 - eps makes it exactly x.
-    return (jnp.full(leaf.shape, 1.0 - 1e-5, jnp.float64) if path[-1].endswith("var")
+    return (jnp.full(leaf.shape, 1.0 - 1e-5, jnp.float64) if naming.role_of(path) is Role.BN_VAR
             else jnp.zeros(leaf.shape, jnp.float64))
 
   params = traverse_util.flatten_dict(variables["params"])

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from micronas_jax import cost, data, proxies, space
+from micronas_jax import complexity, data, proxies, space
 from micronas_jax.hardware import latency
 from micronas_jax.proxies import draws
 from micronas_jax.search import objective
@@ -121,7 +121,7 @@ def op_costs(lut: latency.LUT | None) -> tuple[np.ndarray, np.ndarray]:
   """Per-op costs of a supernet (every active op runs) -> (per_op `[2, 5]`, fixed `[2]`) for
   (FLOPs, latency): cost(mask) = fixed + sum_{e, o} mask[e, o] * per_op[o]. Without a LUT the
   latency row is 0 (its ranks all tie)."""
-  tables = [cost.flops_table(lut.config if lut else cost.NB201_CIFAR10)]
+  tables = [complexity.flops_table(lut.config if lut else complexity.NB201_CIFAR10)]
   tables.append(lut.table() if lut else None)
   per_op, fixed = np.zeros((2, space.NUM_OPS)), np.zeros(2)
   for row, table in enumerate(tables):

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from micronas_jax import data, scoring, space
+from micronas_jax import data, graph, scoring, space
 from micronas_jax.hardware import latency
 from micronas_jax.proxies import draws
 from micronas_jax.search import evolution, objective
@@ -316,7 +316,7 @@ def run(request: SearchRequest, progress: Callable[[int, int], None] | None = No
     report = _run_exhaustive(request, progress, log)
   else:
     report = _run_table(request)
-  if not latency.output_reachable(space.arch_at(report["index"])):
+  if not graph.reachability(space.arch_at(report["index"])).output:
     report["warnings"] = report.get("warnings", []) + [
         "the cell's output does not depend on its input (no path of non-none ops from the input "
         "to the output): the network predicts the same class for every image; loosen the "

@@ -7,7 +7,7 @@ number cited there) instead of one cycle per instruction.
 
 Anchored: the model's absolute scale is set by the one whole-network measurement of a dense
 3x3-conv network on this board at this clock: MLPerf Tiny's ResNet-8 (12,501,632 MACs), 15.440
-inferences/s on a DISCO-F746NG at 216 MHz (Plumerai, v1.0; `stm32f746.CONSTANTS`). ResNet-8's
+inferences/s on a DISCO-F746NG at 216 MHz (Plumerai, v1.0; `f746_analytic.CONSTANTS`). ResNet-8's
 layers are run through the same kernels and model (`resnet8_cycles`), and every entry is scaled
 by measured / modelled. The scale moves all cells alike: it changes milliseconds, not ranks.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from micronas_jax.hardware import latency, stm32f746
+from micronas_jax.hardware import f746_analytic, latency
 from micronas_jax.hardware.emu import cycles, kernels
 from micronas_jax.hardware.emu import lut as emu_lut
 from micronas_jax.hardware.emu import machine as emu_machine
@@ -28,8 +28,8 @@ from micronas_jax.network import NB201_CIFAR10, NetworkConfig
 
 TARGET = "cortex-m7-cycles"
 DEVICE = "STM32 NUCLEO-F746ZG (Cortex-M7 @ 216 MHz, 320 KB SRAM, 1 MB flash)"
-RESNET8_MACS = stm32f746.MLPERF_IC_MACS
-ANCHOR_MS = 1e3 / stm32f746.PLUMERAI_F746_INF_PER_S
+RESNET8_MACS = f746_analytic.MLPERF_IC_MACS
+ANCHOR_MS = 1e3 / f746_analytic.PLUMERAI_F746_INF_PER_S
 
 # What the model leaves out, each with what it costs (numbers from the kernels' own counts).
 NOT_MODELLED = {
@@ -88,10 +88,10 @@ def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT
   counts = emu_lut.measure(config, seed, m)
   classes = m.classes()
   resnet8 = resnet8_cycles(m, seed)
-  model_ms = resnet8 / (stm32f746.CLOCK_MHZ * 1e3)
+  model_ms = resnet8 / (f746_analytic.CLOCK_MHZ * 1e3)
   scale = ANCHOR_MS / model_ms
-  ms = lambda n: n * scale / (stm32f746.CLOCK_MHZ * 1e3)
-  board = stm32f746.CONSTANTS
+  ms = lambda n: n * scale / (f746_analytic.CLOCK_MHZ * 1e3)
+  board = f746_analytic.CONSTANTS
   provenance = {
       # Not measured on a board: instructions are measured in an emulator, cycles modelled.
       "method": "emulated + cycle model", "measured": False,
@@ -131,7 +131,7 @@ def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT
   value = lambda name: board[name]["value"]
   return latency.LUT(
       device=DEVICE, unit="ms", semantics="every-op", provenance=provenance, config=config,
-      **emu_lut.lut_entries(counts, ms), clock_mhz=stm32f746.CLOCK_MHZ,
+      **emu_lut.lut_entries(counts, ms), clock_mhz=f746_analytic.CLOCK_MHZ,
       memory=latency.Memory(value("sram_bytes"), value("flash_bytes"),
                             value("runtime_sram_bytes"), value("runtime_flash_bytes")),
       constants=constants)

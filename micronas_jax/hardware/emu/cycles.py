@@ -24,7 +24,7 @@ not charged. Data is taken to come from zero-wait memory (SRAM, TCM, or a cache 
 of weights read from the F746's flash is `flash_cycles`.
 
 What this model leaves out and what it costs is stated in the LUT's provenance
-(`hardware/stm32f746.py`).
+(`hardware/f746_analytic.py`).
 """
 from __future__ import annotations
 

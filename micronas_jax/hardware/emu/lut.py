@@ -19,13 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from micronas_jax import space
-from micronas_jax.hardware import latency, memory, stm32f746
+from micronas_jax.hardware import f746_analytic, latency, memory
 from micronas_jax.hardware.emu import kernels
 from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
 
 TARGET = "cortex-m7-emu"
-CLOCK_MHZ = stm32f746.CLOCK_MHZ
+CLOCK_MHZ = f746_analytic.CLOCK_MHZ
 CYCLES_PER_INSTRUCTION = 1.0
 CPI_SOURCE = (
     "ASSUMPTION, not a measurement: 1 cycle per executed instruction. The emulator models no "
@@ -118,7 +118,7 @@ def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT
   flash, static_ram = sizes.text, sizes.static_ram
   widest = config.stage_channels[-1]
   scratch = max(9 * widest * 2, 4 * widest)  # im2col int16 / pool sums int32
-  board = stm32f746.CONSTANTS
+  board = f746_analytic.CONSTANTS
   provenance = {
       "method": "emulated", "measured": True,
       "by": f"micronas-jax lut profile --target {TARGET}",

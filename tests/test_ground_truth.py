@@ -1,4 +1,4 @@
-"""Ground-truth readers of micronas_jax.benchmark: CSV tables and the official APIs."""
+"""Ground-truth readers of micronas_jax.ground_truth: CSV tables and the official APIs."""
 import gzip
 import math
 import sys
@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from micronas_jax import benchmark, space
+from micronas_jax import ground_truth, space
 
 ARCH_1462 = space.format_arch(space.arch_at(1462))  # a 3x3 conv on every edge
 
@@ -22,7 +22,7 @@ def write(tmp_path, text, name="t.csv"):
 
 def test_read_csv_places_values_in_index_order_and_nan_elsewhere(tmp_path):
   path = write(tmp_path, "index,test_acc\n5,91.5\n0,80\n15624,10\n")
-  acc = benchmark.read_accuracy(path)
+  acc = ground_truth.read_accuracy(path)
   assert acc.shape == (15625,)
   assert acc[[0, 5, 15624]].tolist() == [80.0, 91.5, 10.0]
   assert np.isnan(acc).sum() == 15625 - 3
@@ -30,14 +30,14 @@ def test_read_csv_places_values_in_index_order_and_nan_elsewhere(tmp_path):
 
 def test_read_csv_by_arch_string_only(tmp_path):
   path = write(tmp_path, f"arch,test_acc\n{ARCH_1462},93.76\n")
-  assert benchmark.read_accuracy(path)[1462] == 93.76
+  assert ground_truth.read_accuracy(path)[1462] == 93.76
 
 
 def test_read_csv_several_columns_and_gzip(tmp_path):
   path = tmp_path / "t.csv.gz"
   with gzip.open(path, "wt") as f:
     f.write("index,test_acc,valid_acc\n7,90,\n8,nan,88\n")
-  values = benchmark.read_csv(path, ("test_acc", "valid_acc"))
+  values = ground_truth.read_csv(path, ("test_acc", "valid_acc"))
   assert values["test_acc"][7] == 90 and math.isnan(values["test_acc"][8])
   assert values["valid_acc"][8] == 88 and math.isnan(values["valid_acc"][7])  # empty: missing
 
@@ -59,18 +59,18 @@ def test_read_csv_several_columns_and_gzip(tmp_path):
 ])
 def test_read_csv_rejects_malformed_rows_naming_file_and_line(tmp_path, text, message):
   path = write(tmp_path, text)
-  with pytest.raises(benchmark.BenchmarkError) as error:
-    benchmark.read_accuracy(path)
+  with pytest.raises(ground_truth.BenchmarkError) as error:
+    ground_truth.read_accuracy(path)
   assert str(path) in str(error.value) and message in str(error.value)
 
 
 def test_read_csv_missing_file_is_a_benchmark_error(tmp_path):
-  with pytest.raises(benchmark.BenchmarkError, match="no such benchmark table"):
-    benchmark.read_accuracy(tmp_path / "absent.csv")
+  with pytest.raises(ground_truth.BenchmarkError, match="no such benchmark table"):
+    ground_truth.read_accuracy(tmp_path / "absent.csv")
 
 
 def test_read_csv_real_cifar10_table(nb201_csv):
-  acc = benchmark.read_accuracy(nb201_csv)
+  acc = ground_truth.read_accuracy(nb201_csv)
   # Checks from the data README: best 94.3733 at 6111; the all-conv3x3 cell 1462 has 93.76.
   assert not np.isnan(acc).any()
   assert int(np.argmax(acc)) == 6111 and acc[6111] == 94.3733
@@ -86,9 +86,9 @@ def test_official_file_without_extra_says_how_to_install(tmp_path, monkeypatch, 
   path = tmp_path / name
   path.write_bytes(b"")
   monkeypatch.setitem(sys.modules, module, None)  # None in sys.modules: import raises
-  with pytest.raises(benchmark.BenchmarkError, match=rf"needs the `{module}` package \(pip "
+  with pytest.raises(ground_truth.BenchmarkError, match=rf"needs the `{module}` package \(pip "
                      r"install -e '\.\[bench\]'\); or pass a CSV table"):
-    benchmark.read_accuracy(path)
+    ground_truth.read_accuracy(path)
 
 
 @pytest.mark.parametrize("name, message", [
@@ -97,8 +97,8 @@ def test_official_file_without_extra_says_how_to_install(tmp_path, monkeypatch, 
 def test_official_file_missing_is_named_before_any_import(tmp_path, monkeypatch, name, message):
   monkeypatch.setitem(sys.modules, "nas_201_api", None)
   monkeypatch.setitem(sys.modules, "nats_bench", None)
-  with pytest.raises(benchmark.BenchmarkError, match=message):
-    benchmark.read_accuracy(tmp_path / name)
+  with pytest.raises(ground_truth.BenchmarkError, match=message):
+    ground_truth.read_accuracy(tmp_path / name)
 
 
 class FakeAPI:
@@ -117,10 +117,10 @@ class FakeAPI:
 
 
 def test_official_values_reads_final_accuracy_in_index_order(tmp_path):
-  values = benchmark._official_values(FakeAPI(), tmp_path, "cifar10", "test_acc")
+  values = ground_truth._official_values(FakeAPI(), tmp_path, "cifar10", "test_acc")
   np.testing.assert_allclose(values, np.arange(15625) / 1000)
 
 
 def test_official_values_refuses_another_index_order(tmp_path):
-  with pytest.raises(benchmark.BenchmarkError, match="cell 3 is"):
-    benchmark._official_values(FakeAPI(swap={3: 4}), tmp_path, "cifar10", "test_acc")
+  with pytest.raises(ground_truth.BenchmarkError, match="cell 3 is"):
+    ground_truth._official_values(FakeAPI(swap={3: 4}), tmp_path, "cifar10", "test_acc")

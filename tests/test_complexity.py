@@ -2,17 +2,17 @@ import jax
 import numpy as np
 import pytest
 
-from micronas_jax import cost, model, space
+from micronas_jax import complexity, model, space
 
 
 def test_params_match_benchmark_for_all_cells(nb201_rows):
-  params_m = cost.params(space.all_archs()) / 1e6
+  params_m = complexity.params(space.all_archs()) / 1e6
   reference = np.array([float(row["params_m"]) for row in nb201_rows])
   np.testing.assert_allclose(params_m, reference, rtol=0, atol=1e-6)
 
 
 def test_cifar10_flops_span_matches_benchmark_paper():
-  flops_m = cost.flops(space.all_archs()) / 1e6
+  flops_m = complexity.flops(space.all_archs()) / 1e6
   assert round(flops_m.min(), 2) == 7.78 and round(flops_m.max(), 2) == 220.12
   assert np.argmax(flops_m) == 1462
 
@@ -24,7 +24,7 @@ def test_flops_of_all_conv3x3_by_hand():
   stem = 9 * 3 * 16 * 32 * 32
   reduction1 = 9 * 16 * 32 * 16 * 16 + 9 * 32 * 32 * 16 * 16 + 16 * 32 * 16 * 16
   reduction2 = 9 * 32 * 64 * 8 * 8 + 9 * 64 * 64 * 8 * 8 + 32 * 64 * 8 * 8
-  assert cost.flops(space.arch_at(1462)) == cells + stem + reduction1 + reduction2 + 650
+  assert complexity.flops(space.arch_at(1462)) == cells + stem + reduction1 + reduction2 + 650
 
 
 def test_flops_for_imagenet16_scale_with_resolution_and_classes():
@@ -33,26 +33,26 @@ def test_flops_for_imagenet16_scale_with_resolution_and_classes():
   stem = 9 * 3 * 16 * 16 * 16
   reduction1 = 9 * 16 * 32 * 8 * 8 + 9 * 32 * 32 * 8 * 8 + 16 * 32 * 8 * 8
   reduction2 = 9 * 32 * 64 * 4 * 4 + 9 * 64 * 64 * 4 * 4 + 32 * 64 * 4 * 4
-  assert cost.flops(empty, config16) == stem + reduction1 + reduction2 + 64 * 120 + 120
+  assert complexity.flops(empty, config16) == stem + reduction1 + reduction2 + 64 * 120 + 120
 
 
 def test_model_params_equal_cost_params():
   variables = model.init(jax.random.key(0), model.NB201_CIFAR10)
   for index in (0, 1, 1462, 6111, 15624):
     ops = space.arch_at(index)
-    assert model.count_active_params(variables["params"], ops) == cost.params(ops), index
+    assert model.count_active_params(variables["params"], ops) == complexity.params(ops), index
 
 
 def test_cost_rejects_wrong_edge_count():
   with pytest.raises(space.ArchError):
-    cost.flops(np.zeros((3, 5), np.int32))
+    complexity.flops(np.zeros((3, 5), np.int32))
 
 
 def test_cost_and_hardware_models_do_not_import_flax():
   # Layering: FLOPs, params, latency and memory read the network's configuration, not the model.
   import subprocess
   import sys
-  code = ("import sys, micronas_jax.cost, micronas_jax.hardware.latency, "
+  code = ("import sys, micronas_jax.complexity, micronas_jax.hardware.latency, "
           "micronas_jax.hardware.memory, micronas_jax.hardware.costs; "
           "print('flax' in sys.modules, 'micronas_jax.model' in sys.modules)")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -7,7 +7,7 @@ Every constant cites a fact from the project's research notes (shared/research/m
 section in brackets), marked [V] (read in the cited source) or [D] (arithmetic on [V] numbers).
 Regenerate the packaged file with
 
-    python3 -m micronas_jax.hardware.stm32f746 micronas_jax/hardware/luts/stm32f746-analytic.json
+    python3 -m micronas_jax.hardware.f746_analytic micronas_jax/hardware/luts/stm32f746-analytic.json
 
 (a test checks that the packaged file equals what this module builds).
 """
@@ -84,7 +84,7 @@ def lut() -> latency.LUT:
   return latency.LUT(
       device=DEVICE, unit="cycles", semantics="every-op",
       provenance={"method": "analytic", "measured": False,
-                  "by": "micronas_jax.hardware.stm32f746 (cited constants)", "note": NOTE},
+                  "by": "micronas_jax.hardware.f746_analytic (cited constants)", "note": NOTE},
       config=NB201_CIFAR10, ops=cycles["ops"], stem=cycles["stem"],
       reductions=tuple(cycles["reductions"]), head=cycles["head"], overhead=cycles["overhead"],
       clock_mhz=value("clock_mhz"),
