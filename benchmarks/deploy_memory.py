@@ -36,10 +36,11 @@ try:
 except ImportError:  # run as a file: its folder is on the path
   import _results
 from micronas_jax import data, export, space, train
-from micronas_jax.deploy import api, build, codegen, program, quantize
+from micronas_jax.deploy import api, build, codegen
 from micronas_jax.hardware import latency
 from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.network import NB201_CIFAR10
+from micronas_jax.runtime import float_reference, quantize
 
 SECTION = "Deployed C library: estimated vs built memory (issue 17)"
 ACCURACY_SECTION = "Deployed C library: int8 vs float accuracy (issue 17)"
@@ -143,7 +144,7 @@ def accuracy(checkpoint: str, data_path: str, calibration: int, test: int) -> di
       ops, variables, config, data.load_images(data_path, max_images=calibration))
   images, labels = data.load_split(data_path, "test", max_images=test)
   x = data.normalize(images)
-  floats = program.float_forward(network.program, weights, x).argmax(1)
+  floats = float_reference.float_forward(network.program, weights, x).argmax(1)
   ints = quantize.run(network, network.quantize_images(x)).argmax(1)
   return {"arch": stored["meta"]["arch"], "index": space.index_of(ops), "config": config,
           "epochs": stored["epoch"], "of": stored["meta"]["training"]["epochs"],

@@ -27,6 +27,7 @@ from micronas_jax.hardware import latency
 from micronas_jax.hardware.emu import kernels
 from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.model import NB201_CIFAR10
+from micronas_jax.runtime import params as runtime_params
 
 SECTION = "Emulated Cortex-M7: LUT sum vs whole-network emulation (issue 8)"
 
@@ -44,7 +45,7 @@ def main():
   indices = rng.choice(space.NUM_CELLS, args.cells, replace=False)
   archs = space.all_archs()[indices]
   m = emu_machine.Machine()
-  params = kernels.random_network(rng, cfg.channels, cfg.cells_per_stage, cfg.num_stages,
+  params = runtime_params.random_network(rng, cfg.channels, cfg.cells_per_stage, cfg.num_stages,
                                   cfg.in_channels, cfg.num_classes)
   network = kernels.Network(m, params, cfg.resolution, cfg.in_channels)
   ms_per_instruction = lut.provenance["cycles_per_instruction"] / (lut.clock_mhz * 1e3)

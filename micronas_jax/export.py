@@ -128,7 +128,7 @@ def inference_function(weights: dict, ops, config: model.NetworkConfig) -> Calla
       inputs = [tensors[name] for name in node.inputs]
       if node.kind is Kind.CONV:
         source = jax.nn.relu(inputs[0]) if node.relu_in else inputs[0]
-        out = _conv(source, *_conv_weights(weights, node), stride=node.stride)
+        out = _conv(source, *conv_weights(weights, node), stride=node.stride)
       elif node.kind is Kind.POOL3:
         out = _avg_pool_3x3(inputs[0])
       elif node.kind is Kind.POOL2:
@@ -150,9 +150,11 @@ def inference_function(weights: dict, ops, config: model.NetworkConfig) -> Calla
   return forward
 
 
-def _conv_weights(weights: dict, node) -> tuple:
+def conv_weights(weights: dict, node) -> tuple[np.ndarray, np.ndarray | None]:
+  """(OIHW kernel, bias or None) of a CONV node from `folded_weights` (the shortcut has no BN,
+  so no bias)."""
   entry = weights[node.layers[0]]
-  return entry if isinstance(entry, tuple) else (entry,)
+  return entry if isinstance(entry, tuple) else (entry, None)
 
 
 # --- variables from a checkpoint or from init ----------------------------------------------------

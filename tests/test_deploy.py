@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from micronas_jax import export, model, space
-from micronas_jax.deploy import DeployError, codegen, deploy, program, quantize
+from micronas_jax.deploy import DeployError, codegen, deploy, program
 from micronas_jax.hardware import latency, memory
 from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.network import NetworkConfig
+from micronas_jax.runtime import float_reference, quantize
 
 TINY = NetworkConfig(channels=4, cells_per_stage=1)
 N, S, C1, C3, P = space.NONE, space.SKIP, space.CONV1X1, space.CONV3X3, space.POOL
@@ -44,7 +45,7 @@ def _inputs(count, seed=0):
 def test_float_program_equals_the_flax_network(variables, ops):
   x = _inputs(4)
   weights = export.folded_weights(variables, ops, TINY)
-  logits = program.float_forward(program.build(ops, TINY), weights, x)
+  logits = float_reference.float_forward(program.build(ops, TINY), weights, x)
   expected, _ = model.apply(variables, ops, x, TINY, train=False)
   np.testing.assert_allclose(logits, np.asarray(expected), atol=1e-4)
 
@@ -81,7 +82,7 @@ def test_multiplier_clamps_where_every_output_saturates_or_vanishes():
   mult, shift = quantize._multiplier(np.array([1e6, 1e-20]))
   assert shift.tolist() == [quantize.SHIFT_MIN, quantize.SHIFT_MAX]
   # acc = 1 at the huge scale saturates to 127 either way; at the tiny one it is 0.
-  from micronas_jax.hardware.emu import reference
+  from micronas_jax.runtime import reference
   assert reference.saturate(reference.requantize(1, mult[0], shift[0])) == 127
   assert reference.requantize(10**6, mult[1], shift[1]) == 0
 
@@ -89,7 +90,7 @@ def test_multiplier_clamps_where_every_output_saturates_or_vanishes():
 def test_add_params_compute_the_rescaled_sum():
   p = quantize.quantize_add(0.02, 0.05, 0.04)
   a, b = np.arange(-100, 100, 7), np.arange(100, -100, -7)
-  from micronas_jax.hardware.emu import reference
+  from micronas_jax.runtime import reference
   out = reference.add(a, b, p.mult_a, p.mult_b, p.shift).astype(float)
   np.testing.assert_array_less(np.abs(out - np.clip((0.02 * a + 0.05 * b) / 0.04, -128, 127)),
                                0.5 + 1e-6)

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from micronas_jax.hardware.emu import machine as emu_machine
+from micronas_jax.runtime import params as runtime_params
 
 _MISSING = emu_machine.missing()
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=f"emulator unavailable: {_MISSING}")
 
 if _MISSING is None:
-  from micronas_jax.hardware.emu import kernels, reference
+  from micronas_jax.hardware.emu import kernels
+  from micronas_jax.runtime import reference
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +34,7 @@ def _int8(rng, shape):
 ])
 def test_conv_matches_reference(machine, h, c_in, c_out, k, stride, relu_in):
   rng = np.random.default_rng(h * 100 + c_in)
-  x, p = _int8(rng, (h, h, c_in)), kernels.random_conv(rng, c_in, c_out, k)
+  x, p = _int8(rng, (h, h, c_in)), runtime_params.random_conv(rng, c_in, c_out, k)
   out, count = kernels.conv(machine, x, p, stride, relu_in)
   np.testing.assert_array_equal(out, reference.conv(x, p, stride, relu_in))
   assert count > 0
@@ -40,7 +42,7 @@ def test_conv_matches_reference(machine, h, c_in, c_out, k, stride, relu_in):
 
 def test_conv_requantization_saturates_like_reference(machine):
   rng = np.random.default_rng(1)
-  x, p = _int8(rng, (3, 3, 4)), kernels.random_conv(rng, 4, 4, 3)
+  x, p = _int8(rng, (3, 3, 4)), runtime_params.random_conv(rng, 4, 4, 3)
   p = reference.ConvParams(p.weights, p.bias, p.mult, np.zeros(4, np.int32))  # scale ~0.5-1
   out, _ = kernels.conv(machine, x, p)
   expected = reference.conv(x, p)
@@ -70,7 +72,7 @@ def test_add_matches_reference(machine, mult_a, mult_b, shift):
 
 def test_head_matches_reference(machine):
   rng = np.random.default_rng(5)
-  x, p = _int8(rng, (2, 3, 8)), kernels.random_head(rng, 8, 10)
+  x, p = _int8(rng, (2, 3, 8)), runtime_params.random_head(rng, 8, 10)
   out, _ = kernels.head(machine, x, p)
   np.testing.assert_array_equal(out, reference.head(x, p))
 
@@ -79,7 +81,7 @@ def test_head_matches_reference(machine):
 def test_whole_network_matches_reference(machine, arch):
   # C=4, N=1, 3 stages at 8x8: stem, two reduction blocks, three cells, head.
   rng = np.random.default_rng(6)
-  params = kernels.random_network(rng, channels=4, cells=1, stages=3)
+  params = runtime_params.random_network(rng, channels=4, cells=1, stages=3)
   image = _int8(rng, (8, 8, 3))
   logits, _ = kernels.Network(machine, params, resolution=8).forward(image, arch)
   np.testing.assert_array_equal(logits, reference.network(image, arch, params))
@@ -87,7 +89,7 @@ def test_whole_network_matches_reference(machine, arch):
 
 def test_instruction_count_depends_on_shape_not_data(machine):
   rng = np.random.default_rng(7)
-  p = kernels.random_conv(rng, 8, 8, 3)
+  p = runtime_params.random_conv(rng, 8, 8, 3)
   counts = [kernels.conv(machine, _int8(rng, (4, 4, 8)), p, relu_in=True)[1] for _ in range(3)]
   assert max(counts) - min(counts) <= 0.001 * max(counts)
   assert kernels.conv(machine, _int8(rng, (6, 6, 8)), p, relu_in=True)[1] > max(counts)

@@ -22,11 +22,12 @@ from collections.abc import Callable
 import numpy as np
 
 from micronas_jax import data, export, model, paths, space, train
-from micronas_jax.deploy import build, codegen, quantize
+from micronas_jax.deploy import build, codegen
 from micronas_jax.deploy import program as program_module
 from micronas_jax.graph import Block, Graph, Kind
 from micronas_jax.hardware import latency, memory
 from micronas_jax.hardware.emu import machine as emu_machine
+from micronas_jax.runtime import float_reference, quantize
 
 FORMAT = "micronas-jax-deploy/2"
 # Format 1 (before the file hashes) is still a previous deploy; `_owned_files` says what of it
@@ -590,7 +591,7 @@ def _verify(folder, network, weights, images, emulated_images: int, lut,
   images_q = network.quantize_images(images)
   log(f"int8 reference and float network on {len(images)} images")
   reference = quantize.run(network, images_q)
-  floats = program_module.float_forward(prog, weights, images)
+  floats = float_reference.float_forward(prog, weights, images)
   agreement = float(np.mean(reference.argmax(1) == floats.argmax(1)))
   count = min(emulated_images, len(images))
   log(f"emulating {count} images on the Cortex-M7 (unicorn)")

@@ -2,13 +2,12 @@
 (flash), one static arena for every activation (its offsets from `program.plan_arena`), and one
 entry point that calls the kernels in the program's order.
 
-Files (`FILES`): mnj_kernels.c/.h (the package's kernels, `hardware/emu/kernels.c`, compiled as a
+Files (`FILES`): mnj_kernels.c/.h (the package's kernels, `runtime/kernels.c`, compiled as a
 library: weak memset/memcpy, no `nb201_forward`), mnj_model.c/.h (the network), Makefile, mnj.ld
 (a linker script for a standalone ELF whose sizes are the ones measured) and README.md.
 """
 from __future__ import annotations
 
-import importlib.resources
 import pathlib
 import re
 
@@ -16,15 +15,15 @@ import numpy as np
 
 from micronas_jax import data, space
 from micronas_jax.deploy import program as program_module
-from micronas_jax.deploy.quantize import QuantizedNetwork
 from micronas_jax.graph import IMAGE, LOGITS, Kind
-from micronas_jax.hardware.emu import kernels
+from micronas_jax.runtime import c_source
+from micronas_jax.runtime.quantize import QuantizedNetwork
 
 CPUS = ("cortex-m7", "cortex-m4")
 # What `write` writes; a redeploy checks these paths for the user's files before the work.
 FILES = ("Makefile", "README.md", "mnj.ld", "mnj_kernels.c", "mnj_kernels.h", "mnj_model.c",
          "mnj_model.h")
-# The kernels' flags (hardware/emu/machine.FLAGS, which measured the LUT) plus sections for the
+# The kernels' flags (hardware.emu.machine.FLAGS, which measured the LUT) plus sections for the
 # linker's garbage collection; -mfloat-abi is the Makefile's FLOAT_ABI (the code has no floats).
 CFLAGS = ("-mthumb", "-O2", "-ffreestanding", "-ffunction-sections", "-fdata-sections", "-Wall",
           "-Wextra")
@@ -40,12 +39,12 @@ def _identifier(name: str) -> str:
 
 def _conv_block(name: str, p) -> str:
   c = _identifier(name)
-  arrays, initializer = kernels.conv_c_source(c, p)
+  arrays, initializer = c_source.conv_c_source(c, p)
   return f"{arrays}static const conv_params {c} = {initializer};\n"
 
 
 def _head_block(p) -> str:
-  arrays, initializer = kernels.head_c_source("head", p)
+  arrays, initializer = c_source.head_c_source("head", p)
   return f"{arrays}static const head_params head = {initializer};\n"
 
 
@@ -198,12 +197,11 @@ int mnj_run(const int8_t *image, int32_t *logits);
 
 def kernel_sources() -> dict[str, str]:
   """mnj_kernels.c and mnj_kernels.h: the package's kernels built as a library."""
-  folder = importlib.resources.files("micronas_jax.hardware.emu")
-  source = folder.joinpath("kernels.c").read_text().replace('#include "kernels.h"',
-                                                            '#include "mnj_kernels.h"')
+  source = c_source.kernel_file("kernels.c").replace('#include "kernels.h"',
+                                                    '#include "mnj_kernels.h"')
   return {"mnj_kernels.c": "#define MNJ_LIBRARY 1 /* weak memset/memcpy, no nb201_forward */\n"
                            + source,
-          "mnj_kernels.h": folder.joinpath("kernels.h").read_text()}
+          "mnj_kernels.h": c_source.kernel_file("kernels.h")}
 
 
 LINKER_SCRIPT = """/* A standalone image of the library, for measuring it:

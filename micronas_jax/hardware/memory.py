@@ -43,14 +43,14 @@ import numpy as np
 from micronas_jax import graph, space
 from micronas_jax.graph import Block, Kind, Node, StageOpTable
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
+from micronas_jax.runtime import params as runtime_params
 
 BIAS_BYTES = 4  # int32
 PLAN_TFLM, PLAN_C = "tflm", "micronas-c"
 PLANS = (PLAN_TFLM, PLAN_C)
-# Per output channel of a conv in the C library: int32 bias, Q31 multiplier and shift.
-C_CHANNEL_BYTES = 3 * 4
-# The C head's scalars: one int32 multiplier and shift for its BN output.
-C_HEAD_SCALAR_BYTES = 2 * 4
+# What the C runtime stores per conv output channel and for its head: its parameter types'.
+C_CHANNEL_BYTES = runtime_params.CONV_CHANNEL_BYTES
+C_HEAD_SCALAR_BYTES = runtime_params.HEAD_SCALAR_BYTES
 
 
 def _check_plan(plan: str) -> None:

@@ -25,6 +25,7 @@ from micronas_jax.hardware.emu import cycles, kernels
 from micronas_jax.hardware.emu import lut as emu_lut
 from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
+from micronas_jax.runtime import params as runtime_params
 
 TARGET = "cortex-m7-cycles"
 DEVICE = "STM32 NUCLEO-F746ZG (Cortex-M7 @ 216 MHz, 320 KB SRAM, 1 MB flash)"
@@ -66,16 +67,16 @@ def resnet8_cycles(m: cycles.CycleMachine, seed: int = 0) -> int:
   """
   rng = np.random.default_rng(seed)
   x = rng.integers(-128, 128, (32, 32, 3)).astype(np.int8)
-  x, total = kernels.conv(m, x, kernels.random_conv(rng, 3, 16, 3))
+  x, total = kernels.conv(m, x, runtime_params.random_conv(rng, 3, 16, 3))
   for c_in, c_out in ((16, 16), (16, 32), (32, 64)):
     stride = 1 if c_in == c_out else 2
-    y, a = kernels.conv(m, x, kernels.random_conv(rng, c_in, c_out, 3), stride, relu_in=True)
-    y, b = kernels.conv(m, y, kernels.random_conv(rng, c_out, c_out, 3), relu_in=True)
+    y, a = kernels.conv(m, x, runtime_params.random_conv(rng, c_in, c_out, 3), stride, relu_in=True)
+    y, b = kernels.conv(m, y, runtime_params.random_conv(rng, c_out, c_out, 3), relu_in=True)
     shortcut, s = (x, 0) if stride == 1 else kernels.conv(
-        m, x, kernels.random_conv(rng, c_in, c_out, 1), stride)
+        m, x, runtime_params.random_conv(rng, c_in, c_out, 1), stride)
     x, add = kernels.add(m, y, shortcut)
     total += a + b + s + add
-  return total + kernels.head(m, x, kernels.random_head(rng, 64, 10))[1]
+  return total + kernels.head(m, x, runtime_params.random_head(rng, 64, 10))[1]
 
 
 def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT:
@@ -97,7 +98,7 @@ def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT
       "method": "emulated + cycle model", "measured": False,
       "by": f"micronas-jax lut profile --target {TARGET}",
       "measured_what": "the executed instructions of the package's int8 C kernels "
-                       "(micronas_jax/hardware/emu/kernels.c) for every entry, block by block, "
+                       "(micronas_jax/runtime/kernels.c) for every entry, block by block, "
                        "on the emulated Cortex-M7 (Unicorn), and the outcome of every branch",
       "modelled_what": "their cycles: in-order dual issue with the Cortex-M7's unit limits, "
                        "latencies and a 2-bit branch predictor (micronas_jax/hardware/emu/"

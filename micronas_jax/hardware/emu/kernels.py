@@ -1,85 +1,13 @@
-"""Python entry points to the C kernels on a `Machine`: each returns (outputs, instructions).
-
-Also draws random int8 parameters (scaled so outputs span int8 rather than saturate) and lays
-out a whole network for `nb201_forward`. Shapes and arithmetic follow `reference.py`.
+"""Python entry points to the runtime's C kernels on an emulated `Machine`: each returns
+(outputs, instructions), and `Network` lays out a whole network for `nb201_forward`. Shapes and
+arithmetic follow `micronas_jax.runtime.reference`.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from micronas_jax.hardware.emu.machine import Buffer, Machine
-from micronas_jax.hardware.emu.reference import ConvParams, HeadParams, NetworkParams
-
-NODE_SHIFT = 16  # node sums: multipliers 2^16 and shift 16, a plain saturating add
-C_VALUES_PER_LINE = {"int8_t": 20, "int32_t": 8}
-
-
-def c_array(ctype: str, name: str, values) -> str:
-  """C source of `static const ctype name[n] = {...};` holding `values` (any shape, flattened;
-  an empty array holds one 0, since C has no empty arrays): weights in flash."""
-  flat = [str(int(v)) for v in np.asarray(values).ravel()] or ["0"]
-  per_line = C_VALUES_PER_LINE.get(ctype, 8)
-  rows = [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)]
-  body = ",\n  ".join(rows)
-  return f"static const {ctype} {name}[{len(flat)}] = {{\n  {body}\n}};\n"
-
-
-def conv_c_source(name: str, p: ConvParams) -> tuple[str, str]:
-  """(C arrays `name_w`, `name_b`, `name_m`, `name_s` of a conv, its `conv_params` initializer)."""
-  arrays = "".join([c_array("int8_t", f"{name}_w", p.weights),
-                    c_array("int32_t", f"{name}_b", p.bias),
-                    c_array("int32_t", f"{name}_m", p.mult),
-                    c_array("int32_t", f"{name}_s", p.shift)])
-  return arrays, f"{{{name}_w, {name}_b, {name}_m, {name}_s}}"
-
-
-def head_c_source(name: str, p: HeadParams) -> tuple[str, str]:
-  """(C arrays `name_bn_scale`, `name_bn_bias`, `name_fc_w`, `name_fc_b` of the head, its
-  `head_params` initializer)."""
-  arrays = "".join([c_array("int32_t", f"{name}_bn_scale", p.bn_scale),
-                    c_array("int32_t", f"{name}_bn_bias", p.bn_bias),
-                    c_array("int8_t", f"{name}_fc_w", p.fc_weights),
-                    c_array("int32_t", f"{name}_fc_b", p.fc_bias)])
-  return arrays, (f"{{{name}_bn_scale, {name}_bn_bias, {p.mult}, {p.shift}, {name}_fc_w, "
-                  f"{name}_fc_b}}")
-
-
-def random_conv(rng: np.random.Generator, c_in: int, c_out: int, k: int) -> ConvParams:
-  """Random int8 conv whose requantization maps a typical accumulator back to about +-40."""
-  fan_in = k * k * c_in
-  # Accumulator spread ~ sqrt(fan_in) * |w| * |x| ~ sqrt(fan_in) * 37 * 40; scale it to ~40.
-  shift = max(0, int(math.log2(math.sqrt(fan_in) * 37)) - 1)
-  return ConvParams(
-      weights=rng.integers(-64, 65, (c_out, k, k, c_in)).astype(np.int8),
-      bias=rng.integers(-2000, 2001, c_out).astype(np.int32),
-      mult=rng.integers(2**30, 2**31, c_out).astype(np.int32),
-      shift=np.full(c_out, shift, np.int32))
-
-
-def random_head(rng: np.random.Generator, c: int, classes: int) -> HeadParams:
-  """Random head parameters."""
-  return HeadParams(
-      bn_scale=rng.integers(1, 200, c).astype(np.int32),
-      bn_bias=rng.integers(-3000, 3001, c).astype(np.int32),
-      mult=int(rng.integers(2**30, 2**31)), shift=6,
-      fc_weights=rng.integers(-127, 128, (classes, c)).astype(np.int8),
-      fc_bias=rng.integers(-5000, 5001, classes).astype(np.int32))
-
-
-def random_network(rng: np.random.Generator, channels: int, cells: int, stages: int,
-                   in_channels: int = 3, classes: int = 10) -> NetworkParams:
-  """Random int8 parameters of an NB201 network (every edge holds a 1x1 and a 3x3 conv)."""
-  widths = [channels * 2**s for s in range(stages)]
-  return NetworkParams(
-      stem=random_conv(rng, in_channels, channels, 3),
-      cells=tuple(tuple(tuple((random_conv(rng, c, c, 1), random_conv(rng, c, c, 3))
-                              for _ in range(6)) for _ in range(cells)) for c in widths),
-      reductions=tuple((random_conv(rng, c // 2, c, 3), random_conv(rng, c, c, 3),
-                        random_conv(rng, c // 2, c, 1)) for c in widths[1:]),
-      head=random_head(rng, widths[-1], classes),
-      residual=(3 << 15, 5 << 14, 16), node_shift=NODE_SHIFT)
+from micronas_jax.runtime.params import NODE_SHIFT, ConvParams, HeadParams, NetworkParams
 
 
 def put_conv(machine: Machine, p: ConvParams) -> list[Buffer]:

@@ -23,6 +23,7 @@ from micronas_jax.hardware import f746_analytic, latency, memory
 from micronas_jax.hardware.emu import kernels
 from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
+from micronas_jax.runtime import params as runtime_params
 
 TARGET = "cortex-m7-emu"
 CLOCK_MHZ = f746_analytic.CLOCK_MHZ
@@ -55,7 +56,7 @@ def _ops_entry(m: emu_machine.Machine, rng, op: int, channels: int, size: int) -
   if op == space.POOL:
     return kernels.avgpool3x3(m, x)[1] + add
   k = 1 if op == space.CONV1X1 else 3
-  return kernels.conv(m, x, kernels.random_conv(rng, channels, channels, k), relu_in=True)[1] + add
+  return kernels.conv(m, x, runtime_params.random_conv(rng, channels, channels, k), relu_in=True)[1] + add
 
 
 def measure(config: NetworkConfig = NB201_CIFAR10, seed: int = 0,
@@ -66,11 +67,11 @@ def measure(config: NetworkConfig = NB201_CIFAR10, seed: int = 0,
   rng = np.random.default_rng(seed)
   shapes = list(zip(config.stage_channels, config.stage_resolutions))
   image = rng.integers(-128, 128, config.input_shape).astype(np.int8)
-  counts = {"stem": kernels.conv(m, image, kernels.random_conv(rng, config.in_channels,
+  counts = {"stem": kernels.conv(m, image, runtime_params.random_conv(rng, config.in_channels,
                                                                config.channels, 3))[1]}
   counts["ops"] = [[_ops_entry(m, rng, op, c, r) for op in range(space.NUM_OPS)]
                    for c, r in shapes]
-  params = kernels.random_network(rng, config.channels, config.cells_per_stage, config.num_stages,
+  params = runtime_params.random_network(rng, config.channels, config.cells_per_stage, config.num_stages,
                                   config.in_channels, config.num_classes)
   counts["reductions"] = []
   for (c_in, r_in), (c, r), block in zip(shapes, shapes[1:], params.reductions):
@@ -126,7 +127,7 @@ def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT
                   "basic block (block hook; instructions of a failed IT condition count)",
       "toolchain": emu_machine.compiler_version(),
       "flags": " ".join(emu_machine.FLAGS),
-      "kernels": "micronas_jax/hardware/emu/kernels.c: int8 NHWC, int32 accumulation (SMLAD on "
+      "kernels": "micronas_jax/runtime/kernels.c: int8 NHWC, int32 accumulation (SMLAD on "
                  "int16 pairs after im2col), per-channel Q31 multiplier + shift requantization",
       "cycles_per_instruction": CYCLES_PER_INSTRUCTION,
       "cycles_per_instruction_source": CPI_SOURCE,

@@ -1,6 +1,6 @@
 """Build the C kernels with arm-none-eabi-gcc and run them on an emulated Cortex-M7 (Unicorn).
 
-The kernels (`kernels.c`, package data) are compiled once per source/flags/compiler into a cache
+The runtime's kernels (`micronas_jax/runtime/kernels.c`, package data) are compiled once per source/flags/compiler into a cache
 directory (`$MICRONAS_EMU_CACHE`, else `~/.cache/micronas-jax/emu`), the ELF is loaded with
 pyelftools, and `Machine.call` runs one function with the AAPCS and returns its result and the
 number of instructions it executed.
@@ -36,7 +36,8 @@ CODE_BASE = 0x0800_0000
 RAM_BASE, RAM_SIZE = 0x2000_0000, 64 << 20
 STACK_BYTES = 64 << 10  # the top of RAM
 STACK_PAINT = 0xA5  # what an unused stack byte holds while `call_measuring_stack` runs
-SOURCES = ("kernels.c", "kernels.h", "link.ld")  # package data that build() compiles
+# Package data that build() compiles: the runtime's kernels and the emulator's linker script.
+SOURCES = ("kernels.c", "kernels.h", "link.ld")
 
 
 class ToolchainMissing(RuntimeError):
@@ -55,8 +56,9 @@ def missing() -> str | None:
   return None
 
 
-def _source_dir():
-  return importlib.resources.files("micronas_jax.hardware.emu")
+def _source(name: str) -> bytes:
+  package = "micronas_jax.hardware.emu" if name == "link.ld" else "micronas_jax.runtime"
+  return importlib.resources.files(package).joinpath(name).read_bytes()
 
 
 def compiler_version() -> str:
@@ -80,7 +82,7 @@ def build() -> pathlib.Path:
   reason = missing()
   if reason:
     raise ToolchainMissing(reason)
-  sources = {name: _source_dir().joinpath(name).read_bytes() for name in SOURCES}
+  sources = {name: _source(name) for name in SOURCES}
   key = hashlib.sha256(b"\0".join([*sources.values(), " ".join(FLAGS).encode(),
                                    compiler_version().encode()])).hexdigest()[:16]
   elf = cache_dir() / f"kernels-{key}.elf"

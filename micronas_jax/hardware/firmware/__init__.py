@@ -24,13 +24,13 @@ import subprocess
 import numpy as np
 
 from micronas_jax import paths
-from micronas_jax.hardware.emu import kernels
 from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
+from micronas_jax.runtime import c_source
+from micronas_jax.runtime import params as runtime_params
 
 MCPUS = ("cortex-m4", "cortex-m7", "cortex-m33")
 TEMPLATE = ("profile.c", "startup.c", "link.ld", "Makefile")
-KERNELS = ("kernels.c", "kernels.h")
 DWT_CYCCNT = 0xE000_1004
 SCS_BASE = 0xE000_0000  # system control space: DEMCR, DWT
 
@@ -42,7 +42,7 @@ class FirmwareError(ValueError):
 def network_sources(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> tuple[str, str]:
   """(network.h, network.c): shapes, and seeded random int8 weights of the convs each entry runs."""
   rng = np.random.default_rng(seed)
-  params = kernels.random_network(rng, config.channels, 1, config.num_stages, config.in_channels,
+  params = runtime_params.random_network(rng, config.channels, 1, config.num_stages, config.in_channels,
                                   config.num_classes)
   widest = config.stage_channels[-1]
   tensor = max(c * r * r for c, r in zip(config.stage_channels, config.stage_resolutions))
@@ -51,7 +51,7 @@ def network_sources(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> tup
       "MNJ_STAGES": config.num_stages, "MNJ_RESOLUTION": config.resolution,
       "MNJ_IN_CHANNELS": config.in_channels, "MNJ_CLASSES": config.num_classes,
       "MNJ_TENSOR": tensor, "MNJ_COL": max(9 * widest, 2 * widest),
-      "MNJ_NODE_SHIFT": kernels.NODE_SHIFT, "MNJ_RESIDUAL_A": params.residual[0],
+      "MNJ_NODE_SHIFT": runtime_params.NODE_SHIFT, "MNJ_RESIDUAL_A": params.residual[0],
       "MNJ_RESIDUAL_B": params.residual[1], "MNJ_RESIDUAL_SHIFT": params.residual[2],
       "MNJ_STAGE_CHANNELS": "{" + ", ".join(map(str, config.stage_channels)) + "}",
       "MNJ_STAGE_RESOLUTIONS": "{" + ", ".join(map(str, config.stage_resolutions)) + "}",
@@ -73,9 +73,9 @@ def network_sources(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> tup
       for k, conv in zip((1, 3), stage[0][0])] + [
       (f"red{s}_{j}", conv) for s, block in enumerate(params.reductions)
       for j, conv in enumerate(block)]:
-    text, inits[name] = kernels.conv_c_source(name, p)
+    text, inits[name] = c_source.conv_c_source(name, p)
     arrays.append(text)
-  head_arrays, head_init = kernels.head_c_source("head", params.head)
+  head_arrays, head_init = c_source.head_c_source("head", params.head)
   arrays.append(head_arrays)
   stages = range(config.num_stages)
   cells = ", ".join(f"{{{inits[f'cell{s}_1']}, {inits[f'cell{s}_3']}}}" for s in stages)
@@ -145,9 +145,8 @@ def generate(out: str | pathlib.Path, mcpu: str = "cortex-m7",
   _check_empty(out)
   header, source = network_sources(config, seed)
   template = importlib.resources.files("micronas_jax.hardware.firmware").joinpath("template")
-  emu = importlib.resources.files("micronas_jax.hardware.emu")
   files = {name: template.joinpath(name).read_text() for name in TEMPLATE}
-  files.update({name: emu.joinpath(name).read_text() for name in KERNELS})
+  files.update({name: c_source.kernel_file(name) for name in c_source.KERNEL_FILES})
   files["profile.c"] = files["profile.c"].replace(
       "#define MNJ_WARMUP 1", f"#define MNJ_WARMUP {warmup}").replace(
       "#define MNJ_REPEATS 5", f"#define MNJ_REPEATS {repeats}")

@@ -1,4 +1,4 @@
-"""int8 numpy reference of the emulated kernels: the same integer arithmetic, written independently.
+"""int8 numpy reference of the runtime's C kernels: the same integer arithmetic, written independently.
 
 Tensors are NHWC (`[..., h, w, c]`: one image, or a batch), int8, symmetric (zero point 0). A conv
 accumulates in int32 (here int64, no overflow at these sizes) and requantizes per output channel:
@@ -9,42 +9,9 @@ then saturates to [-128, 127]. Means (the pools) round half away from zero.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
-
-@dataclasses.dataclass(frozen=True)
-class ConvParams:
-  """One conv with BN folded in.
-
-  Attributes:
-    weights: `[c_out, k, k, c_in]` int8.
-    bias: `[c_out]` int32, in accumulator units.
-    mult: `[c_out]` int32 Q31 multipliers in [2^30, 2^31).
-    shift: `[c_out]` int32 right shifts >= 0.
-  """
-  weights: np.ndarray
-  bias: np.ndarray
-  mult: np.ndarray
-  shift: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class HeadParams:
-  """The head: BN as integer affine `x * bn_scale + bn_bias`, one requantization, then linear.
-
-  Attributes:
-    bn_scale, bn_bias: `[c]` int32.
-    mult, shift: the BN output's requantization.
-    fc_weights: `[classes, c]` int8; fc_bias: `[classes]` int32.
-  """
-  bn_scale: np.ndarray
-  bn_bias: np.ndarray
-  mult: int
-  shift: int
-  fc_weights: np.ndarray
-  fc_bias: np.ndarray
+from micronas_jax.runtime.params import ConvParams, HeadParams, NetworkParams  # noqa: F401
 
 
 def requantize(acc, mult, shift) -> np.ndarray:
@@ -121,26 +88,6 @@ def head(x, p: HeadParams) -> np.ndarray:
   y = saturate(requantize(x * p.bn_scale + p.bn_bias, p.mult, p.shift)).astype(np.int64)
   pooled = np.maximum(y, 0).sum((-3, -2))
   return (pooled @ p.fc_weights.astype(np.int64).T + p.fc_bias).astype(np.int32)
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkParams:
-  """An int8 NB201 network's parameters (one shared cell arch is applied at run time).
-
-  Attributes:
-    stem: the stem conv (3x3, in_channels -> C).
-    cells: `[stage][cell][edge]` pairs (conv 1x1, conv 3x3) held by every edge.
-    reductions: per reduction block (conv_a 3x3 stride 2, conv_b 3x3, shortcut 1x1).
-    head: the head.
-    residual: (mult_a, mult_b, shift) of the reduction block's add.
-    node_shift: node sums add with both multipliers 2^node_shift.
-  """
-  stem: ConvParams
-  cells: tuple
-  reductions: tuple
-  head: HeadParams
-  residual: tuple[int, int, int]
-  node_shift: int
 
 
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (target, source), as space.EDGES

@@ -1,4 +1,4 @@
-"""Post-training int8 quantization of a cell's network, as CMSIS-NN and TFLite Micro do it.
+"""Post-training int8 quantization of a network graph, as CMSIS-NN and TFLite Micro do it.
 
 - BN is folded into the conv before it (`export.folded_weights`).
 - Weights: int8, symmetric, one scale per output channel, s_w[c] = max|W[c]| / 127.
@@ -7,7 +7,7 @@
   calibration images (a 3x3 or 2x2 mean keeps its input's scale: the kernel does not rescale).
 - Requantization of a conv output channel: the real multiplier M = s_in s_w[c] / s_out as a Q31
   multiplier m in [2^30, 2^31) and a shift s, M = m 2^-(31 + s), applied with one rounding:
-  (acc m + 2^(30 + s)) >> (31 + s) (`hardware/emu/reference.requantize`, CMSIS-NN's
+  (acc m + 2^(30 + s)) >> (31 + s) (`runtime.reference.requantize`, CMSIS-NN's
   single-rounding `arm_nn_requantize`).
 - An add: out = (a m_a + b m_b + 2^(k-1)) >> k with m = round(s_in / s_out 2^k), k <= 23.
 - The head: BN as an integer affine x A + B at 2^K times the output scale, then ReLU, the pool's
@@ -20,10 +20,9 @@ import dataclasses
 
 import numpy as np
 
-from micronas_jax.deploy import program as program_module
 from micronas_jax.graph import IMAGE, LOGITS, Graph, Kind
-from micronas_jax.hardware.emu import reference
 from micronas_jax.naming import Layer, LayerKind
+from micronas_jax.runtime import float_reference, reference
 
 # Smallest calibrated range: a tensor that is zero on every calibration image still gets a scale.
 RANGE_FLOOR = 1e-3
@@ -69,7 +68,7 @@ def calibrate(program: Graph, weights: dict, images: np.ndarray, batch_size: int
   def visit(name, tensor):
     ranges[name] = max(ranges.get(name, 0.0), float(np.max(np.abs(tensor), initial=0.0)))
 
-  logits = [program_module.float_forward(program, weights, images[i:i + batch_size], visit)
+  logits = [float_reference.float_forward(program, weights, images[i:i + batch_size], visit)
             for i in range(0, len(images), batch_size)]
   return ranges, np.concatenate(logits)
 
@@ -148,7 +147,7 @@ def quantize(program: Graph, weights: dict, ranges: dict) -> QuantizedNetwork:
       scales[out] = scales[step.inputs[0]]
     elif step.kind is Kind.CONV:
       scales[out] = max(ranges[out], RANGE_FLOOR) / 127
-      params[out] = quantize_conv(*program_module.conv_weights(weights, step),
+      params[out] = quantize_conv(*float_reference.conv_weights(weights, step),
                                   scales[step.inputs[0]], scales[out])
     elif step.kind is Kind.ADD:
       s_a, s_b = (scales[name] for name in step.inputs)
@@ -166,7 +165,7 @@ def quantize(program: Graph, weights: dict, ranges: dict) -> QuantizedNetwork:
 
 def run(network: QuantizedNetwork, images_q: np.ndarray, batch_size: int = 32) -> np.ndarray:
   """The int8 reference: int8 images `[N, r, r, c]` -> int32 logits `[N, classes]`, in integer
-  arithmetic only (`hardware/emu/reference.py`'s kernels, the C kernels' independent twins)."""
+  arithmetic only (`runtime/reference.py`'s kernels, the C kernels' independent twins)."""
   return np.concatenate([_run_batch(network, images_q[i:i + batch_size])
                          for i in range(0, len(images_q), batch_size)])
 
