@@ -31,6 +31,7 @@ try:
 except ImportError:  # run as a file (python3 benchmarks/correlation.py): its folder is on the path
   import _results
 from micronas_jax import complexity, ground_truth, proxies, scoring, space, store
+from micronas_jax.proxies import draws
 
 METADATA = ("index", "arch", "seed", "config_hash")
 TE_NAS = ("ntk", "lr")
@@ -60,9 +61,10 @@ def read_scores(path: pathlib.Path) -> dict[str, np.ndarray]:
 
 
 def direction(name: str) -> bool | None:
-  """True/False: higher/lower is better (registry; costs count as higher); None: unregistered."""
-  if name in scoring.ANALYTIC:
-    return True
+  """True/False: higher/lower is better as an indicator of accuracy (the proxies' registry; the
+  analytic columns' `draws.ANALYTIC_HIGHER_IS_BETTER`); None: unregistered."""
+  if name in draws.ANALYTIC_HIGHER_IS_BETTER:
+    return draws.ANALYTIC_HIGHER_IS_BETTER[name]
   if name in proxies.names():
     return proxies.get(name).higher_is_better
   return None

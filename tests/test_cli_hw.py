@@ -18,12 +18,12 @@ def invoke(*args):
 
 
 def filled_plan(tmp_path, value=lambda i, row: str(0.25 * (i + 1))):
-  rows = list(csv.DictReader(io.StringIO(profile.plan_csv())))
+  rows = list(csv.DictReader(io.StringIO(profile.worksheet_csv())))
   for i, row in enumerate(rows):
     row["latency"] = value(i, row)
   path = tmp_path / "plan.csv"
   with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, profile.PLAN_COLUMNS)
+    writer = csv.DictWriter(f, profile.WORKSHEET_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
   return path
@@ -55,10 +55,10 @@ def test_hw_text_says_not_measured():
   assert "NOT measured" in result.output and "fits" in result.output
 
 
-def test_plan_build_hw_round_trip(tmp_path):
+def test_worksheet_build_hw_round_trip(tmp_path):
   plan = tmp_path / "plan.csv"
-  assert invoke("lut", "plan", "--out", plan).exit_code == 0
-  assert plan.read_text() == profile.plan_csv()
+  assert invoke("lut", "worksheet", "--out", plan).exit_code == 0
+  assert plan.read_text() == profile.worksheet_csv()
   filled = filled_plan(tmp_path)
   out = tmp_path / "my.json"
   result = invoke("lut", "build", filled, "--device", "my board", "--unit", "ms", "--out", out,
@@ -69,6 +69,13 @@ def test_plan_build_hw_round_trip(tmp_path):
   report = json.loads(invoke("hw", "1462", "--lut", out, "--json").output)
   assert report["latency_ms"] == pytest.approx(float(latency.estimate([3] * 6, lut)), abs=1e-4)
   assert not report["fits_sram"]
+
+
+def test_the_earlier_name_lut_plan_still_writes_the_worksheet(tmp_path):
+  result = invoke("lut", "plan", "--out", tmp_path / "old.csv")
+  assert result.exit_code == 0, result.output
+  assert (tmp_path / "old.csv").read_text() == profile.worksheet_csv()
+  assert "plan" not in invoke("lut", "--help").output.split("Commands:")[1]
 
 
 def test_fit_from_timings_csv(tmp_path):
@@ -358,7 +365,7 @@ def _fit_args(tmp_path):
 
 
 WRITERS = {
-    "plan": lambda tmp_path: ("lut", "plan"),
+    "worksheet": lambda tmp_path: ("lut", "worksheet"),
     "build": lambda tmp_path: ("lut", "build", filled_plan(tmp_path), "--device", "b", "--unit",
                                "ms"),
     "fit": _fit_args,

@@ -146,7 +146,7 @@ def test_a_read_only_folder_is_one_line(read_only_folder, one_line_error):
 def test_emulated_csv_on_a_full_disk_is_one_line(tmp_path, monkeypatch, one_line_error):
   # No toolchain needed: the build and the emulated run are stand-ins; the CSV write is real.
   monkeypatch.setattr(firmware, "build", lambda project, defines=(): f"{project}/profile.elf")
-  monkeypatch.setattr(firmware, "emulate", lambda elf: profile.plan_csv())
+  monkeypatch.setattr(firmware, "emulate", lambda elf: profile.worksheet_csv())
   csv = tmp_path / "t.csv"
   csv.write_text("the old timings\n")
   disk_full_after(monkeypatch, 9)  # the project's 9 files, then the CSV

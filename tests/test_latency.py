@@ -146,14 +146,14 @@ def test_fit_with_any_stage_split_predicts_whole_networks():
 
 
 def test_plan_then_build_round_trip(tmp_path):
-  rows = profile.plan()
+  rows = profile.worksheet()
   # 1 stem + 3 stages x 5 ops + 2 reductions + head + overhead
   assert len(rows) == 20
   for i, row in enumerate(rows):
     row["latency"] = str(0.5 * i)
   path = tmp_path / "plan.csv"
-  header = ",".join(profile.PLAN_COLUMNS)
-  path.write_text(header + "\n" + "\n".join(",".join(str(r[c]) for c in profile.PLAN_COLUMNS)
+  header = ",".join(profile.WORKSHEET_COLUMNS)
+  path.write_text(header + "\n" + "\n".join(",".join(str(r[c]) for c in profile.WORKSHEET_COLUMNS)
                                             for r in rows) + "\n")
   lut = profile.build(path, "board", "ms")
   by_key = {(r["op"], str(r["stage"])): float(r["latency"]) for r in rows}
@@ -168,7 +168,7 @@ def test_plan_then_build_round_trip(tmp_path):
 
 def test_plan_for_a_small_network_follows_its_shape():
   config = NetworkConfig(channels=2, cells_per_stage=1, resolution=8)
-  rows = profile.plan(config)
+  rows = profile.worksheet(config)
   conv = [r for r in rows if r["op"] == "nor_conv_3x3"]
   assert [(r["channels"], r["height"]) for r in conv] == [(2, 8), (4, 4), (8, 2)]
 
@@ -200,12 +200,12 @@ def test_plausibility_is_one_check_run_by_build_fit_and_load(tmp_path, monkeypat
   real = latency.check_plausible
   monkeypatch.setattr(latency, "check_plausible",
                       lambda lut, origin: calls.append(origin) or real(lut, origin))
-  rows = profile.plan()
+  rows = profile.worksheet()
   for row in rows:
     row["latency"] = "1"
   plan = tmp_path / "plan.csv"
-  plan.write_text(",".join(profile.PLAN_COLUMNS) + "\n" + "".join(
-      ",".join(str(r[c]) for c in profile.PLAN_COLUMNS) + "\n" for r in rows))
+  plan.write_text(",".join(profile.WORKSHEET_COLUMNS) + "\n" + "".join(
+      ",".join(str(r[c]) for c in profile.WORKSHEET_COLUMNS) + "\n" for r in rows))
   latency.save(profile.build(plan, "b", "ms"), tmp_path / "lut.json")
   latency.load(tmp_path / "lut.json")
   archs = space.all_archs()[:20]

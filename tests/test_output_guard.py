@@ -65,7 +65,7 @@ CLASHES = [
       f"{RUN}/checkpoint.msgpack"], "--onnx", "--checkpoint"),
     (["train", "1462", "--data", f"{RUN}/checkpoint.msgpack", "--out", RUN], "--out", "--data"),
     (["lut", "build", "P.csv", "--device", "x", "--unit", "ms", "--out", "P.csv"],
-     "--out", "PLAN"),
+     "--out", "WORKSHEET"),
     (["lut", "fit", "T.csv", "--out", "T.csv"], "--out", "TIMINGS"),
     (["score", "--archs", "cells.txt", "--out", "cells.txt"], "--out", "--archs"),
     (["score", "--data", "tx.npz", "--out", "tx.npz"], "--out", "--data"),
@@ -135,7 +135,7 @@ def test_every_command_that_writes_calls_the_guard():
   import inspect
 
   from micronas_jax.commands import deploy, hardware, scores, search, training
-  writers = [cli.space_list, hardware.lut_plan, hardware.lut_build, hardware.lut_fit,
+  writers = [cli.space_list, hardware.lut_worksheet, hardware.lut_build, hardware.lut_fit,
              hardware.lut_profile, hardware.lut_firmware, scores.score, scores.table_export,
              search.search, training.train_command, training.export_command,
              deploy.deploy_command]
@@ -154,7 +154,7 @@ def _fail_fsync(code):
 
 WRITERS = {  # a command and the output it writes, run in `inputs`
     "space list": (["space", "list", "--out", "cells.csv"], "cells.csv"),
-    "lut plan": (["lut", "plan", "--out", "plan.csv"], "plan.csv"),
+    "lut worksheet": (["lut", "worksheet", "--out", "plan.csv"], "plan.csv"),
 }
 
 
@@ -257,7 +257,7 @@ def test_table_export_names_what_is_wrong_with_the_store(tmp_path, one_line_erro
     (["score", "--indices", "0:2", "--proxies", "flops", "--no-progress", "--out",
       "new/a/s.sqlite"], "new/a/s.sqlite"),
     (["space", "list", "--out", "new/b/cells.csv"], "new/b/cells.csv"),
-    (["lut", "plan", "--out", "new/c/plan.csv"], "new/c/plan.csv"),
+    (["lut", "worksheet", "--out", "new/c/plan.csv"], "new/c/plan.csv"),
 ])
 def test_missing_output_folders_are_made_by_every_command(tmp_path, monkeypatch, args, made):
   # The one rule for missing output folders: made when the output is written.

@@ -1,4 +1,4 @@
-"""Latency lookup tables (plan, build, fit, profile) and the `hw` report of one cell."""
+"""Latency lookup tables (worksheet, build, fit, profile) and the `hw` report of one cell."""
 from __future__ import annotations
 
 import json
@@ -15,19 +15,23 @@ from micronas_jax.hardware import report as hw_report
 
 @click.group("lut")
 def lut_group():
-  """Latency lookup tables: plan the entries to profile, build a LUT, or fit one from timings."""
+  """Latency lookup tables: the worksheet of entries to profile, a LUT built from it, or one fitted
+  from timings."""
 
 
-@lut_group.command("plan", epilog="""\b
+WORKSHEET_EPILOG = """\b
 Examples:
-  micronas-jax lut plan --out plan.csv
-  (fill the latency column on your board, then: micronas-jax lut build plan.csv ...)
-""")
+  micronas-jax lut worksheet --out worksheet.csv
+  (fill the latency column on your board, then: micronas-jax lut build worksheet.csv ...)
+"""
+
+
+@lut_group.command("worksheet", epilog=WORKSHEET_EPILOG)
 @click.option("--out", default=None, help="CSV file to write (default: standard output).")
-def lut_plan(out):
+def lut_worksheet(out):
   """Every LUT entry to profile (op, stage, channels, height, width) with an empty latency."""
   check_paths([Output("--out", out)])
-  text = profile.plan_csv()
+  text = profile.worksheet_csv()
   if not out:
     click.echo(text, nl=False)
     return
@@ -35,14 +39,20 @@ def lut_plan(out):
   click.echo(f"wrote {text.count(chr(10)) - 1} entries to {out}", err=True)
 
 
+# The command's earlier name, kept so that scripts that call it keep working.
+lut_group.add_command(click.Command("plan", callback=lut_worksheet.callback,
+                                    params=lut_worksheet.params, help=lut_worksheet.help,
+                                    epilog=WORKSHEET_EPILOG, hidden=True))
+
+
 @lut_group.command("build", epilog="""\b
 Examples:
-  micronas-jax lut build plan.csv --device 'my board' --unit ms --out my.json
-  micronas-jax lut build plan.csv --device f746 --unit cycles --clock-mhz 216 \\
+  micronas-jax lut build worksheet.csv --device 'my board' --unit ms --out my.json
+  micronas-jax lut build worksheet.csv --device f746 --unit cycles --clock-mhz 216 \\
       --sram-kb 320 --flash-kb 1024 --out f746.json
 """)
-@click.argument("plan")
-@click.option("--device", required=True, help="Name of the device the plan was profiled on.")
+@click.argument("worksheet")
+@click.option("--device", required=True, help="Name of the device the worksheet was profiled on.")
 @click.option("--unit", required=True, help=f"Unit of the latency column: {', '.join(latency.UNITS)}.")
 @click.option("--out", required=True, help="LUT JSON file to write.")
 @click.option("--clock-mhz", type=float, default=None, help="Clock (required with --unit cycles).")
@@ -54,15 +64,15 @@ Examples:
               help="SRAM the runtime needs besides tensors (KB).")
 @click.option("--runtime-flash-kb", type=float, default=0.0, show_default=True,
               help="Flash of the runtime code (KB).")
-def lut_build(plan, device, unit, out, clock_mhz, semantics, sram_kb, flash_kb, runtime_sram_kb,
+def lut_build(worksheet, device, unit, out, clock_mhz, semantics, sram_kb, flash_kb, runtime_sram_kb,
               runtime_flash_kb):
-  """Validates a filled plan CSV (every entry, once, non-negative) and writes the LUT."""
-  check_paths([Output("--out", out)], [Input("PLAN", plan)])
+  """Validates a filled worksheet CSV (every entry, once, non-negative) and writes the LUT."""
+  check_paths([Output("--out", out)], [Input("WORKSHEET", worksheet)])
   check_choice(unit, "--unit", latency.UNITS)
   check_choice(semantics, "--semantics", latency.SEMANTICS)
   memory = lut_errors(latency.Memory.from_kb, sram_kb, flash_kb, runtime_sram_kb,
                        runtime_flash_kb)
-  lut = lut_errors(profile.build, plan, device, unit, clock_mhz, semantics, memory)
+  lut = lut_errors(profile.build, worksheet, device, unit, clock_mhz, semantics, memory)
   save_lut(lut, out)
   click.echo(f"wrote LUT for {device} ({unit}, {semantics}) to {out}", err=True)
 
@@ -146,8 +156,8 @@ Examples:
               help="Also build it and write what it prints on the emulated Cortex-M7 (the "
                    "counter reads instructions) to this CSV (needs the emu extra).")
 def lut_firmware(mcpu, out, repeats, warmup, emulate_to):
-  """Writes a C project that times every `lut plan` entry on your board (DWT cycle counter) and
-  prints the plan's CSV with latency in cycles, ready for `lut build`."""
+  """Writes a C project that times every `lut worksheet` entry on your board (DWT cycle counter) and
+  prints the worksheet's CSV with latency in cycles, ready for `lut build`."""
   from micronas_jax import paths
   from micronas_jax.hardware import firmware
   from micronas_jax.hardware.emu import machine as emu_machine

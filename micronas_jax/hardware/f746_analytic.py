@@ -72,7 +72,7 @@ NOTE = ("NOT MEASURED: an analytic model, cycles = cycles_per_mac x MAC-equivale
         "cycles_per_layer x layers, with the constants and sources in 'constants'. The cycles/MAC "
         "is that of an optimised int8 engine (the best MLPerf Tiny F746 results); TFLite Micro "
         "with CMSIS-NN is slower (facts §2b: 5.0-5.2 cycles/MAC on MBConv models; no dense-conv "
-        "figure verified). Profile your board (micronas-jax lut plan / lut build) to replace it.")
+        "figure verified). Profile your board (micronas-jax lut worksheet / lut build) to replace it.")
 
 
 def lut() -> latency.LUT:

@@ -54,7 +54,7 @@ MAX_CLOCK_MHZ = 1e4
 
 # What a LUT's numbers are, by its provenance method. "Measured" is said only of timings taken on
 # a board: `provenance.measured` says whether something was run (it is true for instructions
-# counted in the emulator), not where, and a user's plan or timings do not record where.
+# counted in the emulator), not where, and a user's worksheet or timings do not record where.
 _SOURCES = {
     "analytic": "NOT measured: analytic model",
     "emulated": "NOT measured on a board: instruction counts on an emulated core",
@@ -65,7 +65,7 @@ _SOURCES = {
 
 
 class LUTError(ValueError):
-  """A LUT, plan or timings file that is malformed: the message names the file and the field."""
+  """A LUT, worksheet or timings file that is malformed: the message names the file and the field."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +148,7 @@ class LUT:
 
 def source(provenance: dict) -> str:
   """The label a report prints for where a LUT's numbers come from, by `provenance.method`: the
-  package's own methods name their emulator or model, a user's plan or timings are user-supplied,
+  package's own methods name their emulator or model, a user's worksheet or timings are user-supplied,
   and only another method whose LUT declares `measured` (a table timed on a board) is "measured on
   a board"."""
   method = provenance.get("method")
@@ -165,7 +165,7 @@ def measured_on_board(provenance: dict) -> bool:
 
 
 def entries(lut: LUT) -> list[tuple[str, float]]:
-  """(name, value) of every entry of `lut`, named as `lut plan` rows: 'nor_conv_3x3 stage 2'."""
+  """(name, value) of every entry of `lut`, named as `lut worksheet` rows: 'nor_conv_3x3 stage 2'."""
   named = [("stem", lut.stem)]
   named += [(f"{name} stage {s + 1}", lut.ops[s, op])
             for s in range(lut.config.num_stages) for op, name in enumerate(space.OPS)]

@@ -1,6 +1,7 @@
-"""Bring your own board: the plan of LUT entries to profile, the LUT built from it, timings files.
+"""Bring your own board: the worksheet of LUT entries to profile, the LUT built from it, timings
+files.
 
-A plan is a CSV with one row per LUT entry and the columns `op, stage, channels, height, width,
+A worksheet is a CSV with one row per LUT entry and the columns `op, stage, channels, height, width,
 latency`; `latency` is empty until the user has profiled the entry on the device:
   stem                    stage 1, the stem's output shape
   <cell op> (5 of them)   stage s, the op's input = output shape; the op plus its node-sum add
@@ -22,12 +23,12 @@ from micronas_jax.hardware import latency
 from micronas_jax.hardware.latency import LUT, LUTError, Memory
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
 
-PLAN_COLUMNS = ("op", "stage", "channels", "height", "width", "latency")
+WORKSHEET_COLUMNS = ("op", "stage", "channels", "height", "width", "latency")
 TIMING_COLUMNS = ("index", "arch", "latency_ms")
 
 
-def plan(config: NetworkConfig = NB201_CIFAR10) -> list[dict]:
-  """The LUT entries to profile, as plan rows (dicts over PLAN_COLUMNS, latency empty)."""
+def worksheet(config: NetworkConfig = NB201_CIFAR10) -> list[dict]:
+  """The LUT entries to profile, as worksheet rows (dicts over WORKSHEET_COLUMNS, latency empty)."""
   def row(op, stage="", channels="", size=""):
     return {"op": op, "stage": stage, "channels": channels, "height": size, "width": size,
             "latency": ""}
@@ -42,12 +43,12 @@ def plan(config: NetworkConfig = NB201_CIFAR10) -> list[dict]:
   return rows
 
 
-def plan_csv(config: NetworkConfig = NB201_CIFAR10) -> str:
-  """The plan as CSV text (header PLAN_COLUMNS, one row per entry, latency empty)."""
+def worksheet_csv(config: NetworkConfig = NB201_CIFAR10) -> str:
+  """The worksheet as CSV text (header WORKSHEET_COLUMNS, one row per entry, latency empty)."""
   stream = io.StringIO()
-  writer = csv.DictWriter(stream, PLAN_COLUMNS, lineterminator="\n")
+  writer = csv.DictWriter(stream, WORKSHEET_COLUMNS, lineterminator="\n")
   writer.writeheader()
-  writer.writerows(plan(config))
+  writer.writerows(worksheet(config))
   return stream.getvalue()
 
 
@@ -87,7 +88,7 @@ def _latency(text: str, where: str) -> float:
 def build(path: str | os.PathLike, device: str, unit: str, clock_mhz: float | None = None,
           semantics: str = "every-op", memory: Memory | None = None,
           config: NetworkConfig = NB201_CIFAR10) -> LUT:
-  """The LUT from a filled plan CSV; checks every entry is there once, with its shape and value,
+  """The LUT from a filled worksheet CSV; checks every entry is there once, with its shape and value,
   and that the whole is plausible in `unit` (`latency.check_plausible`, as on load)."""
   if unit not in latency.UNITS:
     raise LUTError(f"unit: unknown unit {unit!r}; known: {', '.join(latency.UNITS)}")
@@ -95,14 +96,14 @@ def build(path: str | os.PathLike, device: str, unit: str, clock_mhz: float | No
     raise LUTError(f"clock_mhz must be positive, got {clock_mhz}")
   if unit == "cycles" and not clock_mhz:
     raise LUTError("clock_mhz: a positive clock is required when unit is 'cycles'")
-  rows = _read_csv(path, PLAN_COLUMNS)
-  expected = {(r["op"], str(r["stage"])): r for r in plan(config)}
+  rows = _read_csv(path, WORKSHEET_COLUMNS)
+  expected = {(r["op"], str(r["stage"])): r for r in worksheet(config)}
   values = {}
   for line, row in enumerate(rows, start=2):
     key = (row["op"].strip(), row["stage"].strip())
     where = f"{path}: line {line} ({key[0]}, stage {key[1] or '-'})"
     if key not in expected:
-      raise LUTError(f"{where}: not an entry of this network's plan")
+      raise LUTError(f"{where}: not an entry of this network's worksheet")
     if key in values:
       raise LUTError(f"{where}: entry appears twice")
     for column in ("channels", "height", "width"):

@@ -21,8 +21,12 @@ ZC_BATCHES = 2
 ANALYTIC = {
     "flops": lambda archs: complexity.flops(archs) / 1e6,   # M, full CIFAR-10 network (C=16, N=5)
     "params": lambda archs: complexity.params(archs) / 1e6,  # M
-    "skip_span": topology.skip_span,  # nodes bypassed per identity edge (FreeREA), higher better
+    "skip_span": topology.skip_span,  # nodes bypassed per identity edge (FreeREA)
 }
+# The analytic columns as indicators of accuracy: FLOPs and params measure capacity (AZ-NAS's
+# "complexity", MicroNAS's FLOPs term), so more is better; a longer skip span is better
+# (FreeREA). As hardware costs, FLOPs order the other way: `search.objective.HIGHER_IS_BETTER`.
+ANALYTIC_HIGHER_IS_BETTER = {"flops": True, "params": True, "skip_span": True}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,10 +40,15 @@ from typing import Callable
 import numpy as np
 from scipy import stats
 
-from micronas_jax import space
+from micronas_jax import proxies, space
+from micronas_jax.proxies import draws
 
-# Indicator -> higher is better.
-INDICATORS = {"meco": True, "lr": True, "flops": True, "skip_span": True}
+# Indicator -> higher is better, from the proxies' registry and the analytic columns' directions
+# as accuracy indicators (`draws.ANALYTIC_HIGHER_IS_BETTER`: FLOPs count as capacity here).
+INDICATORS = {"meco": proxies.get("meco").higher_is_better,
+              "lr": proxies.get("lr").higher_is_better,
+              "flops": draws.ANALYTIC_HIGHER_IS_BETTER["flops"],
+              "skip_span": draws.ANALYTIC_HIGHER_IS_BETTER["skip_span"]}
 
 # `evaluate(indices: [n] int) -> {name: (values [n] float64, valid [n] bool)}` for every indicator.
 Evaluator = Callable[[np.ndarray], dict]

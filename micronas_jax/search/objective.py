@@ -28,7 +28,9 @@ from micronas_jax.hardware.costs import COST_NAMES, KB, cell_costs  # noqa: F401
 
 INDICATORS = ("ntk", "lr", "flops", "latency", "meco")
 # How each indicator's value orders cells. The proxies' directions come from their registry (the
-# "ntk" indicator is either NTK proxy; both are condition numbers); FLOPs and latency are costs.
+# "ntk" indicator is either NTK proxy; both are condition numbers). FLOPs and latency are
+# hardware costs in this objective (MicroNAS's rank aggregate), so lower is better; as an
+# indicator of capacity FLOPs order the other way (`draws.ANALYTIC_HIGHER_IS_BETTER`).
 HIGHER_IS_BETTER = {"ntk": proxies.get("ntk").higher_is_better,
                     "lr": proxies.get("lr").higher_is_better,
                     "flops": False, "latency": False,

@@ -84,7 +84,8 @@ def rank_table(scores: Scores, costs: dict[str, np.ndarray],
   every scored cell); the other cells rank after every candidate."""
   columns = {"ntk": (scores.ntk, proxies.get(scores.ntk_proxy).higher_is_better),
              "lr": (scores.lr, proxies.get("lr").higher_is_better),
-             "flops": (costs["flops_m"], False), "latency": (costs["latency_ms"], False)}
+             "flops": (costs["flops_m"], objective.HIGHER_IS_BETTER["flops"]),
+             "latency": (costs["latency_ms"], objective.HIGHER_IS_BETTER["latency"])}
   if scores.meco is not None:
     columns["meco"] = (scores.meco, proxies.get("meco").higher_is_better)
   return {name: np.asarray(objective.dense_rank(values, higher, candidates))

@@ -1,12 +1,12 @@
-"""Firmware that profiles the user's own Cortex-M board: every `lut plan` entry timed on the board.
+"""Firmware that profiles the user's own Cortex-M board: every `lut worksheet` entry timed on the board.
 
 `generate(out, mcpu)` writes a self-contained C project (no C library, no vendor HAL):
   profile.c   the harness (package data, `template/`): DWT cycle counter, warm-up, repeats,
-              median, the plan's CSV (latency in cycles) over semihosting or `mnj_emit`
+              median, the worksheet's CSV (latency in cycles) over semihosting or `mnj_emit`
   kernels.c/h the package's int8 kernels (the ones the emulated LUTs measure)
   network.c/h the network's shapes and seeded random int8 weights as const arrays (flash)
   startup.c, link.ld, Makefile, README.md
-Its output is a filled plan: `micronas-jax lut build out.csv --unit cycles --clock-mhz F`.
+Its output is a filled worksheet: `micronas-jax lut build out.csv --unit cycles --clock-mhz F`.
 
 `build(project)` compiles it with arm-none-eabi-gcc; `emulate(elf)` runs the built firmware on
 the emulated Cortex-M7, where a read of the DWT cycle counter returns the instructions executed so
@@ -108,8 +108,8 @@ def network_sources(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> tup
 
 README = """# micronas-jax profiling firmware ({mcpu})
 
-Times every entry of `micronas-jax lut plan` on your board with the DWT cycle counter
-(warm-up {warmup}, median of {repeats} repeats) and prints the plan's CSV, latency in cycles.
+Times every entry of `micronas-jax lut worksheet` on your board with the DWT cycle counter
+(warm-up {warmup}, median of {repeats} repeats) and prints the worksheet's CSV, latency in cycles.
 
 1. Edit `link.ld` for your board's flash and RAM (needs about {flash_kb} KB flash and
    {ram_kb} KB RAM). Optional `board.c`: `void mnj_board_init(void)` for clocks, flash wait states

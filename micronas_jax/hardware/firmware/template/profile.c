@@ -1,5 +1,5 @@
-/* Times every entry of `micronas-jax lut plan` on the board with the DWT cycle counter and prints
-   the plan's CSV, latency in cycles (micronas-jax). Build: make MCPU=cortex-m7 (see README.md).
+/* Times every entry of `micronas-jax lut worksheet` on the board with the DWT cycle counter and prints
+   the worksheet's CSV, latency in cycles (micronas-jax). Build: make MCPU=cortex-m7 (see README.md).
 
    Each entry is timed WARMUP times unmeasured, then REPEATS times; the median, less the cost of
    reading the counter twice, is printed. The entries and their kernels are those of the
@@ -175,7 +175,7 @@ static uint32_t measure(const entry *e) {
 static const char *const OPS[5] = {"none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
                                    "avg_pool_3x3"};
 
-/* Times the plan's entries in its order and prints its CSV; returns 0. */
+/* Times the worksheet's entries in its order and prints its CSV; returns 0. */
 int mnj_profile(void) {
   static const int32_t channels[MNJ_STAGES] = MNJ_STAGE_CHANNELS;
   static const int32_t sizes[MNJ_STAGES] = MNJ_STAGE_RESOLUTIONS;
