@@ -71,9 +71,9 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
   config = prune.search_config(mode == "fast", meco, repeats, images=images)
   weights = objective.Weights.micronas(meco=meco)
   limited_weights = objective.Weights.micronas(w_latency=limited_w_latency, meco=meco)
-  request = search_run.SearchRequest(lut, objective.Limits(board_memory=False), "prune",
-                                     weights=weights, fast=mode == "fast", repeats=repeats,
-                                     images=images)
+  request = search_run.SearchRequest(
+      lut, objective.Limits(board_memory=False),
+      search_run.Prune(weights, fast=mode == "fast", repeats=repeats), images=images)
   rows, times = [], []
   for seed in range(seeds):
     free = search_run.run(dataclasses.replace(request, seed=seed))

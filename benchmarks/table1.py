@@ -56,8 +56,9 @@ def run(mode: str, seeds: int, weights, repeats: int, saved: dict, save) -> dict
           if f"{label}|{seed}" not in picks]
   for done, (label, w_flops, w_latency, seed) in enumerate(todo, 1):
     report = search_run.run(search_run.SearchRequest(
-        lut, objective.Limits(board_memory=False), "prune", seed,
-        objective.Weights.micronas(w_flops, w_latency), fast=mode == "fast", repeats=repeats))
+        lut, objective.Limits(board_memory=False),
+        search_run.Prune(objective.Weights.micronas(w_flops, w_latency), fast=mode == "fast",
+                         repeats=repeats), seed))
     picks[f"{label}|{seed}"] = {"index": report["index"], "seconds": report["search_seconds"]}
     save(saved)
     print(f"[{done}/{len(todo)}] {label} seed {seed}: index {report['index']} "

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from micronas_jax import graph, model, naming, network, paths, space
+from micronas_jax.errors import Param, ParamError
 from micronas_jax.graph import Kind
 from micronas_jax.naming import Layer, LayerKind, Role
 
@@ -33,11 +34,11 @@ BN_EPSILON = 1e-5
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 
-class ExportError(RuntimeError):
+class ExportError(ParamError, RuntimeError):
   """An export that cannot run (a missing optional dependency) or whose file fails its check."""
 
 
-class WeightsError(ValueError):
+class WeightsError(ParamError):
   """Bad input for the weights of a cell's network: a checkpoint of another cell or a bad size."""
 
 
@@ -183,11 +184,12 @@ def cell_variables(ops, checkpoint: str | None = None, seed: int = 0, channels: 
 
   if checkpoint:
     if channels is not None or cells is not None:
-      raise WeightsError("channels and cells come from the checkpoint; leave them out")
+      raise WeightsError(Param("channels"), " and ", Param("cells"),
+                         " come from the checkpoint; leave them out")
     try:
       stored = train.read_checkpoint(checkpoint)
     except train.TrainError as error:
-      raise WeightsError(str(error)) from None
+      raise WeightsError(error) from None
     arch = stored["meta"]["arch"]
     if arch != space.format_arch(ops):
       raise WeightsError(f"{checkpoint} holds a network of arch {arch}, not "
@@ -199,7 +201,7 @@ def cell_variables(ops, checkpoint: str | None = None, seed: int = 0, channels: 
     config = model.NetworkConfig(channels=16 if channels is None else channels,
                                  cells_per_stage=5 if cells is None else cells)
   except ValueError as error:
-    raise WeightsError(str(error)) from None
+    raise WeightsError(error) from None
   variables = jax.jit(model.init, static_argnums=1)(train.init_key(seed), config)
   return variables, config, f"initialized weights (seed {seed}), NOT trained: no checkpoint given"
 
@@ -251,9 +253,9 @@ def export_cell(ops, onnx_path: str, checkpoint: str | None = None, batch_size: 
   is missing or the check fails.
   """
   if batch_size < 1 or check_samples < 1:
-    raise WeightsError("batch_size and check_samples must be positive")
+    raise WeightsError(Param("batch_size"), " and ", Param("check_samples"), " must be positive")
   if not (math.isfinite(tolerance) and tolerance >= 0):  # NaN fails every comparison
-    raise WeightsError(f"tolerance must be a finite non-negative number, got {tolerance}")
+    raise WeightsError(Param("tolerance"), f" must be a finite non-negative number, got {tolerance}")
   paths.check_writable(onnx_path, create_parents=True)
   variables, config, source = cell_variables(ops, checkpoint, seed, channels, cells)
   checked = {}
@@ -264,7 +266,8 @@ def export_cell(ops, onnx_path: str, checkpoint: str | None = None, batch_size: 
                                                jax.random.PRNGKey(seed), check_samples)
     if not checked["difference"] <= tolerance:
       raise ExportError(f"onnxruntime vs JAX: max abs difference {checked['difference']:.3g} "
-                        f"exceeds tolerance={tolerance:g}; {onnx_path} not written")
+                        "exceeds ", Param("tolerance", f"{tolerance:g}"),
+                        f"; {onnx_path} not written")
 
   paths.write_atomically(onnx_path, write_checked)
   return {"difference": checked["difference"], "source": source, "config": config,

@@ -9,6 +9,8 @@ import dataclasses
 
 import numpy as np
 
+from micronas_jax.errors import Param, ParamError
+
 INITS = ("torch-default", "kaiming-normal")
 
 
@@ -45,12 +47,12 @@ class NetworkConfig:
     if self.init not in INITS:
       raise ValueError(f"Unknown init {self.init!r}; known: {', '.join(INITS)}")
     if not self.stem and self.in_channels != self.channels:
-      raise ValueError(f"without a stem in_channels ({self.in_channels}) must equal channels "
-                       f"({self.channels})")
+      raise ParamError(f"without a stem in_channels ({self.in_channels}) must equal ",
+                       Param("channels"), f" ({self.channels})")
     for name in ("channels", "cells_per_stage", "num_stages", "num_classes", "resolution",
                  "in_channels"):
       if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        raise ParamError(Param(name), f" must be positive, got {getattr(self, name)}")
     if self.resolution % 2**(self.num_stages - 1):
       # The reduction block's conv and shortcut only agree in size on even inputs.
       raise ValueError(f"resolution {self.resolution} must be divisible by "

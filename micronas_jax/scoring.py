@@ -21,10 +21,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from micronas_jax import proxies, space
+from micronas_jax.errors import Param, ParamError
 from micronas_jax.proxies.draws import ANALYTIC, ScoreConfig, family_draw
 
 
-class ScoringError(ValueError):
+class ScoringError(ParamError):
   """A scoring run that cannot start: a bad configuration, image set or store; one line."""
 
 
@@ -38,13 +39,13 @@ class Scorer:
   def __init__(self, config: ScoreConfig, cells_per_step: int = 1, images=None):
     self.config = config
     if cells_per_step < 1:
-      raise ValueError(f"cells_per_step must be positive, got {cells_per_step}")
+      raise ParamError(Param("cells_per_step"), f" must be positive, got {cells_per_step}")
     self.cells_per_step = int(cells_per_step)
     self.images = None if images is None else jnp.asarray(images, jnp.float32)
     self.trace_count = 0
     devices = jax.local_devices()
     if self.cells_per_step > 1 and self.cells_per_step % len(devices):
-      raise ValueError(f"cells_per_step ({cells_per_step}) must be a multiple of the "
+      raise ParamError(Param("cells_per_step"), f" ({cells_per_step}) must be a multiple of the "
                        f"{len(devices)} local devices")
     self._cells_sharding = None
     if self.cells_per_step > 1 and len(devices) > 1:
@@ -210,8 +211,8 @@ def score_into_store(config: ScoreConfig, selected: np.ndarray, seed: int, out: 
         default_cells_per_step() if cells_per_step is None else cells_per_step))
     results = store.ScoreStore(out, config.to_dict(), config.hash(), config.proxies)
   except (ValueError, store.StoreError) as error:
-    raise ScoringError(str(error)) from None
+    raise ScoringError(error) from None
   try:
     return out, fill_store(results, scorer, selected, seed, out, progress, log)
   except store.StoreError as error:  # a write failure: full disk, read-only, locked
-    raise ScoringError(str(error)) from None
+    raise ScoringError(error) from None

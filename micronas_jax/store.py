@@ -17,9 +17,10 @@ import sqlite3
 import numpy as np
 
 from micronas_jax import __version__, paths
+from micronas_jax.errors import ParamError
 
 
-class StoreError(ValueError):
+class StoreError(ParamError):
   """A store that cannot be used: another configuration, or not a micronas-jax store."""
 
 
@@ -47,7 +48,7 @@ class ScoreStore:
     try:
       paths.check_writable(path, "score store", create_parents=True)
     except paths.PathError as error:
-      raise StoreError(str(error)) from None
+      raise StoreError(error) from None
     paths.ensure_parent(self.path)
     # A store this opening makes is removed again if nothing is ever written to it, so that an
     # interrupted first run leaves no empty store tied to its configuration.
@@ -240,7 +241,7 @@ def _export_target(path, out) -> pathlib.Path:
   try:
     paths.check_outputs([paths.Output("out", out)], [paths.Input("store", path)])
   except paths.PathError as error:
-    raise StoreError(str(error)) from None
+    raise StoreError(error) from None
   return pathlib.Path(out)
 
 
@@ -248,7 +249,7 @@ def _write_atomically(out: pathlib.Path, write) -> None:
   try:
     paths.write_atomically(out, write)
   except paths.PathError as error:
-    raise StoreError(str(error)) from None
+    raise StoreError(error) from None
 
 
 def export_csv(path: str | os.PathLike, out: str | os.PathLike) -> int:

@@ -37,6 +37,7 @@ import numpy as np
 import optax
 
 from micronas_jax import __version__, data, model, paths, space
+from micronas_jax.errors import Param, ParamError
 
 CHECKPOINT_NAME = "checkpoint.msgpack"
 RESULT_NAME = "result.json"
@@ -47,7 +48,7 @@ FORMAT = "micronas-jax-checkpoint/1"
 RESUME_KEYS = ("arch", "network", "training", "data")
 
 
-class TrainError(ValueError):
+class TrainError(ParamError):
   """Bad training input: a checkpoint of another run, labels out of range, too little data."""
 
 
@@ -80,15 +81,15 @@ class TrainConfig:
   def __post_init__(self):
     for name in ("epochs", "batch_size"):
       if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        raise ParamError(Param(name), f" must be positive, got {getattr(self, name)}")
     for name in ("learning_rate", "momentum", "weight_decay", "crop_padding"):
       value = getattr(self, name)
       if not math.isfinite(value) or value < 0:  # NaN passes `< 0`: it would train to NaN
-        raise ValueError(f"{name} must be a non-negative number, got {value}")
+        raise ParamError(Param(name), f" must be a non-negative number, got {value}")
     if not self.momentum < 1:  # momentum >= 1 grows the velocity without bound
-      raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
+      raise ParamError(Param("momentum"), f" must lie in [0, 1), got {self.momentum}")
     if not 0 <= self.seed < 2**32:
-      raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}")
+      raise ParamError(Param("seed"), f" must lie in [0, 2**32), got {self.seed}")
 
 
 class TrainState(NamedTuple):
@@ -379,7 +380,8 @@ def train(ops, train_set: tuple[np.ndarray, np.ndarray],
 def steps_per_epoch(num_images: int, config: TrainConfig) -> int:
   """Whole batches in an epoch; TrainError when the batch exceeds the training set."""
   if num_images < config.batch_size:
-    raise TrainError(f"batch_size {config.batch_size} exceeds the {num_images} training images")
+    raise TrainError(Param("batch_size"), f" {config.batch_size} exceeds the {num_images} training "
+                     "images")
   return num_images // config.batch_size
 
 
@@ -434,7 +436,8 @@ def _train_locked(ops, train_set, test_set, out_dir: pathlib.Path, net_config, c
                                             for leaf in jax.tree_util.tree_leaves(state.params))):
       # A diverged epoch is not saved: the checkpoint on disk stays the last good one.
       raise TrainError(f"training diverged in epoch {epoch + 1} (loss {loss_sum / steps:g}, "
-                       f"non-finite weights or loss); {ckpt} keeps epoch {epoch}: lower learning_rate")
+                       f"non-finite weights or loss); {ckpt} keeps epoch {epoch}: lower ",
+                       Param("learning_rate"))
     history.append({"epoch": epoch + 1, "train_loss": loss_sum / steps,
                     "train_accuracy": correct_sum / steps,
                     "seconds": round(time.perf_counter() - began, 3)})
@@ -463,7 +466,7 @@ def train_from_path(ops, data_path: str, out_dir: str | os.PathLike,
     train_set = data.load_split(data_path, "train")
     test_set = data.load_split(data_path, "test", required=False)
   except data.DataError as error:
-    raise TrainError(str(error)) from None
+    raise TrainError(error) from None
   open_run(out_dir, run_metadata(ops, net_config, config, fingerprint(*train_set)))
   steps_per_epoch(len(train_set[0]), config)
   log(f"training {space.format_arch(ops)} (C={net_config.channels}, "

@@ -192,14 +192,23 @@ def test_ctrl_c_ends_a_search_promptly_with_status_130(tmp_path):
 
 
 def test_library_messages_name_the_options_the_user_typed():
-  from micronas_jax.commands.common import flag_text
-  assert flag_text("no cell meets max_latency_ms=200: the least") == \
-      "no cell meets --max-latency-ms 200: the least"
-  assert flag_text("method=table needs scores_path") == "--method table needs --scores"
-  assert flag_text("ntk_batch must be at least 2") == "--batch-size must be at least 2"
-  assert flag_text("epochs must be positive, got 0") == "--epochs must be positive, got 0"
-  # Plain words that happen to be option names stay words; so do longer names containing them.
-  assert flag_text("a cell with 5 cells per stage") == "a cell with 5 cells per stage"
-  assert flag_text("memory.runtime_sram_bytes: bad") == "memory.runtime_sram_bytes: bad"
-  assert flag_text("rank weights (w_flops, meco=True) and fast=True belong") == \
-      "rank weights (--w-flops, --meco) and --fast belong"
+  # The library's errors carry the parameters they mention; the CLI spells each as its option
+  # and reads no message back.
+  from micronas_jax.commands.common import CLI_NAMES, cli_text
+  from micronas_jax.errors import Param, ParamError
+  from micronas_jax.search import objective
+  error = ParamError(Param("method", "table"), " needs ", Param("scores_path"))
+  assert str(error) == "method=table needs scores_path"
+  assert cli_text(error) == "--method table needs --scores" and error.params == (
+      "method", "scores_path")
+  assert CLI_NAMES(Param("fast", True)) == "--fast"
+  assert CLI_NAMES(Param("ntk_batch")) == "--batch-size"
+  assert CLI_NAMES(Param("cells_per_stage")) == "cells_per_stage"  # no option: the library's
+  # Words that happen to be option names are text, not mentions: they stay as written.
+  assert cli_text(ParamError("a cell with 5 cells per stage")) == "a cell with 5 cells per stage"
+  with pytest.raises(objective.ObjectiveError) as caught:
+    objective.Limits(max_latency_ms=-1.0)
+  assert str(caught.value) == "max_latency_ms must be a positive number, got -1.0"
+  assert cli_text(caught.value) == "--max-latency-ms must be a positive number, got -1.0"
+  wrapped = objective.ObjectiveError("among 3 cells: ", caught.value)
+  assert cli_text(wrapped) == "among 3 cells: --max-latency-ms must be a positive number, got -1.0"

@@ -73,9 +73,14 @@ def test_an_option_of_another_search_method_is_refused_by_name(tmp_path, monkeyp
 
 
 def test_every_search_option_belongs_to_some_method():
+  import dataclasses
   fields = set(search_run.OPTIONAL_FIELDS)
-  assert fields <= {f.name for f in __import__("dataclasses").fields(search_run.SearchRequest)} | {
-      "population", "tournament", "budget", "w_flops", "w_latency", "meco"}
+  option_fields = {f.name for kind in search_run.METHOD_TYPES.values()
+                   for f in dataclasses.fields(kind)}
+  assert fields <= (option_fields - {"weights"}) | {"seed", "data_path", "w_flops", "w_latency",
+                                                    "meco"}
+  for method, kind in search_run.METHOD_TYPES.items():
+    assert search_run.method_name(search_run.method_options(method, scores_path="s")) == method
   for method in search_run.METHODS:
     search_run.check_method_options(method, search_run.METHOD_FIELDS[method])
 
@@ -134,8 +139,8 @@ def test_a_constant_network_pick_is_reported_with_a_warning(tmp_path, write_stor
               if not graph.reachability(space.arch_at(i)).output][:3]
   scores = write_store(tmp_path / "s.sqlite", constant, [1.0, 2.0, 3.0], [3.0, 2.0, 1.0])
   from micronas_jax.hardware import latency
-  report = search_run.run(search_run.SearchRequest(latency.board("stm32f746"), method="table",
-                                                   scores_path=str(scores)))
+  report = search_run.run(search_run.SearchRequest(latency.board("stm32f746"),
+                                                   method=search_run.Table(str(scores))))
   assert report["index"] in constant and "does not depend on its input" in report["warnings"][0]
   assert "WARNING  the cell's output does not depend" in search_run.format_report(report)
 

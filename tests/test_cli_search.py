@@ -172,7 +172,7 @@ def test_table_plot_writes_a_png_or_says_matplotlib_is_missing(one_line_error, w
     (["--method", "table"], "--method table needs --scores"),
     (["--w-latency", 0.2], "--w-latency does not apply to --method evolution"),
     (["--fast"], "--fast does not apply to --method evolution"),
-    (["--budget", 10], "budget (10) is smaller than population (50)"),
+    (["--budget", 10], "--budget (10) is smaller than --population (50)"),
     (["--scores", "s.sqlite"], "--scores does not apply to --method evolution"),
 ])
 def test_bad_input_is_one_line_and_exit_2(one_line_error, args, message, toy_prune):

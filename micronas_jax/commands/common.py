@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 
 import click
 
-from micronas_jax import paths, space
+from micronas_jax import errors, paths, space
 from micronas_jax.hardware import latency
 
 # The library's parameter names and the options that set them: an error names what the user
-# typed. "name=value" in a library message becomes "--flag value", "name=True" the bare flag, a
-# name at the start of a message or one with an underscore anywhere becomes the flag.
+# typed. Library messages mention parameters as data (`errors.Param`); CLI_NAMES spells them.
 FLAGS = {"ntk_batch": "--batch-size", "lr_batches": "--lr-samples BATCHES",
          "lr_batch": "--lr-samples SAMPLES", "zc_batch": "--zc-batch", "repeats": "--repeats",
          "learning_rate": "--lr", "weight_decay": "--weight-decay", "batch_size": "--batch-size",
@@ -29,25 +27,23 @@ FLAGS = {"ntk_batch": "--batch-size", "lr_batches": "--lr-samples BATCHES",
          "tournament": "--tournament", "budget": "--budget", "mcpu": "--mcpu",
          "warmup": "--warmup", "emulate_to": "--emulate", "out": "--out", "verify": "--verify",
          "force": "--force", "seed": "--seed", "cells_per_step": "--cells-per-step"}
+CLI_NAMES = errors.Names(FLAGS)
 
 
-def flag_text(message: str) -> str:
-  """A library message with its parameter names replaced by the command line's options."""
-  for name, flag in FLAGS.items():
-    message = re.sub(rf"\b{name}=True\b", flag, message)
-    message = re.sub(rf"\b{name}=", flag + " ", message)
-    if message.startswith(name + " ") or "_" in name:
-      message = re.sub(rf"(?<![\w-]){name}\b", flag, message)
-  return message
+def cli_text(message) -> str:
+  """A library message (a str, or an error whose message mentions parameters) as the command
+  line says it: parameters spelled as its options."""
+  return errors.render(message, CLI_NAMES) if isinstance(message, errors.ParamError) else str(
+      message)
 
 
 class InputError(click.ClickException):
-  """Bad user input: one `Error: ...` line naming the options (`flag_text`), exit status 2 (like
+  """Bad user input: one `Error: ...` line naming the options (`cli_text`), exit status 2 (like
   Click's usage errors)."""
   exit_code = 2
 
-  def __init__(self, message: str):
-    super().__init__(flag_text(message))
+  def __init__(self, message):
+    super().__init__(cli_text(message))
 
 
 # Seeds become numpy and jax.random seeds, which hold 32 bits unsigned.
@@ -62,7 +58,7 @@ class CellCommand(click.Command):
     try:
       return super().parse_args(ctx, args)
     except click.NoSuchOption as error:
-      if re.fullmatch(r"-\d+", error.option_name):
+      if error.option_name[:1] == "-" and error.option_name[1:].isdigit():
         raise InputError(_arch_error(error.option_name)) from None
       raise
 
@@ -85,7 +81,7 @@ class ArchParam(click.ParamType):
     try:
       return space.resolve(value)
     except space.ArchError as error:
-      raise InputError(str(error)) from None
+      raise InputError(error) from None
 
 
 def write_csv_file(path, write_rows):
@@ -101,7 +97,7 @@ def input_errors(*errors):
     try:
       return call(*args, **kwargs)
     except errors as error:
-      raise InputError(str(error)) from None
+      raise InputError(error) from None
   return run
 
 
@@ -128,7 +124,7 @@ def check_paths(outputs=(), inputs=()) -> None:
   try:
     paths.check_outputs(outputs, inputs)
   except paths.PathError as error:
-    raise InputError(str(error)) from None
+    raise InputError(error) from None
 
 
 Output, Input = paths.Output, paths.Input
@@ -146,7 +142,7 @@ def load_images(data_path: str):
   try:
     return data_module.load_images(data_path, max_images=data_module.INDICATOR_IMAGES)
   except data_module.DataError as error:
-    raise InputError(str(error)) from None
+    raise InputError(error) from None
 
 
 @contextlib.contextmanager

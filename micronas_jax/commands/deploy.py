@@ -6,7 +6,15 @@ import json
 import click
 
 from micronas_jax.commands.common import (
-    SEED, ArchParam, CellCommand, Input, InputError, Output, check_paths, flag_text)
+  CLI_NAMES,
+  SEED,
+  ArchParam,
+  CellCommand,
+  Input,
+  InputError,
+  Output,
+  check_paths,
+)
 from micronas_jax.hardware import latency
 
 
@@ -59,9 +67,9 @@ def deploy_command(cell, out_dir, checkpoint_path, data_path, verify, force, boa
   try:
     report = deploy.deploy(cell, out_dir, checkpoint_path, data_path, verify=verify, force=force,
                            board=board, lut=lut_path, seed=seed, channels=channels, cells=cells,
-                           log=lambda line: click.echo(flag_text(line), err=True))
+                           log=lambda line: click.echo(line, err=True))
   except deploy.DeployError as error:
-    raise InputError(str(error)) from None
-  click.echo(json.dumps(report.to_dict(), indent=2) if as_json else flag_text(report.summary()))
+    raise InputError(error) from None
+  click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary(CLI_NAMES))
   if not report.passed:
     raise click.ClickException(f"checks failed; the code is in {out_dir} (see deploy.json)")

@@ -6,9 +6,19 @@ import json
 import click
 
 from micronas_jax.commands.common import (
-    SEED, ArchParam, CellCommand, Input, InputError, Output, check_choice, check_paths, lut_errors,
-    save_lut,
-    write_text)
+  SEED,
+  ArchParam,
+  CellCommand,
+  Input,
+  InputError,
+  Output,
+  check_choice,
+  check_paths,
+  cli_text,
+  lut_errors,
+  save_lut,
+  write_text,
+)
 from micronas_jax.hardware import latency, profile
 from micronas_jax.hardware import report as hw_report
 
@@ -97,9 +107,9 @@ def lut_fit(timings, out, device, semantics):
     lut = latency.fit(archs, times, dead_code=semantics == "dead-code", device=device,
                       source=timings)
   except latency.LUTError as error:  # an implausible fitted LUT: its message names the timings
-    raise InputError(str(error)) from None
+    raise InputError(error) from None
   except ValueError as error:
-    raise InputError(f"{timings}: {error}") from None
+    raise InputError(f"{timings}: {cli_text(error)}") from None
   save_lut(lut, out)
   click.echo(f"fitted {len(times)} timings ({semantics}) into {out}", err=True)
 
@@ -166,7 +176,7 @@ def lut_firmware(mcpu, out, repeats, warmup, emulate_to):
   try:
     result = firmware.make(out, mcpu, repeats, warmup, emulate_to)
   except (firmware.FirmwareError, paths.PathError) as error:  # a path error: nothing was written
-    raise InputError(str(error)) from None
+    raise InputError(error) from None
   except emu_machine.ToolchainMissing as error:
     raise click.ClickException(f"--emulate: {error}") from None
   click.echo(f"wrote {len(result['files'])} files for {mcpu} to {out}", err=True)

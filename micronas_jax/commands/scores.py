@@ -5,7 +5,15 @@ import click
 
 from micronas_jax import model, space
 from micronas_jax.commands.common import (
-    SEED, Input, InputError, Output, check_paths, load_images, progress_bar)
+  SEED,
+  Input,
+  InputError,
+  Output,
+  check_paths,
+  cli_text,
+  load_images,
+  progress_bar,
+)
 
 
 def _parse_lr_samples(text: str) -> tuple[int, int]:
@@ -72,7 +80,7 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_
     selected = (space.read_arch_file(archs_file) if archs_file
                 else space.parse_index_range(indices))
   except space.ArchError as error:
-    raise InputError(str(error) if archs_file else f"--indices: {error}") from None
+    raise InputError(error if archs_file else f"--indices: {cli_text(error)}") from None
   lr_batches, lr_batch = _parse_lr_samples(lr_samples)
   images = load_images(data_path) if data_path else None
   try:
@@ -83,7 +91,7 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_
         zc_channels=zc_channels, zc_cells=zc_cells, zc_resolution=zc_resolution,
         zc_batch=zc_batch, data=None if images is None else data_module.fingerprint(images))
   except ValueError as error:
-    raise InputError(str(error)) from None
+    raise InputError(error) from None
   if distributed:
     import jax
     jax.distributed.initialize()
@@ -92,7 +100,7 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_
       out, scored = scoring.score_into_store(config, selected, seed, out, images, cells_per_step,
                                              update, lambda line: click.echo(line, err=True))
   except scoring.ScoringError as error:
-    raise InputError(str(error)) from None
+    raise InputError(error) from None
   click.echo(f"{out}: {scored} cells scored (config {config.hash()}, seed {seed})", err=True)
 
 
@@ -122,5 +130,5 @@ def table_export(store_path, csv_out, parquet_out):
     count = (store.export_csv(store_path, csv_out) if csv_out
              else store.export_parquet(store_path, parquet_out))
   except store.StoreError as error:
-    raise InputError(str(error)) from None
+    raise InputError(error) from None
   click.echo(f"wrote {count} rows to {csv_out or parquet_out}", err=True)

@@ -7,12 +7,12 @@ import pathlib
 import click
 
 from micronas_jax.commands.common import (
+  CLI_NAMES,
   SEED,
   Input,
   InputError,
   Output,
   check_paths,
-  flag_text,
   load_images,
   lut_errors,
   progress_bar,
@@ -33,7 +33,7 @@ def _read_benchmark(path: str):
   try:
     return ground_truth.read_accuracy(path)
   except ground_truth.BenchmarkError as error:
-    raise InputError(str(error)) from None
+    raise InputError(error) from None
 
 
 # Options whose request field is named otherwise.
@@ -116,7 +116,7 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
   try:
     search_run.check_method_options(method, given)
   except search_run.SearchError as error:
-    raise InputError(str(error)) from None
+    raise InputError(error) from None
   filled_store = method == "exhaustive"  # exhaustive writes --scores; table reads it
   check_paths([Output("--out", out), Output("--plot", plot_path)]
               + ([Output("--scores", scores_path)] if filled_store else []),
@@ -126,20 +126,22 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
   lut = lut_errors(latency.load, lut_path) if lut_path else lut_errors(latency.board, board)
   accuracy = _read_benchmark(benchmark_path) if benchmark_path else None
   try:
+    options = search_run.method_options(
+        method, weights=objective.Weights.micronas(w_flops, w_latency, meco), fast=fast,
+        repeats=repeats, ntk_batch=batch_size, scores_path=scores_path, plot_path=plot_path,
+        population=population, tournament=tournament, budget=budget)
     request = search_run.SearchRequest(
-        lut, objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m), method,
-        seed, objective.Weights.micronas(w_flops, w_latency, meco), fast, repeats, batch_size,
-        evolution.EvolutionConfig(population, tournament, budget),
-        load_images(data_path) if data_path else None, data_path, scores_path, plot_path,
-        accuracy, benchmark_path)
+        lut, objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m), options,
+        seed, load_images(data_path) if data_path else None, data_path, accuracy,
+        benchmark_path)
   except ValueError as error:  # SearchError, ObjectiveError, bad evolution sizes
-    raise InputError(str(error)) from None
+    raise InputError(error) from None
   try:
     with progress_bar(progress, "cell" if method != "prune" else "supernet") as update:
-      report = search_run.run(request, update, lambda line: click.echo(line, err=True))
+      report = search_run.run(request, update, lambda line: click.echo(line, err=True),
+                              names=CLI_NAMES)
   except search_run.SearchError as error:  # limits no cell meets, a bad score table or config
-    raise InputError(str(error)) from None
-  report["limits"] = [flag_text(limit) for limit in report["limits"]]
+    raise InputError(error) from None
   click.echo(search_run.format_report(report))
   if out:
     write_text(out, json.dumps(report, indent=2) + "\n")

@@ -7,7 +7,15 @@ import click
 
 from micronas_jax import model, paths
 from micronas_jax.commands.common import (
-    SEED, ArchParam, CellCommand, Input, InputError, Output, check_paths, flag_text)
+  SEED,
+  ArchParam,
+  CellCommand,
+  Input,
+  InputError,
+  Output,
+  check_paths,
+  cli_text,
+)
 
 
 @click.command("train", cls=CellCommand, epilog="""\b
@@ -55,7 +63,7 @@ def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nester
     result = train.train_from_path(cell, data_path, out, net_config, config, stop_after,
                                    progress, lambda message: click.echo(message, err=True))
   except ValueError as error:  # a bad setting or data set, a run directory of another run
-    raise InputError(str(error)) from None
+    raise InputError(error) from None
   last = result.history[-1] if result.history else None
   if last:
     click.echo(f"epoch {last['epoch']}/{epochs}: train loss {last['train_loss']:.4f}, "
@@ -103,9 +111,9 @@ def export_command(cell, checkpoint_path, onnx_path, batch_size, seed, channels,
     result = export.export_cell(cell, onnx_path, checkpoint_path, batch_size, seed, channels,
                                 cells, check_samples, tolerance)
   except (export.WeightsError, paths.PathError) as error:
-    raise InputError(str(error)) from None
+    raise InputError(error) from None
   except export.ExportError as error:  # a missing dependency or a failed check: exit 1
-    raise click.ClickException(flag_text(str(error))) from None
+    raise click.ClickException(cli_text(error)) from None
   click.echo(f"wrote {onnx_path}: opset {export.OPSET}, NCHW input '{export.INPUT_NAME}' "
              f"{result['input_shape']} float32 (CIFAR-10 normalized), output "
              f"'{export.OUTPUT_NAME}' {result['output_shape']}, BN folded\n"

@@ -24,6 +24,7 @@ import numpy as np
 from micronas_jax import data, export, model, paths, space, train
 from micronas_jax.deploy import build, codegen
 from micronas_jax.deploy import program as program_module
+from micronas_jax.errors import LIBRARY, Names, Param, ParamError
 from micronas_jax.graph import Block, Graph, Kind
 from micronas_jax.hardware import latency, memory
 from micronas_jax.hardware.emu import machine as emu_machine
@@ -45,7 +46,7 @@ INSTRUCTION_TOLERANCE = 0.02
 MAX_SEED = 2**32 - 1
 
 
-class DeployError(ValueError):
+class DeployError(ParamError):
   """Bad input for a deploy, an output folder that is busy or cannot be written, or files there
   that would be lost; the message is one line, and the folder is as it was."""
 
@@ -99,8 +100,9 @@ class DeployReport:
     """The report as JSON-ready data."""
     return {"format": FORMAT, **dataclasses.asdict(self)}
 
-  def summary(self) -> str:
-    """The lines a person reads: memory estimated vs built, and the checks."""
+  def summary(self, names: Names = LIBRARY) -> str:
+    """The lines a person reads: memory estimated vs built, and the checks; `names` spells the
+    parameters they mention."""
     lines = [(f"wrote {self.out_dir}: C library of cell {self.index} {self.arch} "
               f"(C={self.network['channels']}, N={self.network['cells_per_stage']})"),
              f"weights: {self.weights}", f"scales: {self.calibration}"]
@@ -116,7 +118,8 @@ class DeployReport:
         line += f"   board {capacity / 1024:.0f} KB"
       lines.append(line)
     if built and built.get("stack_bytes") is None:
-      lines.append("SRAM built: .data + .bss only; the stack is measured by verify=True")
+      lines.append("SRAM built: .data + .bss only; the stack is measured by "
+                   + names(Param("verify", True)))
     for cpu, sizes in self.built.items():
       lines.append(f"{cpu}: .text {sizes['text']} .rodata {sizes['rodata']} .data {sizes['data']} "
                    f".bss {sizes['bss']} bytes")
@@ -138,14 +141,14 @@ class DeployReport:
       lines.append(f"kept {len(self.kept)} file(s) deploy did not write: "
                    f"{', '.join(self.kept[:5])}{more}")
     lines += self.notes
-    lines.append(checks_line(self.checks))
+    lines.append(checks_line(self.checks, names))
     return "\n".join(lines)
 
 
-def checks_line(checks: dict) -> str:
+def checks_line(checks: dict, names: Names = LIBRARY) -> str:
   """One line counting the checks by status, naming the failed ones and why each was skipped."""
   if not checks:
-    return "checks: none run (verify=True runs them)"
+    return f"checks: none run ({names(Param('verify', True))} runs them)"
   parts = []
   for status in ("failed", "passed", "skipped"):
     names = [name for name, check in checks.items() if check["status"] == status]
@@ -177,7 +180,7 @@ def _resolve_ops(ops) -> np.ndarray:
       return space.resolve(str(ops))
     return space.validate_ops(ops)
   except ValueError as error:
-    raise DeployError(str(error)) from None
+    raise DeployError(error) from None
 
 
 def _board_lut(board: str | None, lut_path) -> latency.LUT:
@@ -288,8 +291,8 @@ def _refuse_losing(folder: pathlib.Path, lost: dict, force: bool, notes: list) -
     groups.setdefault(why, []).append(name)
   what = ", ".join(f"{', '.join(names)} ({why})" for why, names in groups.items())
   if not force:
-    raise DeployError(f"{folder}: this deploy would replace {what}; move them away or pass "
-                      "force=True to replace them")
+    raise DeployError(f"{folder}: this deploy would replace {what}; move them away or pass ",
+                      Param("force", True), " to replace them")
   notes.append(f"replaced {what} (forced)")
 
 
@@ -342,7 +345,7 @@ def _images(images, config, count: int, seed: int) -> tuple[np.ndarray, str]:
     try:
       x = data.load_images(images, max_images=count)
     except data.DataError as error:
-      raise DeployError(str(error)) from None
+      raise DeployError(error) from None
     where = f"{len(x)} images of {images}"
   else:
     x, where = np.asarray(images, np.float32), f"{len(images)} given images"
@@ -422,14 +425,15 @@ def _network_config(ops, checkpoint, channels: int | None,
       return model.NetworkConfig(channels=16 if channels is None else channels,
                                  cells_per_stage=5 if cells is None else cells)
     except ValueError as error:
-      raise DeployError(str(error)) from None
+      raise DeployError(error) from None
   if channels is not None or cells is not None:
-    raise DeployError("channels and cells come from the checkpoint; leave them out")
+    raise DeployError(Param("channels"), " and ", Param("cells"),
+                      " come from the checkpoint; leave them out")
   try:
     meta = train.read_checkpoint(checkpoint)["meta"]
     config = model.NetworkConfig(**meta["network"])
   except train.TrainError as error:
-    raise DeployError(str(error)) from None
+    raise DeployError(error) from None
   except (KeyError, TypeError, ValueError) as error:
     raise DeployError(f"{train.checkpoint_path(checkpoint)}: records no network "
                       f"({type(error).__name__})") from None
@@ -477,10 +481,10 @@ def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
   folder = check_out_dir(out_dir)
   if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \
       or not 0 <= seed <= MAX_SEED:
-    raise DeployError(f"seed={seed}: a seed lies in 0..{MAX_SEED}")
+    raise DeployError(Param("seed", seed), f": a seed lies in 0..{MAX_SEED}")
   reason = emu_machine.missing()
   if verify and reason:
-    raise DeployError(f"verify=True needs the emulator: {reason}")
+    raise DeployError(Param("verify", True), f" needs the emulator: {reason}")
   # The estimate needs only the network's shape, so a network that cannot fit is refused before
   # its weights are loaded or initialized (the init compiles for tens of seconds at C=16, N=5).
   config = _network_config(ops, checkpoint, channels, cells)
@@ -492,7 +496,7 @@ def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
           and estimated[f"{key}_bytes"] > capacity]
   if over and not force:
     raise DeployError(f"cell {space.index_of(ops)} does not fit {lut_used.device}: "
-                      f"{'; '.join(over)}; force=True writes the code anyway")
+                      f"{'; '.join(over)}; ", Param("force", True), " writes the code anyway")
   notes = [f"does not fit {lut_used.device}: {'; '.join(over)} (written because forced)"] if over \
       else []
   x, images_note = _images(images, config, calibration_images + agreement_images, seed)
@@ -512,7 +516,7 @@ def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
         variables, config, weights_note = export.cell_variables(ops, checkpoint, seed, channels,
                                                                 cells)
       except export.WeightsError as error:
-        raise DeployError(str(error)) from None
+        raise DeployError(error) from None
       log(f"quantizing: {weights_note}; scales from {images_note}")
       calibration, checking = x[:calibration_images], x[calibration_images:]
       if len(checking) == 0:

@@ -9,7 +9,6 @@ library: weak memset/memcpy, no `nb201_forward`), mnj_model.c/.h (the network), 
 from __future__ import annotations
 
 import pathlib
-import re
 
 import numpy as np
 
@@ -34,7 +33,7 @@ ENTRY = "mnj_run"
 
 
 def _identifier(name: str) -> str:
-  return re.sub(r"[^0-9A-Za-z]", "_", name)
+  return "".join(c if c.isascii() and c.isalnum() else "_" for c in name)
 
 
 def _conv_block(name: str, p) -> str:

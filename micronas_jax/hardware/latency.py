@@ -29,6 +29,7 @@ import numpy as np
 from scipy import optimize
 
 from micronas_jax import graph, paths, space
+from micronas_jax.errors import Param, ParamError
 from micronas_jax.graph import DROPPED, StageOpTable
 from micronas_jax.hardware import analytic
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
@@ -64,7 +65,7 @@ _SOURCES = {
 }
 
 
-class LUTError(ValueError):
+class LUTError(ParamError):
   """A LUT, worksheet or timings file that is malformed: the message names the file and the field."""
 
 
@@ -86,13 +87,14 @@ class Memory:
     for name, value in sizes.items():
       # A 32-bit core addresses 4 GiB: a larger size is a unit slip, not a board.
       if value is not None and not 0 <= value <= ADDRESSABLE_KB:
-        raise LUTError(f"{name} must lie in [0, {ADDRESSABLE_KB}] KB, got {value}")
+        raise LUTError(Param(name), f" must lie in [0, {ADDRESSABLE_KB}] KB, got {value}")
     if (sram_kb is None) != (flash_kb is None):
-      raise LUTError("sram_kb and flash_kb: give both (the board's memory) or neither")
+      raise LUTError(Param("sram_kb"), " and ", Param("flash_kb"),
+                     ": give both (the board's memory) or neither")
     if sram_kb is None:
       if runtime_sram_kb or runtime_flash_kb:
-        raise LUTError("runtime_sram_kb and runtime_flash_kb need the board's sram_kb and "
-                       "flash_kb")
+        raise LUTError(Param("runtime_sram_kb"), " and ", Param("runtime_flash_kb"),
+                       " need the board's ", Param("sram_kb"), " and ", Param("flash_kb"))
       return None
     return cls(*(round(kb * 1024) for kb in sizes.values()))
 
@@ -186,10 +188,11 @@ def check_plausible(lut: LUT, origin: str) -> LUT:
     if not math.isfinite(value) or value < 0:
       raise LUTError(f"{origin}: {name}: must be a finite non-negative number, got {value!r}")
   if lut.clock_mhz is not None and not 0 < lut.clock_mhz <= MAX_CLOCK_MHZ:
-    raise LUTError(f"{origin}: clock_mhz: must be in (0, {MAX_CLOCK_MHZ:g}] MHz, got "
-                   f"{lut.clock_mhz!r}: is it in MHz?")
+    raise LUTError(f"{origin}: ", Param("clock_mhz"), f": must be in (0, {MAX_CLOCK_MHZ:g}] MHz, "
+                   f"got {lut.clock_mhz!r}: is it in MHz?")
   if lut.unit == "cycles" and lut.clock_mhz is None:
-    raise LUTError(f"{origin}: clock_mhz: a positive clock is required when unit is 'cycles'")
+    raise LUTError(f"{origin}: ", Param("clock_mhz"),
+                   ": a positive clock is required when unit is 'cycles'")
   per_edge = lut.ops.sum(0)  # [5]: one edge's cost over all stages, per op
   worst = int(np.argmax(per_edge))
   slowest = (lut.overhead + lut.network_fixed + lut.config.cells_per_stage * space.NUM_EDGES

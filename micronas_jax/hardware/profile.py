@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from micronas_jax import space
+from micronas_jax.errors import Param
 from micronas_jax.hardware import latency
 from micronas_jax.hardware.latency import LUT, LUTError, Memory
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
@@ -93,9 +94,9 @@ def build(path: str | os.PathLike, device: str, unit: str, clock_mhz: float | No
   if unit not in latency.UNITS:
     raise LUTError(f"unit: unknown unit {unit!r}; known: {', '.join(latency.UNITS)}")
   if clock_mhz is not None and not clock_mhz > 0:
-    raise LUTError(f"clock_mhz must be positive, got {clock_mhz}")
+    raise LUTError(Param("clock_mhz"), f" must be positive, got {clock_mhz}")
   if unit == "cycles" and not clock_mhz:
-    raise LUTError("clock_mhz: a positive clock is required when unit is 'cycles'")
+    raise LUTError(Param("clock_mhz"), ": a positive clock is required when unit is 'cycles'")
   rows = _read_csv(path, WORKSHEET_COLUMNS)
   expected = {(r["op"], str(r["stage"])): r for r in worksheet(config)}
   values = {}

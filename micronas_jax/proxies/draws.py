@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from micronas_jax import complexity, model, proxies, topology
+from micronas_jax.errors import Param, ParamError
 
 # Batches per zero-cost draw: ZiCo needs at least two; the other zc proxies read the first.
 ZC_BATCHES = 2
@@ -75,9 +76,9 @@ class ScoreConfig:
       raise ValueError(f"proxy listed twice in {','.join(self.proxies)}")
     for name in ("repeats", "ntk_batch", "lr_batches", "lr_batch", "zc_batch"):
       if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        raise ParamError(Param(name), f" must be positive, got {getattr(self, name)}")
     if self.ntk_batch < 2:
-      raise ValueError("ntk_batch must be at least 2 for a condition number")
+      raise ParamError(Param("ntk_batch"), " must be at least 2 for a condition number")
     self.networks()  # validates the network shapes
 
   def networks(self) -> dict[str, model.NetworkConfig]:

@@ -41,6 +41,7 @@ import numpy as np
 from scipy import stats
 
 from micronas_jax import proxies, space
+from micronas_jax.errors import Param, ParamError
 from micronas_jax.proxies import draws
 
 # Indicator -> higher is better, from the proxies' registry and the analytic columns' directions
@@ -70,15 +71,17 @@ class EvolutionConfig:
   def __post_init__(self):
     for name in ("population", "tournament", "budget"):
       if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        raise ParamError(Param(name), f" must be at least 1, got {getattr(self, name)}")
     if self.tournament > self.population:
-      raise ValueError(f"tournament ({self.tournament}) is larger than population "
-                       f"({self.population})")
+      raise ParamError(Param("tournament"), f" ({self.tournament}) is larger than ",
+                       Param("population"), f" ({self.population})")
     if self.budget < self.population:
-      raise ValueError(f"budget ({self.budget}) is smaller than population ({self.population})")
+      raise ParamError(Param("budget"), f" ({self.budget}) is smaller than ", Param("population"),
+                       f" ({self.population})")
     if self.budget > space.NUM_CELLS:
-      raise ValueError(f"budget ({self.budget}) exceeds the {space.NUM_CELLS} cells of the space; "
-                       "method=exhaustive scores every cell that meets the limits, resumably")
+      raise ParamError(Param("budget"), f" ({self.budget}) exceeds the {space.NUM_CELLS} cells of "
+                       "the space; ", Param("method", "exhaustive"),
+                       " scores every cell that meets the limits, resumably")
 
 
 def log_rank_fitness(values: dict[str, np.ndarray], valid: dict[str, np.ndarray],

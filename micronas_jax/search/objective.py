@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from micronas_jax import proxies, space
+from micronas_jax.errors import Param, ParamError, joined
 from micronas_jax.hardware import latency
 from micronas_jax.hardware.costs import COST_NAMES, KB, cell_costs  # noqa: F401 (re-exported)
 
@@ -37,7 +38,7 @@ HIGHER_IS_BETTER = {"ntk": proxies.get("ntk").higher_is_better,
                     "meco": proxies.get("meco").higher_is_better}
 
 
-class ObjectiveError(ValueError):
+class ObjectiveError(ParamError):
   """Weights or limits that define no search: the message is one line naming the problem."""
 
 
@@ -83,7 +84,7 @@ class Weights:
     for name in INDICATORS:
       value = getattr(self, name)
       if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ObjectiveError(f"weight w_{name} must lie in [0, 1], got {value}")
+        raise ObjectiveError("weight ", Param(f"w_{name}"), f" must lie in [0, 1], got {value}")
     total = sum(getattr(self, name) for name in INDICATORS)
     if total > 1.0 + 1e-9:
       raise ObjectiveError(f"weights sum to {total:g}, above 1")
@@ -95,9 +96,10 @@ class Weights:
     With `meco`, NTK, LR and MeCo share 1 - w_flops - w_latency equally (a third each)."""
     for name, value in (("w_flops", w_flops), ("w_latency", w_latency)):
       if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ObjectiveError(f"{name} must lie in [0, 1], got {value}")
+        raise ObjectiveError(Param(name), f" must lie in [0, 1], got {value}")
     if w_flops + w_latency > 1.0 + 1e-9:
-      raise ObjectiveError(f"w_flops + w_latency = {w_flops + w_latency:g} is above 1")
+      raise ObjectiveError(Param("w_flops"), " + ", Param("w_latency"),
+                           f" = {w_flops + w_latency:g} is above 1")
     rest = max(0.0, 1.0 - w_flops - w_latency) / (3 if meco else 2)
     return cls(rest, rest, w_flops, w_latency, rest if meco else 0.0)
 
@@ -129,22 +131,24 @@ class Limits:
     for field in ("max_latency_ms", "max_sram_kb", "max_flash_kb", "max_flops_m"):
       value = getattr(self, field)
       if value is not None and not (math.isfinite(value) and value > 0):
-        raise ObjectiveError(f"{field} must be a positive number, got {value}")
+        raise ObjectiveError(Param(field), f" must be a positive number, got {value}")
 
-  def bounds(self, lut: latency.LUT) -> dict[str, tuple[float, str]]:
-    """{cost column: (bound, where it comes from)} of every active limit on `lut`'s board."""
+  def bounds(self, lut: latency.LUT) -> dict[str, tuple[float, str | Param]]:
+    """{cost column: (bound, where it comes from)} of every active limit on `lut`'s board: the
+    parameter that set it (`errors.Param`), or the board's memory as text."""
     bounds = {}
     if self.max_latency_ms is not None:
-      bounds["latency_ms"] = (self.max_latency_ms, f"max_latency_ms={self.max_latency_ms:g}")
+      bounds["latency_ms"] = (self.max_latency_ms,
+                             Param("max_latency_ms", f"{self.max_latency_ms:g}"))
     if self.max_flops_m is not None:
-      bounds["flops_m"] = (self.max_flops_m, f"max_flops_m={self.max_flops_m:g}")
+      bounds["flops_m"] = (self.max_flops_m, Param("max_flops_m", f"{self.max_flops_m:g}"))
     for column, option, board_bytes in (
         ("sram_kb", "max_sram_kb", lut.memory.sram_bytes if lut.memory else None),
         ("flash_kb", "max_flash_kb", lut.memory.flash_bytes if lut.memory else None)):
       user = getattr(self, option)
       board = board_bytes / KB if (self.board_memory and board_bytes) else None
       if user is not None and (board is None or user <= board):
-        bounds[column] = (user, f"{option}={user:g}")
+        bounds[column] = (user, Param(option, f"{user:g}"))
       elif board is not None:
         bounds[column] = (board, f"the board's {column[:-3].upper()} ({board:g} KB)")
     return bounds
@@ -164,13 +168,13 @@ def check_meetable(costs: dict[str, np.ndarray], bounds: dict) -> np.ndarray:
   for column, (bound, source) in bounds.items():
     if not (costs[column] <= bound).any():
       what, unit = COST_NAMES[column]
-      raise ObjectiveError(f"no cell meets {source}: the least {what} of any cell is "
+      raise ObjectiveError("no cell meets ", source, f": the least {what} of any cell is "
                            f"{costs[column].min():.4g} {unit}")
   ok = feasible(costs, bounds)
   if not ok.any():
-    raise ObjectiveError("no cell meets all limits together ("
-                         + ", ".join(source for _, source in bounds.values())
-                         + "), though each alone can be met")
+    raise ObjectiveError("no cell meets all limits together (",
+                         joined([source for _, source in bounds.values()], ", "),
+                         "), though each alone can be met")
   return ok
 
 

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from micronas_jax import complexity, data, proxies, space
+from micronas_jax.errors import Param, ParamError
 from micronas_jax.hardware import latency
 from micronas_jax.proxies import draws
 from micronas_jax.search import objective
@@ -162,7 +163,7 @@ class PruneSearch:
 
   def __init__(self, indicators: Indicators, repeats: int = 3, candidates_per_step: int = 1):
     if repeats < 1 or candidates_per_step < 1:
-      raise ValueError("repeats and candidates_per_step must be positive")
+      raise ParamError(Param("repeats"), " and candidates_per_step must be positive")
     self.indicators = indicators
     # Pruning deltas first, in this order, then the exact hardware ones (see the module doc).
     self.names = (*indicators.names, "flops", "latency")

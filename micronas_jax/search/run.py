@@ -22,11 +22,11 @@ from typing import Callable
 import numpy as np
 
 from micronas_jax import data, graph, scoring, space
+from micronas_jax.errors import LIBRARY, Names, Param, ParamError, joined, render
 from micronas_jax.hardware import latency
 from micronas_jax.proxies import draws
 from micronas_jax.search import evolution, objective
 
-METHODS = ("evolution", "prune", "table", "exhaustive")
 # MeCo's network for the evolution: NB201's C=16 at 32x32 with N=2 cells per stage instead of 5.
 # Measured on the 2-core CPU (`benchmarks fitness-ablation --meco-network 400`): it compiles in
 # about half the time and measures a cell in about half the time of the N=5 network, and its MeCo
@@ -34,35 +34,124 @@ METHODS = ("evolution", "prune", "table", "exhaustive")
 EVOLUTION_ZC_CELLS = 2
 
 
-class SearchError(ValueError):
+class SearchError(ParamError):
   """A request that defines no search (bad limits, weights, files); the message is one line."""
 
 
-# The request fields each method reads; a field given for another method is refused by name
-# (`check_method_options`), never silently ignored.
-METHOD_FIELDS = {
-    "evolution": ("population", "tournament", "budget"),
-    "prune": ("repeats", "ntk_batch"),
-    "table": ("scores_path", "plot_path"),
-    "exhaustive": ("repeats", "ntk_batch", "scores_path", "plot_path"),
-}
-for _method in ("prune", "table", "exhaustive"):
-  METHOD_FIELDS[_method] += ("w_flops", "w_latency", "meco", "fast")
-for _method in ("evolution", "prune", "exhaustive"):  # the table search draws nothing
-  METHOD_FIELDS[_method] += ("seed", "data_path")
+# Each method's own options. The evolution's are `evolution.EvolutionConfig`.
+Evolution = evolution.EvolutionConfig
+
+
+def _needs_scores(method: str, scores_path) -> None:
+  if not scores_path:
+    raise SearchError(Param("method", method), " needs ", Param("scores_path"),
+                      " (a store from `micronas-jax score`)" if method == "table"
+                      else ": the store it fills (rerun the same command to resume)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prune:
+  """The TE-NAS / MicroNAS pruning search (`search.prune`).
+
+  Attributes:
+    weights: rank weights (`objective.Weights`).
+    fast: the NTK with frozen BN statistics.
+    repeats, ntk_batch: draws per candidate and the NTK's batch.
+  """
+  weights: objective.Weights = objective.Weights()
+  fast: bool = False
+  repeats: int = 3
+  ntk_batch: int = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  """The best cell of a score table from `micronas-jax score` (`search.table`).
+
+  Attributes:
+    scores_path: the score store or CSV.
+    weights, fast: as for `Prune` (fast: the table's NTK column is the frozen-BN one).
+    plot_path: a Pareto plot PNG to write, or None.
+  """
+  scores_path: str
+  weights: objective.Weights = objective.Weights()
+  fast: bool = False
+  plot_path: str | None = None
+
+  def __post_init__(self):
+    _needs_scores("table", self.scores_path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Exhaustive:
+  """Scores every cell that meets the limits into the resumable store `scores_path`, then
+  searches it as `Table` does; the other attributes as for `Prune` and `Table`."""
+  scores_path: str
+  weights: objective.Weights = objective.Weights()
+  fast: bool = False
+  repeats: int = 3
+  ntk_batch: int = 32
+  plot_path: str | None = None
+
+  def __post_init__(self):
+    _needs_scores("exhaustive", self.scores_path)
+
+
+# The one dispatch table: method name -> its options type.
+METHOD_TYPES = {"evolution": Evolution, "prune": Prune, "table": Table, "exhaustive": Exhaustive}
+METHODS = tuple(METHOD_TYPES)
+DRAWING_METHODS = ("evolution", "prune", "exhaustive")  # the table search draws nothing
+# What a front end sets for each option field (the rank weights are three values).
+_FIELD_VALUES = {"weights": ("w_flops", "w_latency", "meco")}
+
+
+def method_name(options) -> str:
+  """The name in METHODS of a method's options object."""
+  for name, kind in METHOD_TYPES.items():
+    if type(options) is kind:
+      return name
+  raise SearchError(f"not the options of a search method: {options!r}; one of "
+                    f"{', '.join(kind.__name__ for kind in METHOD_TYPES.values())}")
+
+
+def _method_fields(method: str) -> tuple[str, ...]:
+  fields = []
+  for field in dataclasses.fields(METHOD_TYPES[method]):
+    fields += _FIELD_VALUES.get(field.name, (field.name,))
+  return tuple(fields) + (("seed", "data_path") if method in DRAWING_METHODS else ())
+
+
+# The values each method reads, derived from its options type; one given for another method is
+# refused by name (`check_method_options`), never silently ignored.
+METHOD_FIELDS = {method: _method_fields(method) for method in METHODS}
 OPTIONAL_FIELDS = sorted({field for fields in METHOD_FIELDS.values() for field in fields})
+
+
+def _unknown_method(method: str) -> SearchError:
+  return SearchError(f"Unknown search method {method!r}; known: {', '.join(METHODS)}")
 
 
 def check_method_options(method: str, given) -> None:
   """Raises SearchError naming the first of the fields `given` (names of OPTIONAL_FIELDS a
   caller set explicitly) that `method` does not read, and the methods that do."""
   if method not in METHODS:
-    raise SearchError(f"Unknown search method {method!r}; known: {', '.join(METHODS)}")
+    raise _unknown_method(method)
   for field in sorted(given):
     if field in OPTIONAL_FIELDS and field not in METHOD_FIELDS[method]:
-      users = [name for name in METHODS if field in METHOD_FIELDS[name]]
-      raise SearchError(f"{field} does not apply to method={method}: only to "
-                        f"{' or '.join(f'method={name}' for name in users)}")
+      users = [Param("method", name) for name in METHODS if field in METHOD_FIELDS[name]]
+      raise SearchError(Param(field), " does not apply to ", Param("method", method),
+                        ": only to ", joined(users, " or "))
+
+
+def method_options(method: str, **values):
+  """The options object of `method` from a front end's flat values (weights, fast, repeats,
+  ntk_batch, scores_path, plot_path, population, tournament, budget); values of fields the
+  method lacks are left out (`check_method_options` refuses those the user gave)."""
+  if method not in METHODS:
+    raise _unknown_method(method)
+  kind = METHOD_TYPES[method]
+  names = {field.name for field in dataclasses.fields(kind)}
+  return kind(**{name: value for name, value in values.items() if name in names})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,55 +161,36 @@ class SearchRequest:
   Attributes:
     lut: the board's latency table (`latency.board` / `latency.load`).
     limits: hard limits (`objective.Limits`).
-    method: one of METHODS.
-    seed: the search's seed (same seed, same cell).
-    weights: rank weights of the prune and table searches (`objective.Weights`).
-    fast: prune/table/exhaustive use the NTK with frozen BN statistics.
-    repeats, ntk_batch: draws per candidate and NTK batch (prune, exhaustive).
-    evolution: population, tournament and budget of the evolution.
+    method: the method's options: `Evolution()` (the default), `Prune`, `Table` or
+      `Exhaustive`.
+    seed: the search's seed (same seed, same cell); the table search draws nothing.
     images: normalized `[N, 32, 32, 3]` images for the indicators, or None (standard normal).
     data_path: where the images came from (recorded in the report).
-    scores_path: score store or CSV (table; the store to fill for exhaustive).
-    plot_path: Pareto plot PNG (table, exhaustive).
     accuracy: `[15625]` benchmark accuracy (NaN where unknown) to report beside the found cell,
       from `benchmark_path`; None reports none.
   """
   lut: latency.LUT
   limits: objective.Limits = objective.Limits()
-  method: str = "evolution"
+  method: Evolution | Prune | Table | Exhaustive = Evolution()
   seed: int = 0
-  weights: objective.Weights = objective.Weights()
-  fast: bool = False
-  repeats: int = 3
-  ntk_batch: int = 32
-  evolution: evolution.EvolutionConfig = evolution.EvolutionConfig()
   images: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
   data_path: str | None = None
-  scores_path: str | None = None
-  plot_path: str | None = None
   accuracy: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
   benchmark_path: str | None = None
 
   def __post_init__(self):
-    # Messages name the request's fields (`method=table`, `scores_path`): a front end that
-    # calls them otherwise (the command line's flags) renames them in one place.
-    if self.method not in METHODS:
-      raise SearchError(f"Unknown search method {self.method!r}; known: {', '.join(METHODS)}")
-    if self.method in ("table", "exhaustive") and not self.scores_path:
-      raise SearchError(f"method={self.method} needs scores_path"
-                        + (" (a store from `micronas-jax score`)" if self.method == "table"
-                           else ": the store it fills (rerun the same command to resume)"))
-    if self.method in ("prune", "evolution") and (self.scores_path or self.plot_path):
-      raise SearchError("scores_path and plot_path belong to method=table or exhaustive")
-    if self.method == "table" and self.images is not None:
-      raise SearchError("data_path belongs to method=evolution, prune or exhaustive (a score "
-                        "table was scored on its own inputs: `micronas-jax score --data`)")
-    if self.method == "evolution" and (self.weights != objective.Weights() or self.fast):
-      raise SearchError("rank weights (w_flops, w_latency, meco=True) and fast=True belong to "
-                        "method=prune, table or exhaustive (the evolution weighs no ranks)")
+    name = method_name(self.method)
+    if name == "table" and self.images is not None:
+      raise SearchError(Param("data_path"), " belongs to ", Param("method", "evolution"),
+                        ", prune or exhaustive (a score table was scored on its own inputs: "
+                        "`micronas-jax score --data`)")
     if self.accuracy is not None and np.shape(self.accuracy) != (space.NUM_CELLS,):
       raise SearchError(f"accuracy must hold one value per cell [{space.NUM_CELLS}], got "
                         f"{np.shape(self.accuracy)}")
+
+  @property
+  def method_name(self) -> str:
+    return method_name(self.method)
 
 
 def evolution_config(images=None) -> draws.ScoreConfig:
@@ -171,21 +241,21 @@ def _feasible(request: SearchRequest) -> tuple[np.ndarray, dict]:
   try:
     return objective.space_feasibility(request.lut, request.limits)
   except objective.ObjectiveError as error:
-    raise SearchError(str(error)) from None
+    raise SearchError(error) from None
 
 
 def _run_evolution(request: SearchRequest, progress: Callable[[int, int], None] | None,
-                   log: Callable[[str], None]) -> dict:
+                   log: Callable[[str], None], names: Names) -> dict:
   import jax
 
   feasible, bounds = _feasible(request)
   config = evolution_config(request.images)
   log(f"evolution search ({'+'.join(evolution.INDICATORS)}, {int(feasible.sum())} cells meet "
-      f"the limits, budget {request.evolution.budget}"
-      f"{': every one is measured' if feasible.sum() <= request.evolution.budget else ''}) on {jax.default_backend()}; compiling "
+      f"the limits, budget {request.method.budget}"
+      f"{': every one is measured' if feasible.sum() <= request.method.budget else ''}) on {jax.default_backend()}; compiling "
       "first (about 30 s on a CPU)")
   evaluate = _evaluator(config, request.images, request.seed)
-  total = min(request.evolution.budget, int(feasible.sum()))
+  total = min(request.method.budget, int(feasible.sum()))
   done = [0]
 
   def tick(count):
@@ -193,31 +263,33 @@ def _run_evolution(request: SearchRequest, progress: Callable[[int, int], None] 
     if progress:
       progress(done[0], total)
 
-  result = evolution.evolve(evaluate, feasible, request.seed, request.evolution,
+  result = evolution.evolve(evaluate, feasible, request.seed, request.method,
                             on_evaluate=tick)
-  details = {"seed": request.seed, "limits": [source for _, source in bounds.values()],
+  details = {"seed": request.seed,
+             "limits": [render(source, names) for _, source in bounds.values()],
              "fitness": result.fitness, "evaluated_cells": len(result.evaluated),
              "feasible_cells": int(feasible.sum()), "exhaustive": result.exhaustive,
-             "evolution": dataclasses.asdict(request.evolution),
+             "evolution": dataclasses.asdict(request.method),
              "score_config": config.to_dict()}
   return search_report(result.ops, request.lut, "evolution", result.indicators, result.seconds,
                        details)
 
 
 def _run_prune(request: SearchRequest, progress: Callable[[int, int], None] | None,
-               log: Callable[[str], None]) -> dict:
+               log: Callable[[str], None], names: Names) -> dict:
   import jax
 
   from micronas_jax.search import prune
 
+  options = request.method
   feasible, bounds = _feasible(request)
   try:
-    config = prune.search_config(request.fast, request.weights.meco > 0, request.repeats,
-                                 request.ntk_batch, request.images)
+    config = prune.search_config(options.fast, options.weights.meco > 0, options.repeats,
+                                 options.ntk_batch, request.images)
   except ValueError as error:
-    raise SearchError(str(error)) from None
+    raise SearchError(error) from None
   searcher = prune.prune_search(config, images=request.images)
-  log(f"pruning search ({searcher.indicators.name}, {request.repeats} repeats) on "
+  log(f"pruning search ({searcher.indicators.name}, {options.repeats} repeats) on "
       f"{jax.default_backend()}; compiling first (about a minute on a CPU)")
   with_none = not feasible[(space.all_archs() != space.NONE).all(1)].any()
   total, done = searcher.evaluations(with_none), [0]
@@ -229,11 +301,11 @@ def _run_prune(request: SearchRequest, progress: Callable[[int, int], None] | No
 
   searcher.on_measure = tick
   try:
-    result = searcher.search(request.seed, request.weights, request.lut, feasible)
+    result = searcher.search(request.seed, options.weights, request.lut, feasible)
   finally:
     searcher.on_measure = None
-  details = {"seed": request.seed, "weights": dataclasses.asdict(request.weights),
-             "limits": [source for _, source in bounds.values()],
+  details = {"seed": request.seed, "weights": dataclasses.asdict(options.weights),
+             "limits": [render(source, names) for _, source in bounds.values()],
              "start_with_none": result.start_with_none, "score_config": config.to_dict(),
              "rounds": result.rounds, "compilations": searcher.trace_count}
   indicators = {"ntk": result.ntk, "lr": result.lr, "ntk_proxy": config.proxies[0]}
@@ -242,31 +314,32 @@ def _run_prune(request: SearchRequest, progress: Callable[[int, int], None] | No
   return search_report(result.ops, request.lut, "prune", indicators, result.seconds, details)
 
 
-def _run_table(request: SearchRequest) -> dict:
+def _run_table(request: SearchRequest, names: Names) -> dict:
   from micronas_jax.search import table
 
   start = time.perf_counter()
-  weights, limits, lut = request.weights, request.limits, request.lut
+  options = request.method
+  weights, limits, lut = options.weights, request.limits, request.lut
   try:
-    scores = table.load_scores(request.scores_path, "ntk_fast" if request.fast else "ntk",
+    scores = table.load_scores(options.scores_path, "ntk_fast" if options.fast else "ntk",
                                weights.meco > 0)
     result = table.search(scores, lut, weights, limits)
-    if request.plot_path:
-      table.plot_pareto(result, scores, request.plot_path, limits.max_latency_ms)
+    if options.plot_path:
+      table.plot_pareto(result, scores, options.plot_path, limits.max_latency_ms)
   except (table.TableError, objective.ObjectiveError) as error:
-    raise SearchError(str(error)) from None
+    raise SearchError(error) from None
   best = result.best
   ops = space.arch_at(int(scores.indices[best]))
   front = [{"index": int(scores.indices[i]), "objective": float(result.objective[i]),
             "latency_ms": round(float(result.costs["latency_ms"][i]), 4)} for i in result.front]
-  details = {"weights": dataclasses.asdict(weights), "scores": str(request.scores_path),
+  details = {"weights": dataclasses.asdict(weights), "scores": str(options.scores_path),
              "scored_cells": len(scores.indices), "seeds": list(scores.seeds),
-             "limits": [source for _, source in limits.bounds(lut).values()],
+             "limits": [render(source, names) for _, source in limits.bounds(lut).values()],
              "objective": float(result.objective[best]),
              "feasible_cells": int(result.feasible.sum()), "pareto_front": front,
              "score_config": scores.config}
-  if request.plot_path:
-    details["plot"] = str(request.plot_path)
+  if options.plot_path:
+    details["plot"] = str(options.plot_path)
   indicators = {"ntk": float(scores.ntk[best]), "lr": float(scores.lr[best]),
                 "ntk_proxy": scores.ntk_proxy}
   if scores.meco is not None:
@@ -274,27 +347,29 @@ def _run_table(request: SearchRequest) -> dict:
   return search_report(ops, lut, "table", indicators, time.perf_counter() - start, details)
 
 
-def _run_exhaustive(request: SearchRequest, progress, log) -> dict:
+def _run_exhaustive(request: SearchRequest, progress, log, names: Names) -> dict:
   from micronas_jax import store
   from micronas_jax.search import prune
 
   start = time.perf_counter()
+  options = request.method
   feasible, _ = _feasible(request)
   try:
-    config = prune.search_config(request.fast, request.weights.meco > 0, request.repeats,
-                                 request.ntk_batch, request.images)
+    config = prune.search_config(options.fast, options.weights.meco > 0, options.repeats,
+                                 options.ntk_batch, request.images)
     scorer = scoring.Scorer(config, scoring.default_cells_per_step(), images=request.images)
-    results = store.ScoreStore(request.scores_path, config.to_dict(), config.hash(),
+    results = store.ScoreStore(options.scores_path, config.to_dict(), config.hash(),
                                config.proxies)
   except (ValueError, store.StoreError) as error:
-    raise SearchError(str(error)) from None
+    raise SearchError(error) from None
   try:
     scoring.fill_store(results, scorer, np.flatnonzero(feasible).astype(np.int32),
-                       request.seed, request.scores_path, progress, log)
+                       request.seed, options.scores_path, progress, log)
   except store.StoreError as error:  # a write failure: full disk, read-only, locked
-    raise SearchError(str(error)) from None
+    raise SearchError(error) from None
   scoring_seconds = time.perf_counter() - start
-  report = _run_table(dataclasses.replace(request, method="table", images=None))
+  as_table = Table(options.scores_path, options.weights, options.fast, options.plot_path)
+  report = _run_table(dataclasses.replace(request, method=as_table, images=None), names)
   report["method"] = "exhaustive"
   report["scoring_seconds"] = round(scoring_seconds, 2)
   report["search_seconds"] = round(report["search_seconds"] + scoring_seconds, 2)
@@ -302,20 +377,22 @@ def _run_exhaustive(request: SearchRequest, progress, log) -> dict:
 
 
 def run(request: SearchRequest, progress: Callable[[int, int], None] | None = None,
-        log: Callable[[str], None] = lambda message: None) -> dict:
+        log: Callable[[str], None] = lambda message: None, names: Names = LIBRARY) -> dict:
   """Runs the search `request` asks for -> its JSON-ready report (`search_report`).
 
-  `progress(done, total)` is called as candidates are measured; `log(line)` gets status lines.
-  Raises SearchError for a request no cell can answer (a limit no cell meets, a bad table).
+  `progress(done, total)` is called as candidates are measured; `log(line)` gets status lines;
+  `names` spells the parameters the report's limits mention. Raises SearchError for a request
+  no cell can answer (a limit no cell meets, a bad table).
+
+      >>> from micronas_jax.hardware import latency
+      >>> report = run(SearchRequest(latency.board("stm32f746")))  # doctest: +SKIP
+      >>> report["index"], report["latency_ms"]  # doctest: +SKIP
   """
-  if request.method == "evolution":
-    report = _run_evolution(request, progress, log)
-  elif request.method == "prune":
-    report = _run_prune(request, progress, log)
-  elif request.method == "exhaustive":
-    report = _run_exhaustive(request, progress, log)
-  else:
-    report = _run_table(request)
+  runners = {"evolution": lambda: _run_evolution(request, progress, log, names),
+             "prune": lambda: _run_prune(request, progress, log, names),
+             "exhaustive": lambda: _run_exhaustive(request, progress, log, names),
+             "table": lambda: _run_table(request, names)}
+  report = runners[request.method_name]()
   if not graph.reachability(space.arch_at(report["index"])).output:
     report["warnings"] = report.get("warnings", []) + [
         "the cell's output does not depend on its input (no path of non-none ops from the input "

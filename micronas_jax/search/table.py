@@ -22,11 +22,12 @@ import os
 import numpy as np
 
 from micronas_jax import proxies, space, store
+from micronas_jax.errors import Param, ParamError
 from micronas_jax.hardware import latency
 from micronas_jax.search import objective
 
 
-class TableError(ValueError):
+class TableError(ParamError):
   """A score table that cannot drive the search (missing proxies, another configuration)."""
 
 
@@ -57,17 +58,17 @@ def load_scores(path: str | os.PathLike, ntk_proxy: str = "ntk", meco: bool = Fa
   try:
     columns, config = store.read_table(path)
   except store.StoreError as error:
-    raise TableError(str(error)) from None
+    raise TableError(error) from None
   scored = config.get("proxies", [])
   missing = [name for name in (ntk_proxy, "lr", *(("meco",) if meco else ()))
              if name not in scored]
   if missing:
     other = [name for name in ("ntk", "ntk_fast") if name != ntk_proxy and name in scored]
-    hint = (f" (it holds {other[0]}: search {'with' if other[0] == 'ntk_fast' else 'without'} "
-            "fast=True)"
+    hint = ([f" (it holds {other[0]}: search "
+             f"{'with' if other[0] == 'ntk_fast' else 'without'} ", Param("fast", True), ")"]
             if other else "")
     raise TableError(f"{path}: scored with proxies {','.join(scored)}, the search needs "
-                     f"{' and '.join(missing)}{hint}")
+                     f"{' and '.join(missing)}", hint)
   if len(columns["index"]) == 0:
     raise TableError(f"{path}: the score table is empty")
   indices, inverse = np.unique(columns["index"].astype(np.int64), return_inverse=True)
@@ -135,7 +136,7 @@ def search(scores: Scores, lut: latency.LUT, weights: objective.Weights,
   try:
     ok = objective.check_meetable(costs, bounds)
   except objective.ObjectiveError as error:
-    raise objective.ObjectiveError(f"among the {len(archs)} scored cells: {error}") from None
+    raise objective.ObjectiveError(f"among the {len(archs)} scored cells: ", error) from None
   ranks = rank_table(scores, costs, ok)
   score = np.where(ok, np.asarray(objective.combined_score(ranks, weights), np.float64), np.inf)
   order = np.lexsort((scores.indices, ranks["ntk"], score))

@@ -24,6 +24,7 @@ import subprocess
 import numpy as np
 
 from micronas_jax import paths
+from micronas_jax.errors import Param, ParamError
 from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.network import NB201_CIFAR10, NetworkConfig
 from micronas_jax.runtime import c_source
@@ -35,7 +36,7 @@ DWT_CYCCNT = 0xE000_1004
 SCS_BASE = 0xE000_0000  # system control space: DEMCR, DWT
 
 
-class FirmwareError(ValueError):
+class FirmwareError(ParamError):
   """A bad request for a firmware project (unknown core, output folder in the way)."""
 
 
@@ -137,10 +138,10 @@ def generate(out: str | pathlib.Path, mcpu: str = "cortex-m7",
   and a concurrent writer of the same `out` is refused; both raise a one-line PathError. Raises
   FirmwareError for an unknown core, repeats < 1 or a non-empty `out`."""
   if mcpu not in MCPUS:
-    raise FirmwareError(f"mcpu {mcpu!r} is not a known core; known: {', '.join(MCPUS)}")
+    raise FirmwareError(Param("mcpu"), f" {mcpu!r} is not a known core; known: {', '.join(MCPUS)}")
   if repeats < 1 or warmup < 0:
-    raise FirmwareError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, "
-                         f"warmup={warmup}")
+    raise FirmwareError(Param("repeats"), " must be >= 1 and ", Param("warmup"), " >= 0, got ",
+                        Param("repeats", repeats), ", ", Param("warmup", warmup))
   out = pathlib.Path(out)
   _check_empty(out)
   header, source = network_sources(config, seed)
@@ -169,7 +170,7 @@ def generate(out: str | pathlib.Path, mcpu: str = "cortex-m7",
 
 def _check_empty(out: pathlib.Path) -> None:
   if out.exists() and (not out.is_dir() or any(out.iterdir())):
-    raise FirmwareError(f"out {out} exists and is not an empty folder")
+    raise FirmwareError(Param("out"), f" {out} exists and is not an empty folder")
 
 
 def _write_folder(out: pathlib.Path, files: dict[str, str]) -> None:
@@ -287,8 +288,8 @@ def make(out: str | pathlib.Path, mcpu: str = "cortex-m7", repeats: int = 5, war
   The emulated run times each entry once (repeats and warm-up change nothing there: the
   instruction count of a run is the same every time)."""
   if emulate_to is not None and mcpu != "cortex-m7":
-    raise FirmwareError(f"emulate_to needs mcpu=cortex-m7 (the emulator is a Cortex-M7), "
-                         f"not {mcpu}")
+    raise FirmwareError(Param("emulate_to"), " needs ", Param("mcpu", "cortex-m7"),
+                        f" (the emulator is a Cortex-M7), not {mcpu}")
   files = generate(out, mcpu, repeats=repeats, warmup=warmup)
   result = {"files": files, "elf": None, "csv": None}
   if emulate_to is not None:
