@@ -28,7 +28,7 @@ from micronas_jax.hardware.emu import kernels
 from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.model import NB201_CIFAR10
 
-SECTION = "Emulated Cortex-M7: LUT sum vs whole-network emulation (issue 8)"
+SECTION = "Emulated Cortex-M7: LUT sum vs whole-network emulation"
 
 
 def main():
