@@ -8,7 +8,6 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks/RESULTS.md"
-README = REPO / "README.md"
 
 
 def machine() -> str:
@@ -64,12 +63,6 @@ def write_subsection(title: str, text: str, intro: str = "", path: pathlib.Path 
   write_section(title, "\n\n".join([head.strip()] + [s.strip() for s in subsections]), path)
 
 
-def readme_block(name: str) -> tuple[str, str]:
-  """The opening and closing markers of the README block a script generates."""
-  return (f"<!-- generated from benchmarks/RESULTS.md: {name} -->",
-          f"<!-- end of generated block: {name} -->")
-
-
 def section_body(title: str, path: pathlib.Path = RESULTS) -> str:
   """The body of the `## title` section of the Markdown file at `path` (stripped; '' if none)."""
   text = path.read_text()
@@ -78,23 +71,6 @@ def section_body(title: str, path: pathlib.Path = RESULTS) -> str:
     return ""
   end = text.find("\n## ", start + 3)
   return text[start + len(title) + 4:end if end >= 0 else None].strip()
-
-
-def write_readme_block(title: str, path: pathlib.Path = README, results: pathlib.Path = RESULTS,
-                       required: bool = True) -> bool:
-  """Copies the RESULTS.md section `title` into the README between its markers, so that the
-  README's numbers are RESULTS.md's by construction; returns whether it did. Without the markers:
-  ValueError if `required`, else nothing (a section the README does not show)."""
-  opening, closing = readme_block(title)
-  text = path.read_text()
-  start, end = text.find(opening), text.find(closing)
-  if start < 0 or end < start:
-    if not required:
-      return False
-    raise ValueError(f"{path}: no block marked {opening!r} ... {closing!r}")
-  body = section_body(title, results).replace("](figures/", "](benchmarks/figures/")
-  path.write_text(text[:start + len(opening)] + "\n" + body + "\n" + text[end:])
-  return True
 
 
 def pyplot():

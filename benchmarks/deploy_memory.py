@@ -1,6 +1,6 @@
 """Deployed C library: estimated vs built flash and SRAM over random cells; int8 vs float accuracy.
 
-Memory (section "Deployed C library: estimated vs built memory (issue 17)"): for `--cells` random
+Memory (section "Deployed C library: estimated vs built memory"): for `--cells` random
 NB201 cells (seeded, uniform over the 15,625 indices) of the full CIFAR-10 network (C=16, N=5),
 the int8 library that `micronas-jax deploy` writes (initialized weights, seed 0; scales from 8
 standard-normal inputs: the sizes do not depend on the values) is built with arm-none-eabi-gcc
@@ -11,7 +11,7 @@ runtime bytes. Emulating a network takes 10-60 s, so only the first `--emulate` 
 (stack, and their logits against the integer reference); the others use the largest stack
 measured, which the table says.
 
-Accuracy (section "Deployed C library: int8 vs float accuracy (issue 17)", with `--checkpoint`
+Accuracy (section "Deployed C library: int8 vs float accuracy", with `--checkpoint`
 and `--data`): the trained network's float and int8 top-1 on the test split's first
 `--test-images` images (class-balanced), scales calibrated on `--calibration-images` training
 images; plus the top-1 agreement between the two.
@@ -42,8 +42,8 @@ from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.network import NB201_CIFAR10
 from micronas_jax.runtime import float_reference, quantize
 
-SECTION = "Deployed C library: estimated vs built memory (issue 17)"
-ACCURACY_SECTION = "Deployed C library: int8 vs float accuracy (issue 17)"
+SECTION = "Deployed C library: estimated vs built memory"
+ACCURACY_SECTION = "Deployed C library: int8 vs float accuracy"
 TARGET = 0.05
 
 
@@ -154,7 +154,7 @@ def accuracy(checkpoint: str, data_path: str, calibration: int, test: int) -> di
 
 
 def timing_line(rows: list[dict]) -> str:
-  """The time of one deploy at C=16, N=5 without --verify, and the target of issue 17."""
+  """The time of one deploy at C=16, N=5 without --verify, and its target."""
   quantize_s = np.median([r["quantize_seconds"] for r in rows])
   build_s = np.median([r["build_seconds"] for r in rows])
   first_deploy_s = quantize_s + rows[0]["init_seconds"]
@@ -162,7 +162,7 @@ def timing_line(rows: list[dict]) -> str:
           f"{quantize_s:.1f} s to calibrate, quantize and write the library, {build_s:.1f} s for "
           f"arm-none-eabi-gcc (one CPU); drawing the initialized weights as `deploy` does took "
           f"{rows[0]['init_seconds']:.0f} s (XLA compilation of the init, once per network size "
-          "and process; a `--checkpoint` needs none). Target (issue 17): at most 60 s plus the "
+          "and process; a `--checkpoint` needs none). Target: at most 60 s plus the "
           f"compiler's time: **{'met' if first_deploy_s <= 60 else 'not met'}** "
           f"({first_deploy_s:.0f} s with the first compilation).")
 
@@ -248,7 +248,7 @@ C library equals bit for bit.
 | ---: | --- | --- | ---: | ---: | ---: | ---: |
 {line}
 
-Target (issue 17): agreement >= {100 * api.MIN_AGREEMENT:.0f} %: \
+Target: agreement >= {100 * api.MIN_AGREEMENT:.0f} %: \
 {"met" if result["agreement"] >= api.MIN_AGREEMENT else "NOT met"}.
 """
     if not args.no_write:

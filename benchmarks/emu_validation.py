@@ -29,7 +29,7 @@ from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.model import NB201_CIFAR10
 from micronas_jax.runtime import params as runtime_params
 
-SECTION = "Emulated Cortex-M7: LUT sum vs whole-network emulation (issue 8)"
+SECTION = "Emulated Cortex-M7: LUT sum vs whole-network emulation"
 
 
 def main():

@@ -30,7 +30,7 @@ from micronas_jax.hardware import latency
 from micronas_jax.search import evolution
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SECTION = "Evolution fitness: indicator ablation (issue 15)"
+SECTION = "Evolution fitness: indicator ablation"
 TABLE = REPO / "benchmarks/data/nb201_scores_cpu_meco_seed0_r1.csv.gz"
 # Indicator sets: (label, {column: higher is better}).
 SETS = (

@@ -37,7 +37,7 @@ from micronas_jax.hardware import latency
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEVICES = ("raspi4", "pixel3")
 FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.10)
-SECTION = "Latency LUT fit (issue 5)"
+SECTION = "Latency LUT fit"
 
 
 def metrics(predicted: np.ndarray, measured: np.ndarray, reachable: np.ndarray) -> dict:
@@ -147,7 +147,6 @@ def main():
       "0.01 ms, so a tiny absolute error there dominates the plain MAPE).".format(args.seeds - 1),
       "", rendered, ""])
   _results.write_section(SECTION, body)
-  _results.write_readme_block(SECTION)
   print(f"\nwrote the section to {REPO / 'benchmarks/RESULTS.md'}", file=sys.stderr)
 
 

@@ -9,7 +9,7 @@ packaged LUT:
     'none', over the same for conv 1x1 (the authors': 80.26/23.49, 24.02/23.49, 1.43/23.49);
   - the paper's speedup: a TE-NAS pick (five conv 3x3 and one conv 1x1, e.g. cell 1160) over
     MicroNAS's cell 13987 (paper: 3.23x; the authors' table: 3.27x).
-Targets (issue 18): tau >= 0.97, each ratio within 15% of the authors', speedup within 5% of theirs.
+Targets: tau >= 0.97, each ratio within 15% of the authors', speedup within 5% of theirs.
 Then Table I's speedups (the saved picks of `python3 -m benchmarks table1`) on each LUT: the same
 cells, their latencies read from each table (the latency-guided picks were searched on the LUT
 that was the default then, `stm32f746-analytic`; nothing is searched again here).
@@ -32,7 +32,7 @@ except ImportError:  # run as a file: its folder is on the path
 from micronas_jax import space
 from micronas_jax.hardware import latency
 
-TITLE = "LUT agreement with the authors' STM32F746 table (issue 18)"
+TITLE = "LUT agreement with the authors' STM32F746 table"
 AUTHORS = np.array([0.0, 1.43, 23.49, 80.26, 24.02])  # none, skip, 1x1, 3x3, pool, per edge
 TENAS_PICK, MICRONAS_PICK, PAPER_SPEEDUP = 1160, 13987, 3.23
 RATIO_OPS = (("conv3x3 / conv1x1", space.CONV3X3), ("avg-pool / conv1x1", space.POOL),
@@ -133,8 +133,7 @@ def main():
       "of `benchmarks/data/table1_fast.json` (section 'Table I'); the latency-guided picks "
       "were searched on `stm32f746-analytic` (the default then). Paper: 3.23x."), "", speedups])
   _results.write_section(TITLE, body)
-  _results.write_readme_block(TITLE)
-  print(f"wrote '{TITLE}' to {_results.RESULTS} and the README")
+  print(f"wrote '{TITLE}' to {_results.RESULTS}")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from micronas_jax.search import objective
 from micronas_jax.search import run as search_run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SECTION = "Default search: aging evolution (issue 15)"
+SECTION = "Default search: aging evolution"
 LUTS = ("stm32f746", "stm32f746-analytic", "stm32f746-emu")
 # The saved pruning run (`search-quality --save-json`) set its limits on the analytic table, the
 # default when it ran; the evolution searches under those limits on that same table.
@@ -202,8 +202,8 @@ def render(summary: dict, saved: dict, command: str, rows: list[dict] = ()) -> s
       "the machine above (the first search of a seed pays for the cells it is the first to "
       "measure; a search after the first of its seed measures only cells not yet seen).",
       "The pruning search on the same images: `search-quality --images cifar10-jpeg.zip` (section "
-      "\"Search (issue 6)\"); the fitness's indicator sets: section \"Evolution fitness: "
-      "indicator ablation (issue 15)\"."]
+      "\"Pruning and table search quality\"); the fitness's indicator sets: section "
+      "\"Evolution fitness: indicator ablation\"."]
   table = side_by_side(saved, list(rows))
   return "\n".join(lines) + "\n" + ("\n" + table if table else "")
 
@@ -271,7 +271,6 @@ def main():
   print(text)
   if not args.no_write:
     _results.write_section(SECTION, text)
-    _results.write_readme_block(SECTION)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 For each seed: the unconstrained TE-NAS search (NTK + LR ranks, no limits), then the same search
 with a latency limit of one third of the unconstrained pick's latency on the STM32F746 LUT; the
 latency-limited pick is compared with the most accurate cell in the whole space meeting that
-limit. Targets (issue 6): mean unconstrained accuracy >= 93.9%; limited pick within 0.5 points of
+limit. Targets: mean unconstrained accuracy >= 93.9%; limited pick within 0.5 points of
 the best feasible cell; exact search <= 5 min on a 2-core CPU (<= 15 s on an H100-class GPU),
 fast mode <= 60 s.
 
@@ -48,7 +48,7 @@ except ImportError:  # run as a file (python3 benchmarks/search_quality.py): its
 from micronas_jax import ground_truth
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SECTION = "Search (issue 6)"
+SECTION = "Pruning and table search quality"
 
 
 def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=None,

@@ -32,7 +32,7 @@ except ImportError:  # run as a file: its folder is on the path
   import _results
 
 REPO = _results.REPO
-TITLE = "Table I: TE-NAS vs MicroNAS on NAS-Bench-201 CIFAR-10 (issue 7)"
+TITLE = "Table I: TE-NAS vs MicroNAS on NAS-Bench-201 CIFAR-10"
 DEFAULT_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 

@@ -6,7 +6,7 @@
 For each proxy (exact NTK, fast NTK, linear regions) at the default scoring configuration
 (NTK: C=3, N=1, 32x32, batch 32; LR: 3 x 1000 samples of 3x3), one draw per cell: the time of the
 first step (compile + run) and the steady rate over random cells. With --agreement N it scores N
-random cells with both NTK modes and prints Kendall tau between them. Targets (issue 4): exact
+random cells with both NTK modes and prints Kendall tau between them. Targets: exact
 >= 4 cells/s on a 2-core CPU and >= 500 cells/s on one H100-class GPU; fast >= 10x exact;
 LR >= exact. The table replaces the section of benchmarks/RESULTS.md for this device kind.
 """
@@ -93,8 +93,7 @@ def main():
   body = "\n".join([f"Command: `{_results.command()}` ({_results.machine()}).", "",
                     "One draw per cell (repeats=1) at the default scoring configuration; "
                     "`first step` includes XLA compilation.", "", table, "", agreement])
-  _results.write_section(f"Proxy throughput on {kind} (issue 4)", body)
-  _results.write_readme_block(f"Proxy throughput on {kind} (issue 4)", required=False)
+  _results.write_section(f"Proxy throughput on {kind}", body)
 
 
 if __name__ == "__main__":

@@ -49,8 +49,8 @@ from micronas_jax import model, space
 from micronas_jax.proxies import linear_regions, ntk
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SECTION = "Torch reference (issue 7)"
-SECTION_FLOAT64 = "Torch reference in float64 (issue 7)"
+SECTION = "Torch reference"
+SECTION_FLOAT64 = "Torch reference in float64"
 PROXIES = ("ntk", "ntk-fast", "lr")
 TOLERANCE = 1e-4  # relative agreement asked of the NTK and its condition number
 EXTRA_INDICES = (1462,)  # a cell with every op kind, checked on top of the first --cells indices

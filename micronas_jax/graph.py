@@ -312,10 +312,21 @@ def peak_live_bytes(nodes: Sequence[Node], size: Callable[[str], int] | Mapping[
   (and before the first): the lower bound of any arena."""
   size = size.__getitem__ if isinstance(size, Mapping) else size
   span = lifetimes(nodes, inputs, outputs)
-  sizes = {name: size(name) for name in span}
   first = -1 if not nodes else 0
-  return max(sum(sizes[name] for name, (born, last) in span.items() if born <= i <= last)
-             for i in range(first, max(len(nodes), 1)))
+  steps = max(len(nodes), 1) - first
+  # A sweep: each tensor adds its size where it is born and removes it after its last use.
+  change = [0] * (steps + 1)
+  for name, (born, last) in span.items():
+    if last < first:
+      continue  # an input no node reads and no output keeps: never live during the nodes
+    born = max(born, first)
+    change[born - first] += size(name)
+    change[last - first + 1] -= size(name)
+  live, peak = 0, 0
+  for delta in change[:steps]:
+    live += delta
+    peak = max(peak, live)
+  return peak
 
 
 # --- per-op tables for the whole space --------------------------------------------------------

@@ -1,6 +1,6 @@
 """The NB201 network's configuration: plain data (channels, cells, stages, input), no Flax.
 
-The Flax model (`model.py`), the FLOPs and parameter counts (`cost.py`) and the hardware models
+The Flax model (`model.py`), the FLOPs and parameter counts (`complexity.py`) and the hardware models
 (`hardware/`) all read it; only the model needs JAX and Flax to build the network.
 """
 from __future__ import annotations

@@ -169,7 +169,7 @@ RESULTS = """# Benchmark results
 | --- | ---: | ---: |
 | ntk | 0.1 / 0.2 | 0.3 / 0.4 |
 
-## Search (issue 6)
+## Pruning and table search quality
 
 ### fast mode
 
@@ -187,7 +187,7 @@ def test_summary_parses_headlines_of_each_section():
   rows = summary.headlines(RESULTS)
   assert rows == [
       ("Proxy correlation with CIFAR-10 accuracy", "ntk", "Kendall tau 0.374, Spearman rho 0.541"),
-      ("Search (issue 6) / fast mode", "Unconstrained accuracy: mean", "93.38%"),
+      ("Pruning and table search quality / fast mode", "Unconstrained accuracy: mean", "93.38%"),
       ("Something new", "(no headline parsed)", "see benchmarks/RESULTS.md")]
 
 
@@ -203,7 +203,7 @@ def test_entry_point_lists_and_forwards_subcommands(tmp_path, capsys):
   argv = sys.argv
   assert entry.main(["summary", "--results", str(results)]) == 0
   assert sys.argv == argv  # restored
-  assert "| Search (issue 6) / fast mode |" in capsys.readouterr().out
+  assert "| Pruning and table search quality / fast mode |" in capsys.readouterr().out
 
 
 def test_every_benchmark_script_is_a_subcommand():
@@ -330,38 +330,6 @@ def test_correlation_defaults_to_the_shipped_whole_space_table():
   assert args.scores.name == "nb201_scores_h100_seed0_r1.csv.gz" and args.scores.is_file()
 
 
-def test_readme_result_blocks_are_copies_of_their_results_sections():
-  # Every block the scripts generate in the README holds its RESULTS.md section verbatim
-  # (figure links rebased to the README's folder): the numbers agree by construction.
-  import re
-
-  from benchmarks import _results
-  readme = _results.README.read_text()
-  names = re.findall(r"<!-- generated from benchmarks/RESULTS.md: (.+?) -->", readme)
-  assert names, "the README has no generated result block"
-  for name in names:
-    opening, closing = _results.readme_block(name)
-    block = readme[readme.index(opening) + len(opening):readme.index(closing)].strip()
-    body = _results.section_body(name)
-    assert body and block == body.replace("](figures/", "](benchmarks/figures/"), name
-
-
-def test_write_readme_block_replaces_only_the_marked_block(tmp_path):
-  from benchmarks import _results
-  results, readme = tmp_path / "RESULTS.md", tmp_path / "README.md"
-  results.write_text("# r\n\n## A\n\n| x |\n![f](figures/f.png)\n\n## B\n\nother\n")
-  opening, closing = _results.readme_block("A")
-  readme.write_text(f"intro\n{opening}\nold\n{closing}\noutro\n")
-  _results.write_readme_block("A", readme, results)
-  assert readme.read_text() == (f"intro\n{opening}\n| x |\n![f](benchmarks/figures/f.png)\n"
-                                f"{closing}\noutro\n")
-  with pytest.raises(ValueError, match="no block marked"):
-    _results.write_readme_block("B", results, results)
-  before = readme.read_text()
-  assert _results.write_readme_block("B", readme, results, required=False) is False
-  assert readme.read_text() == before
-
-
 def test_search_evolution_tenas_row_is_the_six_cells_of_five_conv3x3_and_one_conv1x1():
   from benchmarks import search_evolution
   from micronas_jax import complexity
@@ -436,20 +404,3 @@ def test_write_subsection_replaces_its_own_heading_and_creates_the_section(tmp_p
                               "## T\n\nt\n")
   _results.write_subsection("U", "### c\n\nc", "made by a test", path)
   assert path.read_text().endswith("## U\n\nmade by a test\n\n### c\n\nc\n")
-
-
-def test_every_number_in_a_readme_table_outside_the_generated_blocks_is_in_results():
-  # The README's hand-made summary tables (the pruning search's, for one) quote RESULTS.md: any
-  # decimal number in them that RESULTS.md does not hold was typed, not copied.
-  import re
-
-  from benchmarks import _results
-  readme = _results.README.read_text()
-  results = _results.RESULTS.read_text()
-  typed = re.sub(r"<!-- generated from benchmarks/RESULTS.md: (.+?) -->.*?"
-                 r"<!-- end of generated block: \1 -->", "", readme, flags=re.S)
-  rows = [line for line in typed.splitlines() if line.startswith("|")]
-  assert rows, "the README has no table outside its generated blocks"
-  missing = [(number, row[:60]) for row in rows
-             for number in re.findall(r"(?<![\w.])\d+\.\d+", row) if number not in results]
-  assert not missing, missing

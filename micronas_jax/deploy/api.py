@@ -38,7 +38,7 @@ MANIFEST = "deploy.json"
 # The files of the folder that deploy writes (the built programs aside): what it may replace.
 WRITTEN = (MANIFEST, *codegen.FILES)
 DEFAULT_BOARD = "stm32f746-emu"
-# Top-1 agreement of the int8 and float networks that --verify requires (issue 17).
+# Top-1 agreement of the int8 and float networks that --verify requires.
 MIN_AGREEMENT = 0.98
 # |emulated - LUT| / LUT instructions that --verify accepts; why this value: see `lut_instructions`.
 INSTRUCTION_TOLERANCE = 0.02

@@ -1,5 +1,5 @@
 """The analytic STM32F746 LUT (`stm32f746-analytic`): NUCLEO-F746ZG (Cortex-M7, 216 MHz), from
-cited constants, not measured. It was the default board until issue 18; the default `stm32f746`
+cited constants, not measured. It was formerly the default board; the default `stm32f746`
 is now the emulated kernels priced by a Cortex-M7 cycle model (`hardware/emu/cycle_lut.py`).
 This module also holds the board's cited constants that both use.
 

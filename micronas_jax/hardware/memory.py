@@ -34,7 +34,7 @@ the head stores its BN as int32 scale and shift per channel plus one multiplier 
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
 import functools
 from collections.abc import Mapping, Sequence
 
@@ -58,6 +58,14 @@ def _check_plan(plan: str) -> None:
     raise ValueError(f"Unknown memory plan {plan!r}; known: {', '.join(PLANS)}")
 
 
+def _reading(node: Node, inputs: tuple[str, ...]) -> Node:
+  """`node` reading `inputs` instead (a shallow copy: `dataclasses.replace` re-runs the
+  constructor, the most of this module's time over the whole space)."""
+  moved = copy.copy(node)
+  object.__setattr__(moved, "inputs", inputs)
+  return moved
+
+
 def planned_nodes(nodes: Sequence[Node], shapes: Mapping[str, tuple[int, ...]],
                   plan: str = PLAN_TFLM) -> tuple[list[Node], dict[str, tuple[int, ...]]]:
   """The tensors a runtime of memory plan `plan` makes for graph `nodes`, in its order, and the
@@ -79,7 +87,7 @@ def planned_nodes(nodes: Sequence[Node], shapes: Mapping[str, tuple[int, ...]],
                   **place)
       planned.append(relu)
       shapes[relu.output] = relu.shape
-      node = dataclasses.replace(node, inputs=(relu.output, *node.inputs[1:]))
+      node = _reading(node, (relu.output, *node.inputs[1:]))
     if node.kind is Kind.HEAD:
       source = node.inputs[0]
       channels = shapes[source][-1]

@@ -8,7 +8,7 @@
 
    BatchNorm is folded into each conv's bias and per-channel multiplier. Quantization is
    symmetric (zero points 0), so a ReLU on an int8 input is max(x, 0).
-   The numpy reference in micronas_jax/hardware/emu/reference.py states the same arithmetic. */
+   The numpy reference in micronas_jax/runtime/reference.py states the same arithmetic. */
 #include <stdint.h>
 #include <arm_acle.h>
 
