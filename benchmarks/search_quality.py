@@ -82,8 +82,9 @@ def run(mode: str, seeds: int, accuracy: np.ndarray, repeats: int, checkpoint=No
     limit = float(all_latency[index]) / 3
     limits = objective.Limits(max_latency_ms=limit, board_memory=False)
     feasible, _ = objective.space_feasibility(lut, limits)
-    limited = search_run.run(dataclasses.replace(request, seed=seed, limits=limits,
-                                                 weights=limited_weights))
+    limited = search_run.run(dataclasses.replace(
+        request, seed=seed, limits=limits,
+        method=dataclasses.replace(request.method, weights=limited_weights)))
     times.append(limited["search_seconds"])
     limited_index = limited["index"]
     best_feasible = float(np.nanmax(np.where(feasible, accuracy, np.nan)))
