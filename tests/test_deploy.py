@@ -33,7 +33,7 @@ needs_emulator = pytest.mark.skipif(_MISSING is not None,
 
 @pytest.fixture(scope="module")
 def variables():
-  return model.init(jax.random.PRNGKey(0), TINY)
+  return jax.jit(model.init, static_argnums=1)(jax.random.PRNGKey(0), TINY)  # one program
 
 
 def _inputs(count, seed=0):
@@ -45,7 +45,7 @@ def test_float_program_equals_the_flax_network(variables, ops):
   x = _inputs(4)
   weights = export.folded_weights(variables, ops, TINY)
   logits = program.float_forward(program.build(ops, TINY), weights, x)
-  expected, _ = model.apply(variables, ops, x, TINY, train=False)
+  expected, _ = jax.jit(model.apply, static_argnums=(3, 4))(variables, ops, x, TINY, False)
   np.testing.assert_allclose(logits, np.asarray(expected), atol=1e-4)
 
 

@@ -20,7 +20,7 @@ CELLS = {"1462": space.arch_at(1462), "with_none": WITH_NONE}
 
 @pytest.fixture(scope="module")
 def setup():
-  variables = model.init(jax.random.key(0), TINY)
+  variables = jax.jit(model.init, static_argnums=1)(jax.random.key(0), TINY)  # one program
   image_key, label_key = jax.random.split(jax.random.key(1))
   inputs = {"images": jax.random.normal(image_key, (2, BATCH, *TINY.input_shape)),
             "labels": jax.random.randint(label_key, (2, BATCH), 0, TINY.num_classes)}
@@ -175,7 +175,7 @@ def test_naswot_counts_only_the_cells_relus(setup, conv_edges, ops):
   # N_A (K's diagonal): per conv edge 2*8*8 + 4*4*4 + 8*2*2 = 224 units over the three stages;
   # the reductions 2*8*8 + 4*4*4 and 4*4*4 + 8*2*2, the head 8*2*2: 320.
   variables, inputs = setup
-  kernel = naswot.relu_kernel(variables, ops, inputs["images"][0], TINY)
+  kernel = jax.jit(naswot.relu_kernel, static_argnums=3)(variables, ops, inputs["images"][0], TINY)
   np.testing.assert_array_equal(np.diag(kernel), 224 * conv_edges + 320)
 
 
