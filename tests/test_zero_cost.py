@@ -38,16 +38,18 @@ def _kernel_leaves(tree) -> dict[str, np.ndarray]:
           if jax.tree_util.keystr(path).rstrip("']").endswith("kernel")}
 
 
+@jax.jit  # one program for every cell and batch
+@jax.grad
+def _loss(params, batch_stats, ops, images, labels):
+  logits, _ = model.apply({"params": params, "batch_stats": batch_stats}, ops, images, TINY,
+                          train=True)
+  picked = logits[jnp.arange(logits.shape[0]), labels]
+  return jnp.mean(jnp.log(jnp.sum(jnp.exp(logits), axis=1)) - picked)
+
+
 def _loss_grads_slow(variables, ops, images, labels) -> dict[str, np.ndarray]:
   """jax.grad of the loss over the whole params tree; cross-entropy written out by hand."""
-  @jax.jit
-  @jax.grad
-  def loss(params):
-    logits, _ = model.apply({**variables, "params": params}, ops, images, TINY, train=True)
-    picked = logits[jnp.arange(logits.shape[0]), labels]
-    return jnp.mean(jnp.log(jnp.sum(jnp.exp(logits), axis=1)) - picked)
-
-  return _kernel_leaves(loss(variables["params"]))
+  return _kernel_leaves(_loss(variables["params"], variables["batch_stats"], ops, images, labels))
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -140,8 +142,8 @@ def test_hamming_kernel_of_hand_made_codes():
 
 def _naswot_slow(variables, ops, x) -> tuple[np.ndarray, float]:
   """Codes from the sown ReLU outputs, activity by op name, K by counting agreements in loops."""
-  _, state = model.network(TINY).apply(variables, x, ops, train=True,
-                                       mutable=["batch_stats", "intermediates"])
+  _, state = jax.jit(lambda variables, x, ops: model.network(TINY).apply(
+      variables, x, ops, train=True, mutable=["batch_stats", "intermediates"]))(variables, x, ops)
   columns = []
   for path, leaf in jax.tree_util.tree_leaves_with_path(state["intermediates"]):
     name = jax.tree_util.keystr(path)
