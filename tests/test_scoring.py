@@ -23,7 +23,7 @@ TINY_ARGS = ["--batch-size", "4", "--ntk-channels", "2", "--ntk-resolution", "8"
              "--lr-samples", "2x50", "--no-progress", "--repeats", "2"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scorer(config, cells_per_step):
   """One scorer per (configuration, step) in this worker: each compiles its program once, and
   the exact NTK's program alone takes 15-25 s to compile on the 2-core CPU."""
