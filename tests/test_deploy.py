@@ -34,7 +34,7 @@ needs_emulator = pytest.mark.skipif(_MISSING is not None,
 
 @pytest.fixture(scope="module")
 def variables():
-  return model.init(jax.random.PRNGKey(0), TINY)
+  return jax.jit(model.init, static_argnums=1)(jax.random.PRNGKey(0), TINY)  # one program
 
 
 def _inputs(count, seed=0):
@@ -46,17 +46,27 @@ def test_float_program_equals_the_flax_network(variables, ops):
   x = _inputs(4)
   weights = export.folded_weights(variables, ops, TINY)
   logits = float_reference.float_forward(program.build(ops, TINY), weights, x)
-  expected, _ = model.apply(variables, ops, x, TINY, train=False)
+  expected, _ = jax.jit(model.apply, static_argnums=(3, 4))(variables, ops, x, TINY, False)
   np.testing.assert_allclose(logits, np.asarray(expected), atol=1e-4)
 
 
-@pytest.mark.parametrize("ops", CELLS)
-def test_arena_is_the_memory_estimate(ops):
+# The arena of each of CELLS by hand. A stage-1 tensor of TINY is 4 x 32 x 32 = 4096 B; reduction
+# 1 holds x (4096) + conv_a (2048) + conv_b (2048) = 8192 B, the peak where a cell holds fewer.
+ARENA_BY_HAND = [
+    4 * 4096,  # at node 2's sum: n0 (read again by 3<-0), conv 3x3 of n0, conv 1x1 of n1, the sum
+    3 * 4096,  # node 3: n0 (read by the conv of n2 = n0), pool(n0) + n0, then the conv's output
+    4 * 4096,  # at 3<-0's conv: n0, node 1's zeros (read again by 3<-1), node 2's conv, the conv
+    8192,      # add(n0, n0): n0 and the sum, 2 x 4096 = reduction 1's 8192
+    8192,      # one zero tensor: reduction 1's 8192
+]
+
+
+@pytest.mark.parametrize("ops, by_hand", zip(CELLS, ARENA_BY_HAND))
+def test_arena_is_the_memory_estimate(ops, by_hand):
   # The greedy arena reaches the live-tensor peak, which is what hw's plan for the C code says.
-  prog = program.build(ops, TINY)
-  _, arena = program.plan_arena(prog)
-  assert arena == program.peak_live_bytes(prog)
-  assert arena == memory.peak_sram(ops, TINY, plan=memory.PLAN_C)
+  _, arena = program.plan_arena(program.build(ops, TINY))
+  assert arena == by_hand
+  assert memory.peak_sram(ops, TINY, plan=memory.PLAN_C) == by_hand
 
 
 def test_arena_offsets_never_overlap_live_tensors():
@@ -270,13 +280,24 @@ def test_c_plan_flash_counts_bias_multiplier_and_shift_per_channel():
   assert added == sum(c * c + 12 * c for c in tiny.stage_channels)
 
 
-def test_hw_on_the_emulated_board_estimates_what_deploy_prints():
-  from micronas_jax.deploy import api
+def test_hw_on_the_emulated_board_counts_what_deploy_builds():
+  # Not against deploy's estimate (it and hw both read hardware.memory): SRAM is the arena deploy
+  # generates for the LUT's network (C=16, N=5), flash the C library's weights by hand; each
+  # with the LUT's runtime.
   from micronas_jax.hardware import costs
-  from micronas_jax.network import NB201_CIFAR10
   lut = latency.board("stm32f746-emu")
-  ops = space.arch_at(13987)
+  ops = space.arch_at(13987)  # conv 3x3 on 2<-0, conv 1x1 on 2<-1 and on 3<-2
   hw = costs.cell_costs(ops, lut)
-  estimate = api.estimate(ops, NB201_CIFAR10, lut)
-  assert round(hw["sram_kb"] * 1024) == estimate["sram_bytes"]
-  assert round(hw["flash_kb"] * 1024) == estimate["flash_bytes"]
+  _, arena = program.plan_arena(program.build(ops, lut.config))
+  assert round(hw["sram_kb"] * 1024) == arena + lut.memory.runtime_sram_bytes
+  # A conv: int8 kernel, and per output channel an int32 bias, multiplier and shift (12 B).
+  conv = lambda k, c_in, c_out: k * k * c_in * c_out + 12 * c_out
+  c1, c2, c3 = lut.config.stage_channels
+  weights = (conv(3, 3, c1)  # stem
+             + sum(lut.config.cells_per_stage * (conv(3, c, c) + 2 * conv(1, c, c))
+                   for c in (c1, c2, c3))
+             + sum(conv(3, a, b) + conv(3, b, b) + conv(1, a, b)  # reduction: a, b, shortcut
+                   for a, b in ((c1, c2), (c2, c3)))
+             + 2 * 4 * c3 + 2 * 4  # head BN: int32 scale and shift per channel, two scalars
+             + c3 * 10 + 4 * 10)  # classifier: int8 kernel, int32 bias
+  assert round(hw["flash_kb"] * 1024) == weights + lut.memory.runtime_flash_bytes

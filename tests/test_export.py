@@ -41,8 +41,9 @@ def calibrated(variables, seed: int = 0):
   params = jax.tree_util.tree_map_with_path(draw, variables["params"])
   x = jax.random.normal(jax.random.PRNGKey(seed + 100), (64, *NET.input_shape))
   calibration = dataclasses.replace(NET, bn_momentum=0.0)
-  _, stats = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
-                         jnp.asarray(CELLS["all_conv3x3"]), x, calibration, train=True)
+  _, stats = jax.jit(model.apply, static_argnums=3)(  # jitted: op by op, every op compiles
+      {"params": params, "batch_stats": variables["batch_stats"]},
+      jnp.asarray(CELLS["all_conv3x3"]), x, calibration)
   return {"params": params, "batch_stats": jax.device_get(stats)}
 
 

@@ -8,11 +8,15 @@ from micronas_jax import model, space
 
 # Tiny network: C=2, one cell per stage, 8x8 inputs -> stages at 8, 4, 2 pixels.
 TINY = model.NetworkConfig(channels=2, cells_per_stage=1, resolution=8, bn_momentum=0.0)
+# Jitted: run op by op, the init and the network's switch compile one program per op (an init
+# took 31 s, one apply 17-21 s on the 2-core CPU); jitted, one program each (about 6 s).
+init = jax.jit(model.init, static_argnums=1)
+apply = jax.jit(model.apply, static_argnames=("config", "train"))
 
 
 @pytest.fixture(scope="module")
 def tiny_variables():
-  return model.init(jax.random.key(0), TINY)
+  return init(jax.random.key(0), TINY)
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +43,9 @@ def test_one_compilation_serves_twenty_cells(tiny_variables, batch):
 def test_int_arch_equals_one_hot_weights(tiny_variables, batch, index, train):
   # The op-index path runs lax.switch; the weights path sums all ops weighted: same network.
   ops = space.arch_at(index)
-  by_index, stats_by_index = model.apply(tiny_variables, ops, batch, TINY, train=train)
-  by_weights, stats_by_weights = model.apply(tiny_variables, space.one_hot(ops), batch, TINY,
-                                             train=train)
+  by_index, stats_by_index = apply(tiny_variables, ops, batch, TINY, train=train)
+  by_weights, stats_by_weights = apply(tiny_variables, space.one_hot(ops), batch, TINY,
+                                       train=train)
   np.testing.assert_allclose(by_index, by_weights, rtol=1e-5, atol=1e-6)
   # Running statistics of the active ops agree; inactive ops keep theirs under the switch.
   for path, leaf in jax.tree_util.tree_leaves_with_path(stats_by_index):
@@ -57,9 +61,13 @@ def _get(tree, path):
 
 def _cell_output(ops, x, features=2):
   cell = model.Cell(features, TINY)
-  variables = cell.init(jax.random.key(0), x, space.one_hot(ops), True)
-  out, _ = cell.apply(variables, x, space.one_hot(ops), True, mutable=["batch_stats"])
-  return out
+
+  @jax.jit
+  def output(x, weights):
+    variables = cell.init(jax.random.key(0), x, weights, True)
+    return cell.apply(variables, x, weights, True, mutable=["batch_stats"])[0]
+
+  return output(x, space.one_hot(ops))
 
 
 def test_all_skip_cell_outputs_four_times_its_input():
@@ -103,7 +111,7 @@ def test_inactive_ops_get_zero_gradient(tiny_variables, batch):
     variables = {**tiny_variables, "params": params}
     return model.apply(variables, ops, batch, TINY)[0].sum()
 
-  grads = jax.grad(loss)(tiny_variables["params"])
+  grads = jax.jit(jax.grad(loss))(tiny_variables["params"])
   conv3x3 = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(grads)
              if "conv3x3" in jax.tree_util.keystr(path)]
   conv1x1 = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(grads)
@@ -121,17 +129,18 @@ def test_torch_default_init_bounds(tiny_variables):
 
 def test_kaiming_normal_init_has_he_variance():
   config = model.NetworkConfig(channels=16, cells_per_stage=1, init="kaiming-normal")
-  edge = model.init(jax.random.key(0), config)["params"]["stage3_cell0"]["edge_1_0"]
+  edge = init(jax.random.key(0), config)["params"]["stage3_cell0"]["edge_1_0"]
   std = float(np.std(edge["conv3x3_kernel"]))
   assert abs(std - np.sqrt(2 / (9 * 64))) < 0.05 * np.sqrt(2 / (9 * 64))
 
 
 def test_relu_patterns_zero_for_inactive_convs():
   config = model.LR_NETWORK
-  variables = model.init(jax.random.key(0), config)
+  variables = init(jax.random.key(0), config)
   x = jax.random.normal(jax.random.key(1), (16, *config.input_shape))
-  no_convs = model.relu_patterns(variables, np.array([1, 4, 1, 0, 4, 1]), x, config)
-  with_convs = model.relu_patterns(variables, np.array([3, 2, 3, 2, 3, 2]), x, config)
+  relu_patterns = jax.jit(model.relu_patterns, static_argnums=3)  # one program for both cells
+  no_convs = relu_patterns(variables, np.array([1, 4, 1, 0, 4, 1]), x, config)
+  with_convs = relu_patterns(variables, np.array([3, 2, 3, 2, 3, 2]), x, config)
   # 6 edge ReLUs of 3x3x1 units + the head ReLU of 3x3x1 units.
   assert no_convs.shape == with_convs.shape == (16, 7 * 9)
   # Without convs only the head ReLU's 9 units can fire.
@@ -150,6 +159,7 @@ def test_config_rejects_bad_values(kwargs, message):
 
 
 def test_init_returns_only_params_and_batch_stats():
-  variables = model.init(jax.random.key(0), model.NetworkConfig(channels=2, cells_per_stage=1,
-                                                                resolution=8))
+  # The collections are the tree's top level: jax.eval_shape gives it without an init.
+  variables = jax.eval_shape(lambda key: model.init(key, model.NetworkConfig(
+      channels=2, cells_per_stage=1, resolution=8)), jax.random.key(0))
   assert set(variables) == {"params", "batch_stats"}

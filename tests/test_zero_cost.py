@@ -20,7 +20,7 @@ CELLS = {"1462": space.arch_at(1462), "with_none": WITH_NONE}
 
 @pytest.fixture(scope="module")
 def setup():
-  variables = model.init(jax.random.key(0), TINY)
+  variables = jax.jit(model.init, static_argnums=1)(jax.random.key(0), TINY)  # one program
   image_key, label_key = jax.random.split(jax.random.key(1))
   inputs = {"images": jax.random.normal(image_key, (2, BATCH, *TINY.input_shape)),
             "labels": jax.random.randint(label_key, (2, BATCH), 0, TINY.num_classes)}
@@ -38,16 +38,18 @@ def _kernel_leaves(tree) -> dict[str, np.ndarray]:
           if jax.tree_util.keystr(path).rstrip("']").endswith("kernel")}
 
 
+@jax.jit  # one program for every cell and batch
+@jax.grad
+def _loss(params, batch_stats, ops, images, labels):
+  logits, _ = model.apply({"params": params, "batch_stats": batch_stats}, ops, images, TINY,
+                          train=True)
+  picked = logits[jnp.arange(logits.shape[0]), labels]
+  return jnp.mean(jnp.log(jnp.sum(jnp.exp(logits), axis=1)) - picked)
+
+
 def _loss_grads_slow(variables, ops, images, labels) -> dict[str, np.ndarray]:
   """jax.grad of the loss over the whole params tree; cross-entropy written out by hand."""
-  @jax.jit
-  @jax.grad
-  def loss(params):
-    logits, _ = model.apply({**variables, "params": params}, ops, images, TINY, train=True)
-    picked = logits[jnp.arange(logits.shape[0]), labels]
-    return jnp.mean(jnp.log(jnp.sum(jnp.exp(logits), axis=1)) - picked)
-
-  return _kernel_leaves(loss(variables["params"]))
+  return _kernel_leaves(_loss(variables["params"], variables["batch_stats"], ops, images, labels))
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -140,8 +142,8 @@ def test_hamming_kernel_of_hand_made_codes():
 
 def _naswot_slow(variables, ops, x) -> tuple[np.ndarray, float]:
   """Codes from the sown ReLU outputs, activity by op name, K by counting agreements in loops."""
-  _, state = model.network(TINY).apply(variables, x, ops, train=True,
-                                       mutable=["batch_stats", "intermediates"])
+  _, state = jax.jit(lambda variables, x, ops: model.network(TINY).apply(
+      variables, x, ops, train=True, mutable=["batch_stats", "intermediates"]))(variables, x, ops)
   columns = []
   for path, leaf in jax.tree_util.tree_leaves_with_path(state["intermediates"]):
     name = jax.tree_util.keystr(path)
@@ -175,7 +177,7 @@ def test_naswot_counts_only_the_cells_relus(setup, conv_edges, ops):
   # N_A (K's diagonal): per conv edge 2*8*8 + 4*4*4 + 8*2*2 = 224 units over the three stages;
   # the reductions 2*8*8 + 4*4*4 and 4*4*4 + 8*2*2, the head 8*2*2: 320.
   variables, inputs = setup
-  kernel = naswot.relu_kernel(variables, ops, inputs["images"][0], TINY)
+  kernel = jax.jit(naswot.relu_kernel, static_argnums=3)(variables, ops, inputs["images"][0], TINY)
   np.testing.assert_array_equal(np.diag(kernel), 224 * conv_edges + 320)
 
 
