@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from micronas_jax import export, model, space
+from micronas_jax import export, graph, model, space
 from micronas_jax.deploy import DeployError, codegen, deploy, program
 from micronas_jax.hardware import latency, memory
 from micronas_jax.hardware.emu import machine as emu_machine
@@ -72,7 +72,7 @@ def test_arena_is_the_memory_estimate(ops, by_hand):
 def test_arena_offsets_never_overlap_live_tensors():
   prog = program.build(CELLS[1], TINY)
   offsets, _ = program.plan_arena(prog)
-  span = program.lifetimes(prog)
+  span = graph.lifetimes(prog.nodes, (graph.IMAGE,))
   names = list(offsets)
   for i, a in enumerate(names):
     for b in names[i + 1:]:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from micronas_jax import data, export, model, paths, space, train
+from micronas_jax import data, export, graph, model, paths, space, train
 from micronas_jax.deploy import build, codegen
 from micronas_jax.deploy import program as program_module
 from micronas_jax.errors import LIBRARY, Names, Param, ParamError
@@ -553,7 +553,8 @@ def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
             weights=weights_note, calibration=f"{len(calibration)} of {images_note}",
             board=lut_used.device, estimated=estimated,
             planned={"arena_bytes": written["arena_bytes"],
-                     "peak_live_bytes": program_module.peak_live_bytes(network.program),
+                     "peak_live_bytes": graph.peak_live_bytes(network.program.nodes,
+                                                             network.program.size),
                      "scratch_bytes": written["scratch_bytes"]},
             built=built, verification=verification, checks=checks,
             passed=all(check["status"] != "failed" for check in checks.values()), notes=notes,

@@ -26,11 +26,6 @@ def build(ops, config: NetworkConfig) -> Graph:
 # --- the activation arena -------------------------------------------------------------------------
 
 
-def lifetimes(program: Graph) -> dict[str, tuple[int, int]]:
-  """(first, last) node index during which each tensor must exist; the image exists from -1."""
-  return graph.lifetimes(program.nodes, (IMAGE,))
-
-
 def _first_fit(program: Graph, span: dict, order: list[str]) -> dict[str, int]:
   offsets: dict[str, int] = {}
   for name in order:
@@ -53,9 +48,9 @@ def plan_arena(program: Graph) -> tuple[dict[str, int], int]:
   lifetime overlaps its own, in three orders: largest first (TFLite Micro's
   GreedyMemoryPlanner; ties by first use, or by last use, latest first) and by first use; the
   smallest arena wins. Either can leave gaps that the live-tensor peak does
-  not count (`peak_live_bytes`, the estimate); the tests and the benchmark compare the two.
+  not count (`graph.peak_live_bytes`, the estimate); the tests and the benchmark compare the two.
   """
-  span = lifetimes(program)
+  span = graph.lifetimes(program.nodes, (IMAGE,))
   orders = (sorted(span, key=lambda name: (-program.size(name), span[name][0])),
             sorted(span, key=lambda name: (-program.size(name), -span[name][1])),
             sorted(span, key=lambda name: (span[name][0], -program.size(name))))
@@ -63,8 +58,3 @@ def plan_arena(program: Graph) -> tuple[dict[str, int], int]:
   sizes = [max(o[name] + program.size(name) for name in o) for o in plans]
   best = int(np.argmin(sizes))
   return plans[best], sizes[best]
-
-
-def peak_live_bytes(program: Graph) -> int:
-  """The largest total of tensors live at once: the arena's lower bound."""
-  return graph.peak_live_bytes(program.nodes, program.size, (IMAGE,))
