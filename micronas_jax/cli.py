@@ -13,13 +13,7 @@ import click
 from micronas_jax import compilation_cache, complexity, interrupt, paths, space
 from micronas_jax.commands import deploy, hardware, scores, search, training
 from micronas_jax.commands.common import (
-  ArchParam,
-  CellCommand,
-  Output,
-  check_paths,
-  path_errors,
-  write_csv_file,
-)
+    ArchParam, CellCommand, Output, check_paths, path_errors, write_csv_file)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,15 +6,7 @@ import json
 import click
 
 from micronas_jax.commands.common import (
-  CLI_NAMES,
-  SEED,
-  ArchParam,
-  CellCommand,
-  Input,
-  InputError,
-  Output,
-  check_paths,
-)
+    CLI_NAMES, SEED, ArchParam, CellCommand, Input, InputError, Output, check_paths)
 from micronas_jax.hardware import latency
 
 

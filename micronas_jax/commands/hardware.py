@@ -6,19 +6,8 @@ import json
 import click
 
 from micronas_jax.commands.common import (
-  SEED,
-  ArchParam,
-  CellCommand,
-  Input,
-  InputError,
-  Output,
-  check_choice,
-  check_paths,
-  cli_text,
-  lut_errors,
-  save_lut,
-  write_text,
-)
+    SEED, ArchParam, CellCommand, Input, InputError, Output, check_choice, check_paths, cli_text,
+    lut_errors, save_lut, write_text)
 from micronas_jax.hardware import latency, profile
 from micronas_jax.hardware import report as hw_report
 

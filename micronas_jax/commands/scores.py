@@ -5,15 +5,7 @@ import click
 
 from micronas_jax import model, space
 from micronas_jax.commands.common import (
-  SEED,
-  Input,
-  InputError,
-  Output,
-  check_paths,
-  cli_text,
-  load_images,
-  progress_bar,
-)
+    SEED, Input, InputError, Output, check_paths, cli_text, load_images, progress_bar)
 
 
 def _parse_lr_samples(text: str) -> tuple[int, int]:

@@ -7,17 +7,8 @@ import pathlib
 import click
 
 from micronas_jax.commands.common import (
-  CLI_NAMES,
-  SEED,
-  Input,
-  InputError,
-  Output,
-  check_paths,
-  load_images,
-  lut_errors,
-  progress_bar,
-  write_text,
-)
+    CLI_NAMES, SEED, Input, InputError, Output, check_paths, load_images, lut_errors, progress_bar,
+    write_text)
 from micronas_jax.hardware import latency
 from micronas_jax.search import evolution
 from micronas_jax.search import run as search_run

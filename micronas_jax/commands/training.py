@@ -7,15 +7,7 @@ import click
 
 from micronas_jax import model, paths
 from micronas_jax.commands.common import (
-  SEED,
-  ArchParam,
-  CellCommand,
-  Input,
-  InputError,
-  Output,
-  check_paths,
-  cli_text,
-)
+    SEED, ArchParam, CellCommand, Input, InputError, Output, check_paths, cli_text)
 
 
 @click.command("train", cls=CellCommand, epilog="""\b

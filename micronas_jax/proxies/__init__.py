@@ -10,7 +10,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from micronas_jax.proxies import linear_regions, meco, naswot, ntk, zero_cost, zico
+from micronas_jax.proxies import linear_regions
+from micronas_jax.proxies import meco
+from micronas_jax.proxies import naswot
+from micronas_jax.proxies import ntk
+from micronas_jax.proxies import zero_cost
+from micronas_jax.proxies import zico
 
 # "zc": zero-cost proxies on the full-size network with labelled batches (ScoreConfig.zc_*).
 FAMILIES = ("ntk", "lr", "zc")
