@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -120,20 +121,14 @@ class Graph:
 
   def size(self, name: str) -> int:
     """Bytes of tensor `name` once quantized (int8; int32 for the head's logits)."""
-    producer = self._producers().get(name)
+    producer = self.producers.get(name)
     element = producer.element_bytes if producer else 1
     return int(np.prod(self.shapes[name])) * element
 
-  def _producers(self) -> dict[str, Node]:
-    cached = self.__dict__.get("_producer_cache")
-    if cached is None:
-      cached = {node.output: node for node in self.nodes}
-      object.__setattr__(self, "_producer_cache", cached)
-    return cached
-
-  def producer(self, name: str) -> Node | None:
-    """The node that writes tensor `name` (None for the network's input)."""
-    return self._producers().get(name)
+  @functools.cached_property
+  def producers(self) -> dict[str, Node]:
+    """{tensor name: the node that writes it}; the network's input has none."""
+    return {node.output: node for node in self.nodes}
 
   def cell_ops(self) -> list[tuple[int, tuple[int, ...]]]:
     """(stage, executed ops) of every cell of the network, in order."""
@@ -155,6 +150,10 @@ class Reachability:
   """
   edges: np.ndarray
   output: np.ndarray
+
+  def executed(self, ops) -> np.ndarray:
+    """`ops` `[..., 6]` with the edges that do not reach the output replaced by DROPPED."""
+    return np.where(self.edges, ops, DROPPED)
 
 
 def reachability(ops) -> Reachability:
@@ -183,9 +182,19 @@ def executed_ops(ops, dead_code: bool) -> np.ndarray:
   """Op indices `[..., 6]` with the edges a dead-code-removing runtime drops (`dead_code`)
   replaced by DROPPED."""
   ops = np.asarray(ops)
+  return reachability(ops).executed(ops) if dead_code else ops
+
+
+def dead_code_cost(ops, dead_code: bool, cost: Callable[[np.ndarray], np.ndarray],
+                   constant) -> np.ndarray:
+  """`cost(executed ops)` of cells `ops: [..., 6]` -> `[...]`; with `dead_code`, the runtime
+  drops the edges that do not reach the output, and a network whose output does not depend on
+  its input is folded into a constant that costs `constant`. One reachability pass serves both."""
+  ops = np.asarray(ops)
   if not dead_code:
-    return ops
-  return np.where(reachability(ops).edges, ops, DROPPED)
+    return cost(ops)
+  reach = reachability(ops)
+  return np.where(reach.output, cost(reach.executed(ops)), constant)
 
 
 # --- the builders ----------------------------------------------------------------------------

@@ -215,11 +215,7 @@ def estimate(archs, lut: LUT, dead_code: bool | None = None) -> np.ndarray:
 
   `dead_code` picks the runtime semantics (module docstring); None follows the LUT's.
   """
-  archs = np.asarray(archs)
-  dead_code = _dead_code(lut, dead_code)
-  total = lut.table()(graph.executed_ops(archs, dead_code))
-  if dead_code:
-    total = np.where(graph.reachability(archs).output, total, lut.overhead)
+  total = graph.dead_code_cost(archs, _dead_code(lut, dead_code), lut.table(), lut.overhead)
   return total * lut.ms_per_unit
 
 
@@ -456,8 +452,9 @@ def fit_features(archs, dead_code: bool) -> np.ndarray:
   it could not be told from the constant anyway.
   """
   archs = np.asarray(archs)
-  executed = graph.executed_ops(archs, dead_code)
-  runs = graph.reachability(archs).output if dead_code else np.ones(archs.shape[0], bool)
+  reach = graph.reachability(archs) if dead_code else None
+  executed = reach.executed(archs) if dead_code else archs
+  runs = reach.output if dead_code else np.ones(archs.shape[0], bool)
   counts = [((executed == op) & runs[:, None]).sum(-1) for op in range(1, space.NUM_OPS)]
   return np.column_stack([np.ones(archs.shape[0]), runs, *counts]).astype(np.float64)
 

@@ -22,7 +22,7 @@ no BN, hence no bias; the head BN follows an add, so it stays a per-channel int8
 shift), plus the runtime's flash (from the LUT).
 
 With `dead_code=True` the edges a dead-code-removing runtime drops are left out (see
-`graph.executed_ops`), and a network whose cell output is unreachable is one constant: the logits.
+`graph.dead_code_cost`), and a network whose cell output is unreachable is one constant: the logits.
 
 `plan` names the runtime whose code the estimate follows: PLAN_TFLM (above, the default) or
 PLAN_C, the package's own int8 C library (`micronas_jax.deploy`, kernels in `micronas_jax.runtime`). It
@@ -149,15 +149,15 @@ def fixed_peaks(config: NetworkConfig, plan: str = PLAN_TFLM) -> dict[str, int]:
 def peak_sram(archs, config: NetworkConfig = NB201_CIFAR10, runtime_bytes: int = 0,
               dead_code: bool = False, plan: str = PLAN_TFLM) -> np.ndarray:
   """Peak SRAM in bytes of cells `archs: [..., 6]` -> `[...]` (int64), runtime included."""
-  archs = np.asarray(archs)
   tensor_bytes = np.array([c * r * r for c, r in zip(config.stage_channels,
                                                       config.stage_resolutions)], np.int64)
-  live = cell_live_tensors(graph.executed_ops(archs, dead_code), plan)
-  cells = live[..., None] * tensor_bytes
-  peak = np.maximum(cells.max(-1), max(fixed_peaks(config, plan).values()))
-  if dead_code:
-    peak = np.where(graph.reachability(archs).output, peak, config.num_classes)
-  return peak + runtime_bytes
+  fixed = max(fixed_peaks(config, plan).values())
+
+  def peak(executed):
+    cells = cell_live_tensors(executed, plan)[..., None] * tensor_bytes
+    return np.maximum(cells.max(-1), fixed)
+
+  return graph.dead_code_cost(archs, dead_code, peak, config.num_classes) + runtime_bytes
 
 
 def node_flash(node: Node, shapes: Mapping, plan: str = PLAN_TFLM) -> int:
@@ -195,8 +195,7 @@ def flash_of(network: graph.Graph, plan: str = PLAN_TFLM) -> int:
 def flash(archs, config: NetworkConfig = NB201_CIFAR10, runtime_bytes: int = 0,
           dead_code: bool = False, plan: str = PLAN_TFLM) -> np.ndarray:
   """Flash in bytes of cells `archs: [..., 6]` -> `[...]` (int64): weights, biases, runtime."""
-  archs = np.asarray(archs)
-  weights = flash_table(config, plan)(graph.executed_ops(archs, dead_code)).astype(np.int64)
-  if dead_code:
-    weights = np.where(graph.reachability(archs).output, weights, config.num_classes)
+  table = flash_table(config, plan)
+  weights = graph.dead_code_cost(archs, dead_code, lambda ops: table(ops).astype(np.int64),
+                                 config.num_classes)
   return weights + runtime_bytes
