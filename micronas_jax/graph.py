@@ -101,12 +101,10 @@ class Node:
 @dataclasses.dataclass(frozen=True)
 class Graph:
   """The network of cell `ops` (the executed ops: DROPPED where a dead-code-removing build,
-  `dead_code`, drops an edge) in network `config`: `nodes` in execution order, every tensor's
-  shape in `shapes`."""
+  `dead_code`, drops an edge) in network `config`: `nodes` in execution order."""
   ops: tuple[int, ...]
   config: NetworkConfig
   nodes: tuple[Node, ...]
-  shapes: Mapping[str, tuple[int, ...]]
   dead_code: bool = False
 
   @property
@@ -115,9 +113,10 @@ class Graph:
     output does not depend on its input)."""
     return self.dead_code and not bool(reachability(np.asarray(self.ops)).output)
 
-  @property
-  def output(self) -> str:
-    return self.nodes[-1].output
+  @functools.cached_property
+  def shapes(self) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape: the image's and each node's output."""
+    return {IMAGE: self.config.input_shape, **{node.output: node.shape for node in self.nodes}}
 
   def size(self, name: str) -> int:
     """Bytes of tensor `name` once quantized (int8; int32 for the head's logits)."""
@@ -227,15 +226,15 @@ def reduction_nodes(config: NetworkConfig, stage: int, x: str) -> list[Node]:
   ]
 
 
-def cell_nodes(ops, shape: tuple[int, int, int], x: str, stage: int = 0, cell: int = 0,
-               prefix: str | None = None) -> tuple[list[Node], str]:
+def cell_nodes(ops, shape: tuple[int, int, int], x: str, stage: int = 0,
+               cell: int = 0) -> tuple[list[Node], str]:
   """The nodes of one cell of executed ops `ops: [6]` (DROPPED edges left out) on input tensor
   `x` of `shape`; returns them and the name of the cell's output tensor.
 
   Tensor names: `{prefix}/zeros{node}`, `conv{edge}`, `pool{edge}`, `sum{edge}` (the node's
-  running sum after that edge); `prefix` defaults to the cell's module name.
+  running sum after that edge), under the cell's module name as prefix.
   """
-  prefix = naming.cell_module(stage, cell) if prefix is None else prefix
+  prefix = naming.cell_module(stage, cell)
   nodes: list[Node] = []
   values: list[str | None] = [x]
   place = dict(block=Block.CELL, stage=stage, cell=cell)
@@ -282,7 +281,6 @@ def build(ops, config: NetworkConfig, dead_code: bool = False) -> Graph:
   """The graph of the network of cell `ops: [6]` in network `config`; with `dead_code` the
   edges that do not reach the cell's output are left out (`reachability`)."""
   ops = tuple(int(op) for op in executed_ops(space.validate_ops(ops), dead_code))
-  shapes = {IMAGE: config.input_shape}
   nodes = stem_nodes(config)
   x = nodes[-1].output if nodes else IMAGE
   for stage, (channels, size) in enumerate(zip(config.stage_channels, config.stage_resolutions)):
@@ -293,8 +291,7 @@ def build(ops, config: NetworkConfig, dead_code: bool = False) -> Graph:
       cell_part, x = cell_nodes(ops, (size, size, channels), x, stage, cell)
       nodes += cell_part
   nodes += head_nodes(config, x)
-  shapes.update((node.output, node.shape) for node in nodes)
-  return Graph(ops, config, tuple(nodes), shapes, dead_code)
+  return Graph(ops, config, tuple(nodes), dead_code)
 
 
 # --- liveness --------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def test_int8_network_follows_the_float_one(variables, ops):
   prog = program.build(ops, TINY)
   ranges, floats = quantize.calibrate(prog, weights, x)
   net = quantize.quantize(prog, weights, ranges)
-  logits = quantize.run(net, net.quantize_images(x)) * net.scales[program.LOGITS]
+  logits = quantize.run(net, net.quantize_images(x)) * net.scales[graph.LOGITS]
   assert np.corrcoef(logits.ravel(), floats.ravel())[0, 1] > 0.99
   assert np.mean(logits.argmax(1) == floats.argmax(1)) >= 0.9
 

@@ -601,7 +601,7 @@ def _verify(folder, network, weights, images, emulated_images: int, lut,
   count = min(emulated_images, len(images))
   log(f"emulating {count} images on the Cortex-M7 (unicorn)")
   emulated = build.emulate(build.elf_path(folder, "cortex-m7"), images_q[:count],
-                           prog.shapes[program_module.LOGITS][0])
+                           prog.shapes[graph.LOGITS][0])
   bit_exact = bool(np.array_equal(emulated.logits, reference[:count])
                    and np.array_equal(emulated.top1, reference[:count].argmax(1)))
   instructions = int(emulated.instructions.max())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from micronas_jax import graph
-from micronas_jax.graph import IMAGE, LOGITS, Graph, Kind, Node  # noqa: F401 (re-exported)
+from micronas_jax.graph import IMAGE, Graph
 from micronas_jax.network import NetworkConfig
 
 ALIGN = 4  # arena offsets: word loads of the kernels stay aligned
