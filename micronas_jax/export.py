@@ -42,7 +42,8 @@ class WeightsError(ParamError):
   """Bad input for the weights of a cell's network: a checkpoint of another cell or a bad size."""
 
 
-def _require_onnx():
+def require_onnx():
+  """(jax2onnx, onnx, onnxruntime), or ExportError with the install command where one is missing."""
   try:
     import jax2onnx
     import onnx
@@ -117,34 +118,82 @@ def _avg_pool_2x2(x):
                                       dimension_numbers=("NCHW", "OIHW", "NCHW"))
 
 
-def inference_function(weights: dict, ops, config: model.NetworkConfig) -> Callable:
-  """`f(x: [B, C_in, H, W]) -> logits [B, K]`: the network of cell `ops` with the folded
-  `weights` (see `folded_weights`), in inference mode, NCHW: a pass over its graph."""
-  network_graph = graph.build(ops, config)
+def _conv_nhwc(x, kernel, bias=None, stride: int = 1):
+  """Conv of NHWC `x` with an OIHW `kernel`, padded k // 2 on every side as the model's (which
+  TFLite writes as SAME for stride 1 and as a PAD before a VALID conv for stride 2)."""
+  pad = kernel.shape[-1] // 2
+  y = jax.lax.conv_general_dilated(x, jnp.asarray(kernel.transpose(2, 3, 1, 0)), (stride, stride),
+                                   ((pad, pad), (pad, pad)),
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return y if bias is None else y + jnp.asarray(bias)
+
+
+def _avg_pool_3x3_nhwc(x):
+  """NB201's 3x3 average pool on NHWC as a window sum over a window count: the converter's
+  pattern for TFLite's AVERAGE_POOL_2D (SAME), which counts only the pixels inside."""
+  height, width = x.shape[1:3]
+  total = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 3, 3, 1), (1, 1, 1, 1), "SAME")
+  counts = network.pool_3x3_counts(height, width).astype(np.float32)[None, :, :, None]
+  return total / jnp.asarray(counts)
+
+
+def _avg_pool_2x2_nhwc(x):
+  total = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+  return total / 4.0
+
+
+LAYOUTS = ("NCHW", "NHWC")
+
+
+def inference_function(weights: dict, ops, config: model.NetworkConfig, layout: str = "NCHW",
+                       dead_code: bool = False) -> Callable:
+  """`f(x) -> logits [B, K]`: the network of cell `ops` with the folded `weights` (see
+  `folded_weights`), in inference mode, a pass over its graph (`graph.build(ops, config,
+  dead_code)`); `x` is `[B, C_in, H, W]` for layout NCHW (ONNX), `[B, H, W, C_in]` for NHWC
+  (TFLite).
+
+  Each op is written as the pattern its converter turns into the one native op: in NCHW the pools
+  are depthwise convs (jax2onnx), in NHWC window sums over counts (AVERAGE_POOL_2D). A ReLU of a
+  tensor is computed once however many convs read it, so the converted graph has one ReLU tensor.
+  """
+  if layout not in LAYOUTS:
+    raise ValueError(f"layout {layout!r}; known: {', '.join(LAYOUTS)}")
+  network_graph = graph.build(ops, config, dead_code)
+  channels_last = layout == "NHWC"
+  conv = _conv_nhwc if channels_last else _conv
+  pool3 = _avg_pool_3x3_nhwc if channels_last else _avg_pool_3x3
+  pool2 = _avg_pool_2x2_nhwc if channels_last else _avg_pool_2x2
+  spatial = (1, 2) if channels_last else (2, 3)
+  per_channel = (lambda v: jnp.asarray(v)) if channels_last else (
+      lambda v: jnp.asarray(v)[None, :, None, None])
 
   def forward(x):
     tensors = {graph.IMAGE: x}
+    rectified = {}
     same_shape = {config.input_shape: x}  # the latest tensor of each shape
     for node in network_graph.nodes:
       inputs = [tensors[name] for name in node.inputs]
       if node.kind is Kind.CONV:
-        source = jax.nn.relu(inputs[0]) if node.relu_in else inputs[0]
-        out = _conv(source, *conv_weights(weights, node), stride=node.stride)
+        source = inputs[0]
+        if node.relu_in:
+          if node.inputs[0] not in rectified:
+            rectified[node.inputs[0]] = jax.nn.relu(source)
+          source = rectified[node.inputs[0]]
+        out = conv(source, *conv_weights(weights, node), stride=node.stride)
       elif node.kind is Kind.POOL3:
-        out = _avg_pool_3x3(inputs[0])
+        out = pool3(inputs[0])
       elif node.kind is Kind.POOL2:
-        out = _avg_pool_2x2(inputs[0])
+        out = pool2(inputs[0])
       elif node.kind is Kind.ADD:
         out = inputs[0] + inputs[1]
       elif node.kind is Kind.ZEROS:
-        # 0 x a tensor of the same shape: no activation-sized constant enters the ONNX graph.
+        # 0 x a tensor of the same shape: no activation-sized constant enters the graph.
         out = same_shape[node.shape] * 0.0
       else:
         scale, shift = weights[Layer(LayerKind.HEAD_BN)]
         kernel, bias = weights[Layer(LayerKind.CLASSIFIER)]
-        y = jax.nn.relu(inputs[0] * jnp.asarray(scale)[None, :, None, None]
-                        + jnp.asarray(shift)[None, :, None, None])
-        out = jnp.mean(y, axis=(2, 3)) @ jnp.asarray(kernel) + jnp.asarray(bias)
+        y = jax.nn.relu(inputs[0] * per_channel(scale) + per_channel(shift))
+        out = jnp.mean(y, axis=spatial) @ jnp.asarray(kernel) + jnp.asarray(bias)
       tensors[node.output] = same_shape[node.shape] = out
     return tensors[graph.LOGITS]
 
@@ -213,7 +262,7 @@ def to_onnx(variables: model.Variables, ops, config: model.NetworkConfig, path: 
             batch_size: int = 1) -> Any:
   """Writes the network of cell `ops` as ONNX (opset OPSET, NCHW, BN folded, fixed batch size)
   to `path` and returns the checked `onnx.ModelProto`."""
-  jax2onnx, onnx, _ = _require_onnx()
+  jax2onnx, onnx, _ = require_onnx()
   forward = inference_function(folded_weights(variables, ops, config), ops, config)
   shape = (batch_size, config.in_channels, config.resolution, config.resolution)
   proto = jax2onnx.to_onnx(forward, [shape], model_name=f"nb201_cell_{space.index_of(ops)}",
@@ -230,7 +279,7 @@ def max_abs_difference(path: str | os.PathLike, variables: model.Variables, ops,
                        config: model.NetworkConfig, key: jax.Array, count: int = 8) -> float:
   """Largest |ONNX Runtime - JAX| over the logits of `count` standard-normal inputs, the JAX side
   being `model.apply` (the lax.switch network, inference mode, NHWC) on the same inputs."""
-  _, _, onnxruntime = _require_onnx()
+  _, _, onnxruntime = require_onnx()
   session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
   batch_size = session.get_inputs()[0].shape[0]
   count = -(-count // batch_size) * batch_size
