@@ -183,6 +183,11 @@ def _resolve_ops(ops) -> np.ndarray:
     raise DeployError(error) from None
 
 
+def _constant_output(ops) -> bool:
+  """Whether the cell's output is reachable from no input: the network is one constant."""
+  return not bool(graph.reachability(np.asarray(ops)).output)
+
+
 def _board_lut(board: str | None, lut_path) -> latency.LUT:
   try:
     return latency.load(lut_path) if lut_path else latency.board(board or DEFAULT_BOARD)

@@ -18,6 +18,7 @@ import dataclasses
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -39,7 +40,8 @@ def missing() -> str | None:
   """Why the TFLite export cannot run here (one line with the install command), or None."""
   for module in ("tensorflow", "tflite_micro", "ai_edge_litert"):
     try:
-      __import__(module)
+      with _quiet_tensorflow():
+        __import__(module)
     except ImportError:
       return f"the TFLite export needs {module.replace('_', '-')}: {INSTALL}"
   return None
@@ -87,7 +89,11 @@ def convert(variables: model.Variables, ops, config: model.NetworkConfig,
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     try:
-      return bytes(converter.convert())
+      with warnings.catch_warnings():
+        # The input's statistics come from the images themselves; the converter's note on it
+        # is no news to the user.
+        warnings.simplefilter("ignore", UserWarning)
+        return bytes(converter.convert())
     except Exception as error:  # the converter raises its own ConverterError and others
       raise TFLiteError(f"TFLiteConverter failed: {str(error).splitlines()[0]}") from None
 
@@ -108,9 +114,11 @@ class Quantization:
     return (np.asarray(q, np.float32) - self.zero_point) * self.scale
 
 
-def _litert(tflite: bytes):
-  from ai_edge_litert.interpreter import Interpreter
-  interpreter = Interpreter(model_content=tflite)
+def _litert(tflite: bytes, delegates: bool = True):
+  from ai_edge_litert.interpreter import Interpreter, OpResolverType
+  resolver = (OpResolverType.AUTO if delegates
+              else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+  interpreter = Interpreter(model_content=tflite, experimental_op_resolver_type=resolver)
   interpreter.allocate_tensors()
   return interpreter
 
@@ -125,7 +133,8 @@ def io_quantization(tflite: bytes) -> tuple[Quantization, Quantization]:
 
 def op_names(tflite: bytes) -> list[str]:
   """The builtin op of every operator of the model, in execution order."""
-  return [op["op_name"] for op in _litert(tflite)._get_ops_details()]
+  # Without XNNPACK, which would list its delegated partitions instead of the model's ops.
+  return [op["op_name"] for op in _litert(tflite, delegates=False)._get_ops_details()]
 
 
 @dataclasses.dataclass(frozen=True)
