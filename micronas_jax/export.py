@@ -15,6 +15,8 @@ excludes the padding from its count, as NB201's does, by a constant per-pixel Mu
 """
 from __future__ import annotations
 
+import contextlib
+
 import math
 import os
 from typing import Any, Callable
@@ -118,10 +120,11 @@ def _avg_pool_2x2(x):
                                       dimension_numbers=("NCHW", "OIHW", "NCHW"))
 
 
-def _conv_nhwc(x, kernel, bias=None, stride: int = 1):
-  """Conv of NHWC `x` with an OIHW `kernel`, padded k // 2 on every side as the model's (which
-  TFLite writes as SAME for stride 1 and as a PAD before a VALID conv for stride 2)."""
-  pad = kernel.shape[-1] // 2
+def _conv_nhwc(x, kernel, bias=None, stride: int = 1, pad: int | None = None):
+  """Conv of NHWC `x` with an OIHW `kernel`, padded `pad` (default k // 2, as the model's) on
+  every side: TFLite writes it as SAME for stride 1; a strided conv is given its input padded
+  (a PAD), since TFLite's SAME pads a strided conv asymmetrically."""
+  pad = kernel.shape[-1] // 2 if pad is None else pad
   y = jax.lax.conv_general_dilated(x, jnp.asarray(kernel.transpose(2, 3, 1, 0)), (stride, stride),
                                    ((pad, pad), (pad, pad)),
                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -129,12 +132,13 @@ def _conv_nhwc(x, kernel, bias=None, stride: int = 1):
 
 
 def _avg_pool_3x3_nhwc(x):
-  """NB201's 3x3 average pool on NHWC as a window sum over a window count: the converter's
-  pattern for TFLite's AVERAGE_POOL_2D (SAME), which counts only the pixels inside."""
-  height, width = x.shape[1:3]
-  total = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 3, 3, 1), (1, 1, 1, 1), "SAME")
-  counts = network.pool_3x3_counts(height, width).astype(np.float32)[None, :, :, None]
-  return total / jnp.asarray(counts)
+  """NB201's 3x3 average pool on NHWC as a window sum over the window sum of ones: the
+  converter's pattern for TFLite's AVERAGE_POOL_2D (SAME), which counts only the pixels inside.
+  (Counts given as a constant array are not matched, and the conversion fails.)"""
+  window = ((1, 3, 3, 1), (1, 1, 1, 1), "SAME")
+  total = jax.lax.reduce_window(x, 0.0, jax.lax.add, *window)
+  counts = jax.lax.reduce_window(jnp.ones_like(x), 0.0, jax.lax.add, *window)
+  return total / counts
 
 
 def _avg_pool_2x2_nhwc(x):
@@ -167,6 +171,11 @@ def inference_function(weights: dict, ops, config: model.NetworkConfig, layout: 
   per_channel = (lambda v: jnp.asarray(v)) if channels_last else (
       lambda v: jnp.asarray(v)[None, :, None, None])
 
+  # In NHWC every op runs under the name of the tensor `hardware.memory`'s TFLM plan gives it
+  # (a named scope, which the converter keeps in the tensor names): `deploy.tflite` finds each
+  # converted op by it to run them in the graph's order, the order the arena estimate follows.
+  scope = jax.named_scope if channels_last else (lambda name: contextlib.nullcontext())
+
   def forward(x):
     tensors = {graph.IMAGE: x}
     rectified = {}
@@ -177,23 +186,41 @@ def inference_function(weights: dict, ops, config: model.NetworkConfig, layout: 
         source = inputs[0]
         if node.relu_in:
           if node.inputs[0] not in rectified:
-            rectified[node.inputs[0]] = jax.nn.relu(source)
+            with scope(f"{node.inputs[0]}:relu"):
+              rectified[node.inputs[0]] = jax.nn.relu(source)
           source = rectified[node.inputs[0]]
-        out = conv(source, *conv_weights(weights, node), stride=node.stride)
-      elif node.kind is Kind.POOL3:
-        out = pool3(inputs[0])
-      elif node.kind is Kind.POOL2:
-        out = pool2(inputs[0])
-      elif node.kind is Kind.ADD:
-        out = inputs[0] + inputs[1]
+        kernel, bias = conv_weights(weights, node)
+        if channels_last and node.stride > 1 and kernel.shape[-1] > 1:
+          with scope(f"{node.output}:pad"):
+            pad = kernel.shape[-1] // 2
+            source = jnp.pad(source, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+          with scope(node.output):
+            out = _conv_nhwc(source, kernel, bias, stride=node.stride, pad=0)
+        else:
+          with scope(node.output):
+            out = conv(source, kernel, bias, stride=node.stride)
       elif node.kind is Kind.ZEROS:
         # 0 x a tensor of the same shape: no activation-sized constant enters the graph.
         out = same_shape[node.shape] * 0.0
-      else:
+      elif node.kind is Kind.HEAD:
         scale, shift = weights[Layer(LayerKind.HEAD_BN)]
         kernel, bias = weights[Layer(LayerKind.CLASSIFIER)]
-        y = jax.nn.relu(inputs[0] * per_channel(scale) + per_channel(shift))
-        out = jnp.mean(y, axis=spatial) @ jnp.asarray(kernel) + jnp.asarray(bias)
+        with scope(f"{node.output}:{Kind.BN.value}"):
+          y = inputs[0] * per_channel(scale)
+        with scope(f"{node.output}:{Kind.RELU.value}"):
+          y = jax.nn.relu(y + per_channel(shift))
+        with scope(f"{node.output}:{Kind.GLOBAL_POOL.value}"):
+          y = jnp.mean(y, axis=spatial)
+        with scope(node.output):
+          out = y @ jnp.asarray(kernel) + jnp.asarray(bias)
+      else:
+        with scope(node.output):
+          if node.kind is Kind.POOL3:
+            out = pool3(inputs[0])
+          elif node.kind is Kind.POOL2:
+            out = pool2(inputs[0])
+          else:
+            out = inputs[0] + inputs[1]
       tensors[node.output] = same_shape[node.shape] = out
     return tensors[graph.LOGITS]
 

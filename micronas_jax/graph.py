@@ -37,8 +37,8 @@ DROPPED = space.NUM_OPS
 
 
 class Kind(enum.Enum):
-  """The computation of a node. The first six are the network's kernels; RELU, BN, GLOBAL_POOL
-  and LINEAR are the separate tensors a runtime that does not fuse them makes
+  """The computation of a node. The first six are the network's kernels; RELU, PAD, BN,
+  GLOBAL_POOL and LINEAR are the separate tensors a runtime that does not fuse them makes
   (`hardware.memory`'s TFLite Micro plan)."""
   CONV = "conv"
   POOL3 = "pool3"
@@ -47,6 +47,7 @@ class Kind(enum.Enum):
   ZEROS = "zeros"
   HEAD = "head"
   RELU = "relu"
+  PAD = "pad"
   BN = "bn"
   GLOBAL_POOL = "global_pool"
   LINEAR = "linear"

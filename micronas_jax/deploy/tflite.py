@@ -23,8 +23,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from micronas_jax import export, model
+from micronas_jax import export, graph, model
 from micronas_jax.errors import ParamError
+from micronas_jax.hardware import tflm
 
 INSTALL = "pip install 'micronas-jax[tflite]'"
 # The TFLM arena the interpreter is given to measure what it uses; far above any network that
@@ -88,14 +89,193 @@ def convert(variables: model.Variables, ops, config: model.NetworkConfig,
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    try:
-      with warnings.catch_warnings():
-        # The input's statistics come from the images themselves; the converter's note on it
-        # is no news to the user.
-        warnings.simplefilter("ignore", UserWarning)
-        return bytes(converter.convert())
-    except Exception as error:  # the converter raises its own ConverterError and others
-      raise TFLiteError(f"TFLiteConverter failed: {str(error).splitlines()[0]}") from None
+    outcome = {}
+
+    def run():
+      try:
+        with warnings.catch_warnings():
+          # The input's statistics come from the images themselves; the converter's note on
+          # it is no news to the user.
+          warnings.simplefilter("ignore", UserWarning)
+          outcome["model"] = bytes(converter.convert())
+      except Exception as error:  # the converter raises its own ConverterError and others
+        outcome["error"] = error
+
+    # The converter's MLIR diagnostics go to file descriptor 2; the first says what failed.
+    log = _stderr_of(run)
+    if "error" in outcome:
+      error = outcome["error"]
+      reasons = [line.strip() for line in [*str(error).splitlines(), *log.splitlines()]
+                 if "error" in line.lower() and line.strip()]
+      raise TFLiteError("TFLiteConverter failed: "
+                        + (reasons[0] if reasons else type(error).__name__)) from None
+    return in_graph_order(outcome["model"], ops, config)
+
+
+def in_graph_order(tflite: bytes, ops, config: model.NetworkConfig) -> bytes:
+  """`tflite` with its operators in the order of the network's graph, dead code removed
+  (`run_in_order`); as it is where they do not match the graph (then TFLM's arena may differ
+  from `hardware.tflm`'s plan)."""
+  converted, _ = tflm.converter_ops(graph.build(ops, config, dead_code=True))
+  return run_in_order(tflite, converted) or tflite
+
+
+def _schema():
+  from ai_edge_litert import schema_py_generated
+  return schema_py_generated
+
+
+@dataclasses.dataclass(frozen=True)
+class Operator:
+  """One operator of a `.tflite`: its builtin op, the name of its output tensor (the converter
+  writes there the named scopes of the ops it made the operator of, joined by ';'), and the
+  indices of the activation tensors it reads and of the one it writes."""
+  builtin: str
+  name: str
+  inputs: tuple[int, ...]
+  output: int
+
+
+def operators(tflite: bytes) -> tuple[list[Operator], int]:
+  """The model's operators in execution order, and the index of its input tensor."""
+  schema = _schema()
+  root = schema.Model.GetRootAs(tflite, 0)
+  subgraph = root.Subgraphs(0)
+  builtins = {code: name for name, code in vars(schema.BuiltinOperator).items()
+              if not name.startswith("_")}
+
+  def constant(index):
+    return root.Buffers(subgraph.Tensors(index).Buffer()).DataLength() > 0
+
+  made = []
+  for i in range(subgraph.OperatorsLength()):
+    op = subgraph.Operators(i)
+    code = root.OperatorCodes(op.OpcodeIndex())
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    inputs = tuple(int(t) for t in op.InputsAsNumpy() if t >= 0 and not constant(int(t)))
+    made.append(Operator(builtins[builtin], subgraph.Tensors(op.Outputs(0)).Name().decode(),
+                         inputs, int(op.Outputs(0))))
+  return made, int(subgraph.Inputs(0))
+
+
+def _match(made: list[Operator], image: int, ours) -> list[int] | None:
+  """For each of `ours` (`tflm.Op`), the index of the operator in `made` that computes it, or
+  None where they do not match one to one. An operator is found by the named scope of its op
+  (`export`'s NHWC function runs each under its tensor's name); a RELU or PAD, whose scope the
+  converter drops, by its op and the tensors it reads."""
+  position: dict[int, int] = {}
+  for k, op in enumerate(ours):
+    found = [i for i, operator in enumerate(made) if f"/{op.output}/" in operator.name]
+    if len(found) == 1:
+      position[k] = found[0]
+  if len(set(position.values())) != len(position):
+    return None
+  tensor = {image: graph.IMAGE}
+  changed = True
+  while changed:
+    changed = False
+    for k, i in position.items():
+      if made[i].output not in tensor:
+        tensor[made[i].output] = ours[k].output
+        changed = True
+    taken = set(position.values())
+    for i, operator in enumerate(made):
+      if i in taken or not all(t in tensor for t in operator.inputs):
+        continue
+      reads = tuple(tensor[t] for t in operator.inputs)
+      found = [k for k, op in enumerate(ours) if k not in position
+               and op.builtin == operator.builtin and op.inputs == reads]
+      if len(found) == 1:
+        position[found[0]] = i
+        changed = True
+  if len(position) != len(ours) or len(made) != len(ours):
+    return None
+  return [position[k] for k in range(len(ours))]
+
+
+def run_in_order(tflite: bytes, ours) -> bytes | None:
+  """`tflite` with its operators run in the order of `ours`, the ops `hardware.tflm` lowers the
+  graph to (`tflm.converter_ops`), or None when its operators do not match them one to one.
+
+  The converter sorts the ops its own way, and TFLM's arena depends on the order; running them
+  in the graph's order makes the arena the one `hardware.tflm` plans. Only the offsets in the
+  subgraph's operator vector move, so every buffer keeps the converter's alignment.
+  """
+  made, image = operators(tflite)
+  order = _match(made, image, ours)
+  if order is None:
+    return None
+  root = _schema().Model.GetRootAs(tflite, 0)
+  subgraph = root.Subgraphs(0)
+  ordered = bytearray(tflite)
+  _permute_tables(ordered, subgraph, _OPERATORS, order)
+  # TFLM's planner breaks ties between equal sizes by tensor index: number the activations in
+  # the new order too (the image first, then each op's output), reusing their indices.
+  wanted = [image] + [made[i].output for i in order]
+  slots = sorted(wanted)
+  if slots[0] != image:
+    return None  # a zero index is left out of the file, and cannot be rewritten in place
+  renumbered = dict(zip(wanted, slots))
+  permutation = list(range(subgraph.TensorsLength()))
+  for old, new in renumbered.items():
+    permutation[new] = old
+  _permute_tables(ordered, subgraph, _TENSORS, permutation)
+  for position in _tensor_index_positions(root):
+    index = int.from_bytes(ordered[position:position + 4], "little", signed=True)
+    if index in renumbered:
+      ordered[position:position + 4] = renumbered[index].to_bytes(4, "little", signed=True)
+  return bytes(ordered)
+
+
+# Field offsets of the TFLite schema's tables (the vtable slots its generated code reads).
+_TENSORS, _SUBGRAPH_INPUTS, _SUBGRAPH_OUTPUTS, _OPERATORS = 4, 6, 8, 10
+_OP_INPUTS, _OP_OUTPUTS, _OP_INTERMEDIATES = 6, 8, 20
+_SIGNATURE_DEFS, _SIGNATURE_INPUTS, _SIGNATURE_OUTPUTS, _TENSOR_INDEX = 18, 4, 6, 6
+
+
+def _vector(table, field: int) -> tuple[int, int]:
+  """(position of the first element, length) of vector `field` of `table`; (0, 0) if absent."""
+  offset = table._tab.Offset(field)
+  return (table._tab.Vector(offset), table._tab.VectorLen(offset)) if offset else (0, 0)
+
+
+def _permute_tables(data: bytearray, table, field: int, order: list[int]) -> None:
+  """Makes slot k of the vector of tables `field` of `table` point at the table slot
+  `order[k]` pointed at. Each slot holds its table's offset relative to the slot itself."""
+  start, length = _vector(table, field)
+  slot = lambda i: start + 4 * i
+  targets = [slot(i) + int.from_bytes(data[slot(i):slot(i) + 4], "little")
+             for i in range(length)]
+  for k, i in enumerate(order):
+    data[slot(k):slot(k) + 4] = (targets[i] - slot(k)).to_bytes(4, "little")
+
+
+def _tensor_index_positions(root) -> list[int]:
+  """Where the file stores a tensor index of the first subgraph: its inputs and outputs, each
+  operator's inputs, outputs and intermediates, and the signatures' tensor maps."""
+  subgraph = root.Subgraphs(0)
+  positions = []
+
+  def vector(table, field):
+    start, length = _vector(table, field)
+    positions.extend(start + 4 * i for i in range(length))
+
+  vector(subgraph, _SUBGRAPH_INPUTS)
+  vector(subgraph, _SUBGRAPH_OUTPUTS)
+  for i in range(subgraph.OperatorsLength()):
+    op = subgraph.Operators(i)
+    for field in (_OP_INPUTS, _OP_OUTPUTS, _OP_INTERMEDIATES):
+      vector(op, field)
+  for i in range(root.SignatureDefsLength()):
+    signature = root.SignatureDefs(i)
+    for maps, count in ((signature.Inputs, signature.InputsLength()),
+                        (signature.Outputs, signature.OutputsLength())):
+      for j in range(count):
+        tensor_map = maps(j)
+        offset = tensor_map._tab.Offset(_TENSOR_INDEX)
+        if offset:
+          positions.append(tensor_map._tab.Pos + offset)
+  return positions
 
 
 @dataclasses.dataclass(frozen=True)

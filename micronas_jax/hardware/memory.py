@@ -66,39 +66,83 @@ def _reading(node: Node, inputs: tuple[str, ...]) -> Node:
   return moved
 
 
+# Ops whose fused activation the TFLite converter turns a following ReLU into.
+_FUSES_RELU = (Kind.CONV, Kind.ADD)
+
+
 def planned_nodes(nodes: Sequence[Node], shapes: Mapping[str, tuple[int, ...]],
                   plan: str = PLAN_TFLM) -> tuple[list[Node], dict[str, tuple[int, ...]]]:
   """The tensors a runtime of memory plan `plan` makes for graph `nodes`, in its order, and the
   shapes of all of them (`shapes` holds those of `nodes` and their inputs).
 
-  PLAN_C runs the graph's own nodes. PLAN_TFLM adds a ReLU tensor before every node with a ReLU
-  on its input, unless it is the producer's fused activation (`Node.relu_fused`), and runs the
-  head as four ops (BN, ReLU, global pool, linear), each with its own int8 tensor.
+  PLAN_C runs the graph's own nodes. PLAN_TFLM makes the ops of the int8 `.tflite` that
+  TensorFlow's converter writes for the network (`deploy.tflite`; checked op by op in the tests):
+    - one RELU tensor per tensor read through a ReLU, made before its first reader and shared
+      by all of them, unless every reader reads it through the ReLU and its producer is a CONV
+      or ADD: the converter then fuses the ReLU into that producer;
+    - a PAD tensor (`kernel // 2` on each side) before a strided conv, whose symmetric padding
+      TFLite's asymmetric SAME cannot express;
+    - the head as four ops: BN as a per-channel MUL, its shift as an ADD with the ReLU fused
+      (kinds BN and RELU here), the global pool as SUM (GLOBAL_POOL) and the linear layer
+      (LINEAR), each with its own int8 tensor;
+    - no tensor for ZEROS nodes and what only they feed: the converter folds them into
+      constants;
+    - one pool per pooled tensor: the converter merges identical pools of one tensor.
   """
   _check_plan(plan)
   shapes = dict(shapes)
   if plan == PLAN_C:
     return list(nodes), shapes
-  planned = []
+  producers = {node.output: node for node in nodes}
+  readers: dict[str, list[bool]] = {}  # tensor -> per reading, whether through a ReLU
   for node in nodes:
-    place = dict(block=node.block, stage=node.stage, cell=node.cell, edge=node.edge)
-    if node.relu_in and not node.relu_fused:
-      relu = Node(Kind.RELU, f"{node.output}:relu", node.inputs[:1], shapes[node.inputs[0]],
-                  **place)
-      planned.append(relu)
-      shapes[relu.output] = relu.shape
-      node = _reading(node, (relu.output, *node.inputs[1:]))
-    if node.kind is Kind.HEAD:
-      source = node.inputs[0]
-      channels = shapes[source][-1]
-      parts = [(Kind.BN, shapes[source]), (Kind.RELU, shapes[source]),
-               (Kind.GLOBAL_POOL, (channels,)), (Kind.LINEAR, node.shape)]
-      for kind, shape in parts:
-        name = node.output if kind is Kind.LINEAR else f"{node.output}:{kind.value}"
-        planned.append(Node(kind, name, (source,), shape, **place))
-        shapes[name], source = shape, name
+    for position, name in enumerate(node.inputs):
+      readers.setdefault(name, []).append(node.relu_in and position == 0)
+  fused = {name for name, through_relu in readers.items()
+           if all(through_relu) and name in producers
+           and producers[name].kind in _FUSES_RELU}
+  constant: set[str] = set()
+  rectified: dict[str, str] = {}
+  planned = []
+
+  def add(kind, name, inputs, shape, node, **fields):
+    planned.append(Node(kind, name, inputs, shape, block=node.block, stage=node.stage,
+                        cell=node.cell, edge=node.edge, **fields))
+    shapes[name] = shape
+    return name
+
+  alias: dict[str, str] = {}  # a pool's output -> the same pool's of the same tensor
+  pooled: dict[tuple, str] = {}
+  for node in nodes:
+    if node.kind is Kind.ZEROS or (node.inputs and all(n in constant for n in node.inputs)):
+      constant.add(node.output)
       continue
-    planned.append(node)
+    inputs = [alias.get(name, name) for name in node.inputs]
+    if node.kind in (Kind.POOL3, Kind.POOL2):
+      key = (node.kind, inputs[0])
+      if key in pooled:
+        alias[node.output] = pooled[key]
+        continue
+      pooled[key] = node.output
+    if node.relu_in and inputs[0] not in fused and inputs[0] not in constant:
+      source = inputs[0]
+      if source not in rectified:
+        rectified[source] = add(Kind.RELU, f"{source}:relu", (source,), shapes[source], node)
+      inputs[0] = rectified[source]
+    inputs = [name for name in inputs if name not in constant]  # now weights in flash
+    if node.kind is Kind.CONV and node.stride > 1 and node.kernel > 1:
+      h, w, c = shapes[inputs[0]]
+      pad = 2 * (node.kernel // 2)
+      inputs[0] = add(Kind.PAD, f"{node.output}:pad", (inputs[0],), (h + pad, w + pad, c), node)
+    if node.kind is Kind.HEAD:
+      source = inputs[0]
+      channels = shapes[source][-1]
+      for kind, shape in [(Kind.BN, shapes[source]), (Kind.RELU, shapes[source]),
+                          (Kind.GLOBAL_POOL, (channels,)), (Kind.LINEAR, node.shape)]:
+        name = node.output if kind is Kind.LINEAR else f"{node.output}:{kind.value}"
+        source = add(kind, name, (source,), shape, node)
+      continue
+    planned.append(_reading(node, tuple(inputs)) if tuple(inputs) != node.inputs else node)
   return planned, shapes
 
 
@@ -108,6 +152,8 @@ def planned_peak(nodes: Sequence[Node], shapes: Mapping, inputs: Sequence[str],
   `outputs`; with `unit` every tensor counts 1 (a count of tensors)."""
   planned, shapes = planned_nodes(nodes, shapes, plan)
   element = {node.output: node.element_bytes for node in planned}
+  # An output the plan folds into a constant (a cell whose output is zeros) is no tensor.
+  outputs = [name for name in outputs if name in element or name in inputs]
   size = ((lambda name: 1) if unit else
           (lambda name: int(np.prod(shapes[name])) * element.get(name, 1)))
   return graph.peak_live_bytes(planned, size, inputs, outputs)
