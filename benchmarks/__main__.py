@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "lut-agreement": "lut_agreement",
     "emu-validation": "emu_validation",
     "deploy-memory": "deploy_memory",
+    "deploy-formats": "deploy_formats",
     "natural-images": "natural_images",
     "torch-reference": "torch_reference",
     "summary": "summary",

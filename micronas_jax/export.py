@@ -201,7 +201,8 @@ def inference_function(weights: dict, ops, config: model.NetworkConfig, layout: 
             out = conv(source, kernel, bias, stride=node.stride)
       elif node.kind is Kind.ZEROS:
         # 0 x a tensor of the same shape: no activation-sized constant enters the graph.
-        out = same_shape[node.shape] * 0.0
+        with scope(node.output):
+          out = same_shape[node.shape] * 0.0
       elif node.kind is Kind.HEAD:
         scale, shift = weights[Layer(LayerKind.HEAD_BN)]
         kernel, bias = weights[Layer(LayerKind.CLASSIFIER)]
@@ -246,6 +247,25 @@ def checkpoint_variables(checkpoint: dict) -> tuple[model.Variables, model.Netwo
   variables = flax.serialization.from_state_dict(
       dict(target), {"params": state["params"], "batch_stats": state["batch_stats"]})
   return variables, config
+
+
+def randomized_batch_norm(variables: model.Variables, seed: int = 0) -> model.Variables:
+  """`variables` with every BN's statistics and affine parameters (the 1-D leaves) drawn at
+  random, seeded: variances uniform in [0.5, 2], the rest shifted by N(0, 0.1). Freshly
+  initialized BNs are identities, which the TFLite converter folds away (zero biases shared,
+  the head's BN a scalar); these convert to the graph a trained network has, so its memory is
+  what a trained one's will be."""
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    leaf = np.asarray(leaf)
+    if leaf.ndim != 1:
+      return leaf
+    if jax.tree_util.keystr(path).endswith("var']"):
+      return rng.uniform(0.5, 2.0, leaf.shape).astype(leaf.dtype)
+    return (leaf + rng.normal(0.0, 0.1, leaf.shape)).astype(leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(draw, variables)
 
 
 def cell_variables(ops, checkpoint: str | None = None, seed: int = 0, channels: int | None = None,

@@ -4,7 +4,9 @@ The network is the NHWC pass over its graph (`export.inference_function`, BN fol
 removed as a runtime would), traced by `jax2tf` into a `tf.function` and converted by TensorFlow's
 own `TFLiteConverter`: int8 input and output, per-channel int8 weights, int32 biases, activation
 scales calibrated on the user's images. The converter fuses a ReLU into the op that makes its
-input where that tensor has no other reader.
+input where that tensor has no other reader. Its operators are then put in the graph's order
+(which TFLM's arena depends on, and which `hardware.tflm` models byte for byte), and the names
+TFLM never reads are stripped.
 
 TFLite Micro (the `tflite-micro` package: TFLM's interpreter and reference kernels built for the
 host) is the reference, since it is what runs on the MCU; LiteRT (`ai-edge-litert`, XNNPACK) is
@@ -109,7 +111,7 @@ def convert(variables: model.Variables, ops, config: model.NetworkConfig,
                  if "error" in line.lower() and line.strip()]
       raise TFLiteError("TFLiteConverter failed: "
                         + (reasons[0] if reasons else type(error).__name__)) from None
-    return in_graph_order(outcome["model"], ops, config)
+    return without_names(in_graph_order(outcome["model"], ops, config))
 
 
 def in_graph_order(tflite: bytes, ops, config: model.NetworkConfig) -> bytes:
@@ -153,8 +155,8 @@ def operators(tflite: bytes) -> tuple[list[Operator], int]:
     code = root.OperatorCodes(op.OpcodeIndex())
     builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
     inputs = tuple(int(t) for t in op.InputsAsNumpy() if t >= 0 and not constant(int(t)))
-    made.append(Operator(builtins[builtin], subgraph.Tensors(op.Outputs(0)).Name().decode(),
-                         inputs, int(op.Outputs(0))))
+    name = subgraph.Tensors(op.Outputs(0)).Name() or b""  # none once stripped
+    made.append(Operator(builtins[builtin], name.decode(), inputs, int(op.Outputs(0))))
   return made, int(subgraph.Inputs(0))
 
 
@@ -276,6 +278,33 @@ def _tensor_index_positions(root) -> list[int]:
         if offset:
           positions.append(tensor_map._tab.Pos + offset)
   return positions
+
+
+def without_names(tflite: bytes) -> bytes:
+  """`tflite` without its tensor and subgraph names, description and signatures (what TFLM
+  never reads: flash saved on the MCU), its buffers realigned to 16 bytes by TFLM's own
+  `tflite_flatbuffer_align` tool, as `tensorflow.lite.tools.flatbuffer_utils.strip_strings`
+  would leave them unaligned."""
+  import flatbuffers
+  from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
+
+  schema = _schema()
+  model_object = schema.ModelT.InitFromPackedBuf(tflite, 0)
+  model_object.description = None
+  model_object.signatureDefs = None
+  for subgraph in model_object.subgraphs:
+    subgraph.name = None
+    for tensor in subgraph.tensors:
+      tensor.name = None
+  builder = flatbuffers.Builder(len(tflite))
+  builder.Finish(model_object.Pack(builder), file_identifier=b"TFL3")
+  with tempfile.TemporaryDirectory() as folder:
+    packed, aligned = os.path.join(folder, "packed.tflite"), os.path.join(folder, "aligned.tflite")
+    with open(packed, "wb") as file:
+      file.write(builder.Output())
+    tflite_flatbuffer_align_wrapper.align_tflite_model(packed, aligned)
+    with open(aligned, "rb") as file:
+      return file.read()
 
 
 @dataclasses.dataclass(frozen=True)

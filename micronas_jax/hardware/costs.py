@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from micronas_jax import complexity
-from micronas_jax.hardware import latency, memory
+from micronas_jax.hardware import latency, memory, tflm
 
 KB = 1024
 # Columns of `cell_costs`: (what, unit).
@@ -12,23 +12,38 @@ COST_NAMES = {"latency_ms": ("latency", "ms"), "sram_kb": ("peak SRAM", "KB"),
               "flash_kb": ("flash", "KB"), "flops_m": ("FLOPs", "M"), "params_m": ("params", "M")}
 
 
+def memory_plan(lut: latency.LUT) -> str:
+  """The memory plan of the LUT's runtime: `constants.memory_plan.value` (`memory.PLANS`; the
+  emulated board's is the package's own C code), else TFLite Micro's."""
+  return (lut.constants or {}).get("memory_plan", {}).get("value", memory.PLAN_TFLM)
+
+
 def cell_costs(archs, lut: latency.LUT, dead_code: bool | None = None) -> dict[str, np.ndarray]:
   """Hardware costs of cells `archs: [..., 6]` on `lut`'s board -> {name: [...]} (float64).
 
   latency_ms, sram_kb (peak, runtime included), flash_kb (runtime included), flops_m and params_m
   of the board's network (`lut.config`). `dead_code` overrides the LUT's runtime semantics. The
-  memory follows the plan of the LUT's runtime: `constants.memory_plan.value` (`memory.PLANS`;
-  the emulated board's is the package's own C code), else TFLite Micro's.
+  memory follows the plan of the LUT's runtime (`memory_plan`): for TFLite Micro's, the arena of
+  `hardware.tflm.estimated_sram` (activations and the persistent tail, on a Cortex-M) and the
+  `.tflite`'s bytes, dead code removed as the converter does; for the C library's, `memory`'s
+  plan PLAN_C. The LUT's runtime SRAM and flash come on top.
   """
   archs = np.asarray(archs)
   dead_code = lut.semantics == "dead-code" if dead_code is None else dead_code
   runtime_sram, runtime_flash = ((lut.memory.runtime_sram_bytes, lut.memory.runtime_flash_bytes)
                                  if lut.memory else (0, 0))
-  plan = (lut.constants or {}).get("memory_plan", {}).get("value", memory.PLAN_TFLM)
+  plan = memory_plan(lut)
+  if plan == memory.PLAN_TFLM:
+    # The converter removes dead code whatever the latency semantics.
+    sram = tflm.estimated_sram(archs, lut.config) + runtime_sram
+    flash = tflm.estimated_file_bytes(archs, lut.config) + runtime_flash
+  else:
+    sram = memory.peak_sram(archs, lut.config, runtime_sram, dead_code, plan)
+    flash = memory.flash(archs, lut.config, runtime_flash, dead_code, plan)
   return {
       "latency_ms": np.asarray(latency.estimate(archs, lut, dead_code), np.float64),
-      "sram_kb": memory.peak_sram(archs, lut.config, runtime_sram, dead_code, plan) / KB,
-      "flash_kb": memory.flash(archs, lut.config, runtime_flash, dead_code, plan) / KB,
+      "sram_kb": sram / KB,
+      "flash_kb": flash / KB,
       "flops_m": complexity.flops(archs, lut.config) / 1e6,
       "params_m": complexity.params(archs, lut.config) / 1e6,
   }

@@ -67,7 +67,7 @@ def _reading(node: Node, inputs: tuple[str, ...]) -> Node:
 
 
 # Ops whose fused activation the TFLite converter turns a following ReLU into.
-_FUSES_RELU = (Kind.CONV, Kind.ADD)
+_FUSES_RELU = (Kind.CONV, Kind.ADD, Kind.ZEROS, Kind.POOL3, Kind.POOL2)
 
 
 def planned_nodes(nodes: Sequence[Node], shapes: Mapping[str, tuple[int, ...]],
@@ -78,22 +78,41 @@ def planned_nodes(nodes: Sequence[Node], shapes: Mapping[str, tuple[int, ...]],
   PLAN_C runs the graph's own nodes. PLAN_TFLM makes the ops of the int8 `.tflite` that
   TensorFlow's converter writes for the network (`deploy.tflite`; checked op by op in the tests):
     - one RELU tensor per tensor read through a ReLU, made before its first reader and shared
-      by all of them, unless every reader reads it through the ReLU and its producer is a CONV
-      or ADD: the converter then fuses the ReLU into that producer;
+      by all of them, unless every reader reads it through the ReLU and its producer is a CONV,
+      ADD, pool or ZEROS' MUL: the converter then fuses the ReLU into that producer;
     - a PAD tensor (`kernel // 2` on each side) before a strided conv, whose symmetric padding
       TFLite's asymmetric SAME cannot express;
     - the head as four ops: BN as a per-channel MUL, its shift as an ADD with the ReLU fused
       (kinds BN and RELU here), the global pool as SUM (GLOBAL_POOL) and the linear layer
-      (LINEAR), each with its own int8 tensor;
-    - no tensor for ZEROS nodes and what only they feed: the converter folds them into
-      constants;
-    - one pool per pooled tensor: the converter merges identical pools of one tensor.
+      (LINEAR), each with its own int8 tensor; the first two folded into the last cell's conv
+      where that conv feeds only the head;
+    - a ZEROS node as a MUL by 0 of the latest tensor of its shape, as `export` writes it;
+    - one pool (or zeros) per tensor: the converter merges identical ops on one tensor.
   """
   _check_plan(plan)
   shapes = dict(shapes)
   if plan == PLAN_C:
     return list(nodes), shapes
   producers = {node.output: node for node in nodes}
+  # A ZEROS node is exported as 0 x the latest tensor of its shape (no activation-sized
+  # constant in the file), which the converter keeps: x * 0 is not 0 for every float.
+  latest = {shape: name for name, shape in shapes.items() if name not in producers}
+  alias: dict[str, str] = {}  # a pool's (or zeros') output -> the same op's of that tensor
+  merged: dict[tuple, str] = {}
+  resolved = []
+  for node in nodes:
+    if node.kind is Kind.ZEROS:
+      node = _reading(node, (latest[node.shape],))
+    latest[node.shape] = node.output
+    inputs = tuple(alias.get(name, name) for name in node.inputs)
+    if node.kind in (Kind.POOL3, Kind.POOL2, Kind.ZEROS):
+      key = (node.kind, inputs)
+      if key in merged:
+        alias[node.output] = merged[key]
+        continue
+      merged[key] = node.output
+    resolved.append(_reading(node, inputs) if inputs != node.inputs else node)
+  nodes = resolved
   readers: dict[str, list[bool]] = {}  # tensor -> per reading, whether through a ReLU
   for node in nodes:
     for position, name in enumerate(node.inputs):
@@ -101,7 +120,6 @@ def planned_nodes(nodes: Sequence[Node], shapes: Mapping[str, tuple[int, ...]],
   fused = {name for name, through_relu in readers.items()
            if all(through_relu) and name in producers
            and producers[name].kind in _FUSES_RELU}
-  constant: set[str] = set()
   rectified: dict[str, str] = {}
   planned = []
 
@@ -111,25 +129,13 @@ def planned_nodes(nodes: Sequence[Node], shapes: Mapping[str, tuple[int, ...]],
     shapes[name] = shape
     return name
 
-  alias: dict[str, str] = {}  # a pool's output -> the same pool's of the same tensor
-  pooled: dict[tuple, str] = {}
   for node in nodes:
-    if node.kind is Kind.ZEROS or (node.inputs and all(n in constant for n in node.inputs)):
-      constant.add(node.output)
-      continue
-    inputs = [alias.get(name, name) for name in node.inputs]
-    if node.kind in (Kind.POOL3, Kind.POOL2):
-      key = (node.kind, inputs[0])
-      if key in pooled:
-        alias[node.output] = pooled[key]
-        continue
-      pooled[key] = node.output
-    if node.relu_in and inputs[0] not in fused and inputs[0] not in constant:
+    inputs = list(node.inputs)
+    if node.relu_in and inputs[0] not in fused:
       source = inputs[0]
       if source not in rectified:
         rectified[source] = add(Kind.RELU, f"{source}:relu", (source,), shapes[source], node)
       inputs[0] = rectified[source]
-    inputs = [name for name in inputs if name not in constant]  # now weights in flash
     if node.kind is Kind.CONV and node.stride > 1 and node.kernel > 1:
       h, w, c = shapes[inputs[0]]
       pad = 2 * (node.kernel // 2)
@@ -137,8 +143,12 @@ def planned_nodes(nodes: Sequence[Node], shapes: Mapping[str, tuple[int, ...]],
     if node.kind is Kind.HEAD:
       source = inputs[0]
       channels = shapes[source][-1]
-      for kind, shape in [(Kind.BN, shapes[source]), (Kind.RELU, shapes[source]),
-                          (Kind.GLOBAL_POOL, (channels,)), (Kind.LINEAR, node.shape)]:
+      parts = [(Kind.BN, shapes[source]), (Kind.RELU, shapes[source]),
+               (Kind.GLOBAL_POOL, (channels,)), (Kind.LINEAR, node.shape)]
+      if producers.get(source) is not None and producers[source].kind is Kind.CONV and len(
+          readers[source]) == 1:
+        parts = parts[2:]  # the converter folds BN and ReLU into the conv that feeds only it
+      for kind, shape in parts:
         name = node.output if kind is Kind.LINEAR else f"{node.output}:{kind.value}"
         source = add(kind, name, (source,), shape, node)
       continue
@@ -152,8 +162,6 @@ def planned_peak(nodes: Sequence[Node], shapes: Mapping, inputs: Sequence[str],
   `outputs`; with `unit` every tensor counts 1 (a count of tensors)."""
   planned, shapes = planned_nodes(nodes, shapes, plan)
   element = {node.output: node.element_bytes for node in planned}
-  # An output the plan folds into a constant (a cell whose output is zeros) is no tensor.
-  outputs = [name for name in outputs if name in element or name in inputs]
   size = ((lambda name: 1) if unit else
           (lambda name: int(np.prod(shapes[name])) * element.get(name, 1)))
   return graph.peak_live_bytes(planned, size, inputs, outputs)

@@ -22,6 +22,7 @@ deployment places outside the arena.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -57,7 +58,7 @@ class Op:
   node: Node
 
 
-_BUILTINS = {Kind.CONV: "CONV_2D", Kind.POOL3: "AVERAGE_POOL_2D", Kind.POOL2: "AVERAGE_POOL_2D",
+_BUILTINS = {Kind.ZEROS: "MUL", Kind.CONV: "CONV_2D", Kind.POOL3: "AVERAGE_POOL_2D", Kind.POOL2: "AVERAGE_POOL_2D",
              Kind.ADD: "ADD", Kind.RELU: "RELU", Kind.PAD: "PAD", Kind.BN: "MUL",
              Kind.GLOBAL_POOL: "SUM", Kind.LINEAR: "FULLY_CONNECTED"}
 
@@ -65,14 +66,14 @@ _BUILTINS = {Kind.CONV: "CONV_2D", Kind.POOL3: "AVERAGE_POOL_2D", Kind.POOL2: "A
 def converter_ops(network: graph.Graph) -> tuple[list[Op], dict[str, tuple[int, ...]]]:
   """The ops of the `.tflite` of `network`, in execution order, and the shape of every
   activation tensor (the image's and each op's output)."""
-  nodes, shapes = memory.planned_nodes(network.nodes, network.shapes, memory.PLAN_TFLM)
-  ops = []
-  for node in nodes:
-    # The head's ReLU is its BN shift: an ADD of a constant with the ReLU fused.
-    builtin = ("ADD" if node.kind is Kind.RELU and node.block is Block.HEAD
-               else _BUILTINS[node.kind])
-    ops.append(Op(builtin, node.inputs, node.output, node))
-  return ops, shapes
+  return _lowered(network.nodes, network.shapes)
+
+
+def _builtin(node: Node) -> str:
+  # The head's ReLU is its BN shift: an ADD of a constant with the ReLU fused.
+  if node.kind is Kind.RELU and node.block is Block.HEAD:
+    return "ADD"
+  return _BUILTINS[node.kind]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,21 +119,143 @@ def head_buffers(ops: Sequence[Op], shapes: Mapping[str, tuple[int, ...]],
 
 
 def scratch_bytes(op: Op, shapes: Mapping[str, tuple[int, ...]], target: str = HOST) -> list[int]:
-  """The scratch buffers (bytes) op `op` asks TFLM for on `target`."""
+  """The scratch buffers (bytes, in request order) op `op` asks TFLM for on `target`."""
   if op.builtin == "SUM":
-    # TFLM's reference int8 reduction: int32 index and axis arrays and an int32 accumulator
-    # per output element.
-    source, = op.inputs
-    rank, axes = len(shapes[source]) + 1, 2
+    # The int8 reduction: an int32 accumulator per output element, the input's index
+    # iterator (4 bytes per input dimension, batch included) and the reduced axes.
+    rank, axes = len(shapes[op.inputs[0]]) + 1, 2
     return [4 * int(np.prod(shapes[op.output])), 4 * rank, 4 * axes]
-  if target == CORTEX_M and op.builtin == "CONV_2D":
-    h, w, c_in = shapes[op.inputs[0]]
+  if target != CORTEX_M:
+    return []  # the reference int8 kernels of every other op ask for none
+  if op.builtin == "CONV_2D":
+    c_in = shapes[op.inputs[0]][-1]
     kernel = op.node.kernel
-    if kernel == 1 and op.node.stride == 1:
-      return []  # CMSIS-NN's 1x1 fast path reads the input in place
-    # CMSIS-NN's s8 convolution on a DSP core: im2col of two output pixels as int16.
-    return [2 * 2 * c_in * kernel * kernel]
+    if kernel == 1:
+      return []  # CMSIS-NN's 1x1 kernels read the input in place (GCC build)
+    # arm_convolve_s8 on a DSP core: two im2col columns as int16, padded to 4 elements.
+    return [2 * align(kernel * kernel * c_in, 4) * 2]
+  if op.builtin == "AVERAGE_POOL_2D":
+    return [4 * shapes[op.output][-1]]  # arm_avgpool_s8: an int32 sum per channel
   return []
+
+
+# Where the tail's numbers come from: each struct's size and alignment, for the 64-bit host
+# wheel (`tflite-micro`, built with compression, recording allocator, reference kernels; every
+# total checked against its recording allocator) and for a 32-bit Cortex-M7 build
+# (arm-none-eabi-g++ 12.2 on TFLM's headers, short enums, no compression, the plain allocator
+# and CMSIS-NN's kernels; derived, not measured). Sources: tensorflow/tflite-micro @90b983c
+# (micro_allocator.cc, single_arena_buffer_allocator.cc, the kernels' Init and Prepare), and
+# the host wheel of 2026-10-23 for the fully connected params (32 bytes, aligned 8).
+_STRUCTS = {
+    HOST: dict(
+        allocators=((104, 8), (72, 8), (272, 8)),  # recording arena, planner, allocator
+        builtin_allocator=(16, 8), subgraph=(24, 8), eval_tensor=(24, 8), node=(64, 8),
+        tensor=(64, 8), quantization=(24, 8), scratch_handle=(8, 8), pointer=8,
+        params={"CONV_2D": (28, 4), "AVERAGE_POOL_2D": (40, 4), "ADD": (8, 4),
+                "MUL": (4, 4), "FULLY_CONNECTED": (32, 8), "SUM": (1, 1)},
+        op_data={"CONV_2D": 80, "FULLY_CONNECTED": 72, "ADD": 60, "MUL": 36,
+                 "AVERAGE_POOL_2D": 32, "SUM": 44, "RELU": 28, "PAD": 56}),
+    CORTEX_M: dict(
+        allocators=((36, 4), (44, 4), (36, 4)),  # arena, planner, allocator
+        builtin_allocator=(8, 4), subgraph=(8, 4), eval_tensor=(12, 4), node=(32, 4),
+        tensor=(32, 4), quantization=(12, 4), scratch_handle=(4, 4), pointer=4,
+        params={"CONV_2D": (28, 4), "AVERAGE_POOL_2D": (40, 4), "ADD": (2, 1),
+                "MUL": (1, 1), "FULLY_CONNECTED": (16, 4), "SUM": (1, 1)},
+        # CMSIS-NN's own op data for conv, FC, add and pool; MUL, PAD, RELU, SUM reference.
+        op_data={"CONV_2D": 60, "FULLY_CONNECTED": 72, "ADD": 60, "MUL": 36,
+                 "AVERAGE_POOL_2D": 36, "SUM": 44, "RELU": 28, "PAD": 56}),
+}
+def constant_tensors(ops: Sequence[Op], shapes: Mapping[str, tuple[int, ...]]) -> int:
+  """The constant tensors of the converted model (`_op_constants` and the shared ones)."""
+  return sum(len(_op_constants(op, shapes)) for op in ops) + _shared_tensors(ops) - 1
+
+
+def _interpreter_allocations(structs: dict) -> list[tuple[str, int, int]]:
+  """The allocator objects the interpreter places in the arena first."""
+  made = [("allocator", size, alignment) for size, alignment in structs["allocators"]]
+  return made + [("builtin data allocator", *structs["builtin_allocator"]),
+                 ("subgraph allocations", *structs["subgraph"])]
+
+
+def _shared_tensors(ops: Sequence[Op]) -> int:
+  """Tensors that are no one op's: the image, the paddings all PADs share and the 0 all
+  ZEROS' MULs share (the converter writes equal constants once)."""
+  return (1 + any(op.builtin == "PAD" for op in ops)
+          + any(op.node.kind is Kind.ZEROS for op in ops))
+
+
+def _io_allocations(structs: dict) -> list[tuple[str, int, int]]:
+  """The `TfLiteTensor`s of the model's input and output, made last."""
+  made = []
+  for what in ("input", "output"):
+    made += [(f"{what} tensor pointer", structs["pointer"], ALIGNMENT),
+             (f"{what} TfLiteTensor", *structs["tensor"]),
+             (f"{what} quantization", *structs["quantization"]),
+             (f"{what} zero points", 4 + 4, 4)]  # TfLiteIntArray of one (per-tensor) zero point
+  return made
+
+
+def _op_allocations(op: Op, shapes: Mapping[str, tuple[int, ...]], target: str,
+                    structs: dict) -> list[tuple[str, int, int]]:
+  """The persistent allocations one op makes: its output's and constants' eval tensors, its
+  node, builtin params, kernel op data, per-channel multipliers and shifts, scratch handles."""
+  size, alignment = structs["eval_tensor"]
+  constants = len(_op_constants(op, shapes))
+  made = [("TfLiteEvalTensor data", size * (1 + constants), alignment),
+          ("NodeAndRegistration struct", *structs["node"])]
+  if op.builtin in structs["params"]:
+    made.append((f"{op.builtin} params", *structs["params"][op.builtin]))
+  made.append((f"{op.builtin} op data", structs["op_data"][op.builtin], ALIGNMENT))
+  if op.builtin in ("CONV_2D", "FULLY_CONNECTED"):
+    # CONV always per channel; FC when its weights are (the converter quantizes them so).
+    channels = shapes[op.output][-1]
+    made += [(f"{op.builtin} multipliers", 4 * channels, ALIGNMENT),
+             (f"{op.builtin} shifts", 4 * channels, ALIGNMENT)]
+  handles = len(scratch_bytes(op, shapes, target))
+  if handles:
+    size, alignment = structs["scratch_handle"]
+    made.append(("scratch buffer handles", size * handles, alignment))
+  return made
+
+
+def tail_allocations(ops: Sequence[Op], shapes: Mapping[str, tuple[int, ...]],
+                     target: str = HOST) -> list[tuple[str, int, int]]:
+  """TFLM's persistent allocations for the model, in the order it makes them: (what, bytes,
+  alignment). The interpreter's allocator objects; per tensor a `TfLiteEvalTensor` and per op a
+  node-and-registration struct (one array each); each op's builtin params, then each kernel's
+  op data (Init), then the per-channel multipliers and shifts of its requantization (Prepare);
+  the scratch buffer handles; and a `TfLiteTensor` with its quantization for the model's input
+  and output.
+  """
+  _check_target(target)
+  structs = _STRUCTS[target]
+  per_op = [_op_allocations(op, shapes, target, structs) for op in ops]
+  tensor_size, tensor_alignment = structs["eval_tensor"]
+  tensors = _shared_tensors(ops) * tensor_size + sum(made[0][1] for made in per_op)
+  node_size, node_alignment = structs["node"]
+  rest = [allocation for made in per_op for allocation in made[2:]]
+
+  def part(*suffixes):
+    return [allocation for allocation in rest if allocation[0].endswith(suffixes)]
+
+  handles = sum(size for _, size, _ in part("handles"))
+  return (_interpreter_allocations(structs)
+          + [("TfLiteEvalTensor data", tensors, tensor_alignment),
+             ("NodeAndRegistration struct", node_size * len(ops), node_alignment)]
+          + part("params") + part("op data") + part("multipliers", "shifts")
+          + ([("scratch buffer handles", handles, structs["scratch_handle"][1])]
+             if handles else [])
+          + _io_allocations(structs))
+
+
+def tail_bytes(ops: Sequence[Op], shapes: Mapping[str, tuple[int, ...]],
+               target: str = HOST) -> int:
+  """Bytes of the tail: the allocations of `tail_allocations`, each placed below the last and
+  its start aligned down, from an arena end aligned to 16."""
+  used = 0
+  for _, size, alignment in tail_allocations(ops, shapes, target):
+    used = align(used + size, alignment)
+  return used
 
 
 def _check_target(target: str) -> None:
@@ -143,12 +266,14 @@ def _check_target(target: str) -> None:
 @dataclasses.dataclass(frozen=True)
 class ArenaEstimate:
   """The modelled arena in bytes: `head` (planned activations and scratch), `tail`
-  (persistent), `total` = head + tail; `tensors` and `ops` of the model counted."""
+  (persistent), `total` = head + tail; `tensors` and `ops` of the model counted;
+  `file_bytes`, the size of the `.tflite` without names (`file_bytes`)."""
   head: int
   tail: int
   total: int
   tensors: int
   ops: int
+  file_bytes: int
 
   def to_dict(self) -> dict:
     """As JSON-ready data."""
@@ -161,3 +286,148 @@ def head_bytes(ops: Sequence[Op], shapes: Mapping[str, tuple[int, ...]],
   buffers = head_buffers(ops, shapes, target)
   offsets = greedy_plan(buffers)
   return max((offset + buffer.size for offset, buffer in zip(offsets, buffers)), default=0)
+
+
+def arena(ops, config: NetworkConfig, target: str = HOST) -> ArenaEstimate:
+  """The modelled TFLM arena of the `.tflite` of cell `ops: [6]` in network `config`, dead code
+  removed as the converter does, on `target`. Raises ValueError for a network whose output
+  is a constant (`deploy` writes no model of it)."""
+  network = graph.build(ops, config, dead_code=True)
+  if network.constant:
+    raise ValueError("the network is a constant (its output does not depend on its input): "
+                     "there is no model to run")
+  converted, shapes = converter_ops(network)
+  head = head_bytes(converted, shapes, target)
+  tail = tail_bytes(converted, shapes, target)
+  return ArenaEstimate(head, tail, head + tail, 1 + len(converted) + constant_tensors(converted, shapes),
+                       len(converted), file_bytes(converted, shapes))
+
+
+# --- the .tflite file -------------------------------------------------------------------------
+
+# The flatbuffer's own bytes beside the constants' data and quantization arrays, measured on
+# the converter's files once names are stripped (`deploy.tflite.without_names`): a tensor's
+# table, shape, quantization table and buffer entry; an operator's table and index vectors; the
+# model's fixed tables (operator codes, metadata). `benchmarks/deploy_formats.py` checks them
+# on cells they were not measured on.
+FILE_BYTES_PER_TENSOR, FILE_BYTES_PER_OP, FILE_BYTES_FIXED = 88, 32, 600
+# Per quantization scale: a float32 scale and an int64 zero point.
+FILE_BYTES_PER_SCALE = 4 + 8
+
+
+def _op_constants(op: Op, shapes: Mapping[str, tuple[int, ...]]) -> list[tuple[int, int]]:
+  """(data bytes, quantization scales) of each constant tensor op `op` reads: int8 weights
+  per output channel and an int32 bias for CONV and FC, an int8 per-channel operand for the
+  head's MUL and ADD, a scalar for a ZEROS node's MUL by 0, SUM's int32 axes (not quantized). PAD's paddings are shared, counted in
+  `file_bytes`."""
+  out = shapes[op.output][-1]
+  if op.builtin == "CONV_2D":
+    c_in = shapes[op.inputs[0]][-1]
+    return [(op.node.kernel ** 2 * c_in * out, out), (4 * out, out)]
+  if op.builtin == "FULLY_CONNECTED":
+    return [(shapes[op.inputs[0]][-1] * out, out), (4 * out, out)]
+  if op.node.kind is Kind.ZEROS:
+    return []  # its scalar 0 is shared (`_shared_tensors`)
+  if op.builtin == "MUL" or (op.builtin == "ADD" and op.node.block is Block.HEAD):
+    return [(out, 1)]
+  if op.builtin == "SUM":
+    return [(4 * 2, 0)]
+  return []
+
+
+def _op_file_bytes(op: Op, shapes: Mapping[str, tuple[int, ...]]) -> int:
+  constants = _op_constants(op, shapes)
+  return (FILE_BYTES_PER_OP + FILE_BYTES_PER_TENSOR * (1 + len(constants))
+          + FILE_BYTES_PER_SCALE * (1 + sum(scales for _, scales in constants))
+          + sum(align(data) for data, _ in constants))
+
+
+def _shared_file_bytes(ops: Sequence[Op]) -> int:
+  """The fixed tables, the image tensor and the constants ops share (`_shared_tensors`)."""
+  image = FILE_BYTES_PER_TENSOR + FILE_BYTES_PER_SCALE
+  paddings = FILE_BYTES_PER_TENSOR + align(4 * 4 * 2)  # int32 [4, 2]
+  zero = FILE_BYTES_PER_TENSOR + FILE_BYTES_PER_SCALE + align(1)  # int8 scalar
+  return (FILE_BYTES_FIXED + image + paddings * any(op.builtin == "PAD" for op in ops)
+          + zero * any(op.node.kind is Kind.ZEROS for op in ops))
+
+
+def file_bytes(ops: Sequence[Op], shapes: Mapping[str, tuple[int, ...]]) -> int:
+  """Bytes of the `.tflite` without names (what flash holds of the model): each constant's
+  data padded to 16 bytes, a scale and zero point per quantization channel, and the tables."""
+  return _shared_file_bytes(ops) + sum(_op_file_bytes(op, shapes) for op in ops)
+
+
+# --- the whole space at once, for the search -------------------------------------------------
+
+
+def _bytes(allocations) -> int:
+  return sum(align(size, alignment) for _, size, alignment in allocations)
+
+
+def _lowered(nodes: Sequence[Node], shapes: Mapping) -> tuple[list[Op], dict]:
+  planned, shapes = memory.planned_nodes(nodes, shapes, memory.PLAN_TFLM)
+  return [Op(_builtin(node), node.inputs, node.output, node) for node in planned], shapes
+
+
+@functools.lru_cache(maxsize=None)
+def _cell_costs(ops: tuple[int, ...], shape: tuple[int, int, int], stage: int,
+                target: str) -> tuple[int, int]:
+  """(tail, file) bytes of one cell's ops, lowered alone."""
+  nodes, _ = graph.cell_nodes(ops, shape, "n0", stage)
+  converted, shapes = _lowered(nodes, {"n0": shape, **{node.output: node.shape
+                                                        for node in nodes}})
+  structs = _STRUCTS[target]
+  return (sum(_bytes(_op_allocations(op, shapes, target, structs)) for op in converted),
+          sum(_op_file_bytes(op, shapes) for op in converted))
+
+
+@functools.lru_cache(maxsize=None)
+def _fixed_costs(config: NetworkConfig, target: str) -> tuple[int, int]:
+  """(tail, file) bytes of everything outside the cells."""
+  nodes, shapes = graph.fixed_nodes(config)
+  converted, shapes = _lowered(nodes, shapes)
+  structs = _STRUCTS[target]
+  tensor_size, tensor_alignment = structs["eval_tensor"]
+  shared = [("shared tensors", tensor_size * _shared_tensors(converted), tensor_alignment)]
+  tail = (_bytes(_interpreter_allocations(structs) + shared + _io_allocations(structs))
+          + sum(_bytes(_op_allocations(op, shapes, target, structs)) for op in converted))
+  return tail, file_bytes(converted, shapes)
+
+
+def estimated_costs(archs, config: NetworkConfig,
+                    target: str = CORTEX_M) -> tuple[np.ndarray, np.ndarray]:
+  """(tail, file) bytes of cells `archs: [..., 6]` -> two `[...]` (int64) without building
+  each network, for the search: the fixed blocks' and each cell's costs summed, dead code
+  removed; 0 for a network whose output is constant. Each tail allocation is rounded up to
+  its alignment alone (a few bytes each above `tail_bytes`), and each cell is lowered alone,
+  so a ReLU the converter fuses into the block before the cell counts as an op of its own."""
+  _check_target(target)
+  archs = np.asarray(archs)
+  reach = graph.reachability(archs)
+  executed = reach.executed(archs).reshape(-1, archs.shape[-1])
+  fixed = np.asarray(_fixed_costs(config, target), np.int64)
+  stages = list(enumerate(zip(config.stage_channels, config.stage_resolutions)))
+  unique, inverse = np.unique(executed, axis=0, return_inverse=True)
+  per_cell = np.array([[sum(_cell_costs(tuple(int(op) for op in row), (size, size, channels),
+                                        stage, target)[k]
+                            for stage, (channels, size) in stages) for k in range(2)]
+                       for row in unique], np.int64).reshape(-1, 2)
+  costs = fixed + config.cells_per_stage * per_cell[np.ravel(inverse)]
+  costs = np.where(reach.output.reshape(-1, 1), costs, 0)
+  return tuple(costs[:, k].reshape(archs.shape[:-1]) for k in range(2))
+
+
+def estimated_sram(archs, config: NetworkConfig, target: str = CORTEX_M) -> np.ndarray:
+  """TFLM's arena for cells `archs: [..., 6]` -> `[...]` (int64), vectorized for the search:
+  the peak of live activations (`memory.peak_sram`, plan PLAN_TFLM, dead code removed; a lower
+  bound of the greedy plan, which can leave gaps) plus the tail of `estimated_costs`. For one
+  cell `arena` is exact."""
+  head = memory.peak_sram(archs, config, dead_code=True, plan=memory.PLAN_TFLM)
+  return head + estimated_costs(archs, config, target)[0]
+
+
+def estimated_file_bytes(archs, config: NetworkConfig) -> np.ndarray:
+  """The `.tflite`'s bytes (`file_bytes`) of cells `archs: [..., 6]` -> `[...]` (int64),
+  vectorized; the logits' bytes for a constant network."""
+  return np.where(graph.reachability(np.asarray(archs)).output,
+                  estimated_costs(archs, config)[1], config.num_classes)
