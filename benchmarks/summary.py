@@ -24,6 +24,8 @@ HEADLINES = {
                         lambda row: row["train"] in ("1%", "ceiling")),
     "Torch reference": (("proxy",), ("max rel diff value", "speedup"), None),
     "Default search": (("measure",), ("value", "target"), None),
+    "Standard formats: TFLM": (("estimate", "of"), ("error % (min / median / max)",
+                                                     "within ±10 %"), None),
 }
 
 
