@@ -23,7 +23,8 @@ def machine() -> str:
   except (OSError, StopIteration):
     pass
   device = jax.devices()[0]
-  accelerator = "CPU only" if device.platform == "cpu" else f"{device.device_kind} x{jax.device_count()}"
+  accelerator = ("CPU only" if device.platform == "cpu"
+                 else f"{device.device_kind} x{jax.device_count()}")
   return (f"{datetime.date.today().isoformat()}; {cpu}, {os.cpu_count()} cores; "
           f"Python {platform.python_version()}, jax {jax.__version__}; {accelerator}")
 
@@ -93,3 +94,18 @@ def save_figure(fig, path: pathlib.Path, dpi: float | None = None) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=dpi)
   plt.close(fig)
+
+
+def checkpoint_network(checkpoint: str):
+  """(stored checkpoint, cell ops, variables, network config) of a `micronas-jax train` run."""
+  from micronas_jax import export, space, train
+
+  stored = train.read_checkpoint(checkpoint)
+  variables, config = export.checkpoint_variables(stored)
+  return stored, space.parse_arch(stored["meta"]["arch"]), variables, config
+
+
+def shown_path(path: str | pathlib.Path) -> str:
+  """`path` relative to the repository when it lies inside it, else as given."""
+  resolved = pathlib.Path(path).resolve()
+  return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)

@@ -1,4 +1,4 @@
-"""Standard deploy formats: TFLM's arena and the .tflite's size against `hardware.tflm`, and the int8 files' agreement.
+"""Standard deploy formats: TFLM's arena and the .tflite against `hardware.tflm`; int8 agreement.
 
 Memory (section "Standard formats: TFLM's arena and the .tflite against the estimate"): for
 `--cells` random NB201 cells (seeded, uniform over the cells whose output depends on the input)
@@ -38,8 +38,8 @@ try:
   from benchmarks import _results
 except ImportError:  # run as a file: its folder is on the path
   import _results
-from micronas_jax import data, export, graph, space, train
-from micronas_jax.deploy import onnx_qdq, tflite
+from micronas_jax import data, export, graph, space
+from micronas_jax.deploy import formats, onnx_qdq, tflite
 from micronas_jax.hardware import memory, tflm
 from micronas_jax.network import NB201_CIFAR10
 
@@ -150,17 +150,11 @@ def memory_tables(rows: list[dict]) -> tuple[str, str]:
 
 def agreement(checkpoint: str, data_path: str, calibration: int, test: int) -> dict:
   """Top-1 of the float network and of each int8 file on the test images, and agreements."""
-  stored = train.read_checkpoint(checkpoint)
-  variables, config = export.checkpoint_variables(stored)
-  ops = space.parse_arch(stored["meta"]["arch"])
+  stored, ops, variables, config = _results.checkpoint_network(checkpoint)
   calibration_x = data.load_images(data_path, max_images=calibration)  # normalized
   images, labels = data.load_split(data_path, "test", max_images=test)
   x = data.normalize(images)
-  import jax
-  weights = export.folded_weights(variables, ops, config)
-  forward = jax.jit(export.inference_function(weights, ops, config, layout="NHWC",
-                                              dead_code=True))
-  floats = np.concatenate([np.asarray(forward(x[i:i + 100])) for i in range(0, len(x), 100)])
+  floats = formats.float_logits(export.folded_weights(variables, ops, config), ops, config, x)
   result = {"arch": stored["meta"]["arch"], "index": space.index_of(ops), "config": config,
             "epochs": stored["epoch"], "test": len(labels), "calibration": calibration,
             "training": stored["meta"].get("training", {}), "data": stored["meta"].get("data"),
@@ -209,7 +203,7 @@ def main():
     vectorized_worst = float(vectorized.min())
     body = f"""Command: `{_results.command()}`
 Machine: {_results.machine()}; {time.perf_counter() - start:.0f} s in this run (rows already in
-`{pathlib.Path(args.rows).relative_to(_results.REPO) if pathlib.Path(args.rows).resolve().is_relative_to(_results.REPO) else args.rows}` are reused).
+`{_results.shown_path(args.rows)}` are reused).
 
 {args.cells} random cells (seed {args.seed}) whose output depends on the input, of the
 CIFAR-10 network (C=16, N=5), each converted as `deploy --format tflite` converts it
@@ -228,8 +222,9 @@ graph's order (`deploy` writes the file's operators in it), the greedy planner's
 the tail's structs, op data and per-channel arrays. **The search's vectorized estimate misses
 the ±10 % target on {vectorized_missed} of {len(rows)} cells**: it takes the live activations'
 peak, a lower bound of the greedy plan, which leaves gaps between buffers on most cells (up to
-{-vectorized_worst:.0f} % of the arena below TFLM); its tail is within a few bytes. What none of these counts: the interpreter's code in flash (the host build cannot
-show it: TFLM's docs give 16-22 KB on a Cortex-M, the LUT's `runtime_flash_bytes`), its stack,
+{-vectorized_worst:.0f} % of the arena below TFLM); its tail is within a few bytes. What none
+of these counts: the interpreter's code in flash (the host build cannot show it: TFLM's docs
+give 16-22 KB on a Cortex-M, the LUT's `runtime_flash_bytes`), its stack,
 and on a Cortex-M build the arena differs (32-bit structs, CMSIS-NN's scratch buffers): the
 "Cortex-M arena (model)" column is derived, not measured.
 
@@ -265,8 +260,9 @@ Machine: {_results.machine()}.
 
 Cell {result['index']} {result['arch']} (C={config.channels}, N={config.cells_per_stage}),
 trained briefly on the CPU: the checkpoint after {result['epochs']} epochs of the run's recipe
-`{json.dumps(result['training'])}` on data of fingerprint `{result['data']}`{note}. Each int8 file calibrated on the first {result['calibration']} training
-images (class-balanced), as `deploy --format` does; evaluated on the first {result['test']}
+`{json.dumps(result['training'])}` on data of fingerprint `{result['data']}`{note}. Each int8
+file calibrated on the first {result['calibration']} training images (class-balanced), as
+`deploy --format` does; evaluated on the first {result['test']}
 CIFAR-10 test images (class-balanced). Target: each format agrees with the float network's
 top-1 on at least 98 % (`deploy --verify`'s check): {verdict}.
 

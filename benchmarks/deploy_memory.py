@@ -35,7 +35,7 @@ try:
   from benchmarks import _results
 except ImportError:  # run as a file: its folder is on the path
   import _results
-from micronas_jax import data, export, space, train
+from micronas_jax import data, export, space
 from micronas_jax.deploy import api, build, codegen
 from micronas_jax.hardware import latency
 from micronas_jax.hardware.emu import machine as emu_machine
@@ -137,9 +137,7 @@ def instruction_lines(rows: list[dict]) -> str:
 
 def accuracy(checkpoint: str, data_path: str, calibration: int, test: int) -> dict:
   """Float and int8 test top-1 (and their agreement) of a trained checkpoint's network."""
-  stored = train.read_checkpoint(checkpoint)
-  variables, config = export.checkpoint_variables(stored)
-  ops = space.parse_arch(stored["meta"]["arch"])
+  stored, ops, variables, config = _results.checkpoint_network(checkpoint)
   network, weights = api.quantized_network(
       ops, variables, config, data.load_images(data_path, max_images=calibration))
   images, labels = data.load_split(data_path, "test", max_images=test)

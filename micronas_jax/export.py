@@ -16,7 +16,6 @@ excludes the padding from its count, as NB201's does, by a constant per-pixel Mu
 from __future__ import annotations
 
 import contextlib
-
 import math
 import os
 from typing import Any, Callable

@@ -26,7 +26,7 @@ from micronas_jax.deploy import build, codegen
 from micronas_jax.deploy import program as program_module
 from micronas_jax.errors import LIBRARY, Names, Param, ParamError
 from micronas_jax.graph import Block, Graph, Kind
-from micronas_jax.hardware import latency, memory
+from micronas_jax.hardware import costs, latency, memory
 from micronas_jax.hardware.emu import machine as emu_machine
 from micronas_jax.runtime import float_reference, quantize
 
@@ -365,8 +365,7 @@ def _images(images, config, count: int, seed: int) -> tuple[np.ndarray, str]:
 def estimate(ops, config, lut: latency.LUT) -> dict:
   """The estimates of the C library's memory (memory plan PLAN_C plus the LUT's runtime) and,
   where the LUT is for this network, its latency; with the board's capacities."""
-  runtime_sram, runtime_flash = ((lut.memory.runtime_sram_bytes, lut.memory.runtime_flash_bytes)
-                                 if lut.memory else (0, 0))
+  runtime_sram, runtime_flash = costs.runtime_memory(lut)
   result = {
       "flash_bytes": int(memory.flash(ops, config, runtime_flash, plan=memory.PLAN_C)),
       "sram_bytes": int(memory.peak_sram(ops, config, runtime_sram, plan=memory.PLAN_C)),

@@ -199,7 +199,7 @@ def _run_checks(format: str, path, tflite_model: bytes | None, variables, ops,
   if format == ONNX_QDQ:
     found = {"ops": onnx_qdq.op_types(path), "checks": {}}
     if verify:
-      floats = _float_logits(weights, ops, config, images)
+      floats = float_logits(weights, ops, config, images)
       log(f"onnxruntime on {len(images)} images")
       found["checks"]["onnx-agreement"] = _agreement("onnxruntime QDQ",
                                                      onnx_qdq.run(path, images), floats)
@@ -211,7 +211,7 @@ def _run_checks(format: str, path, tflite_model: bytes | None, variables, ops,
   found = {"ops": tflite.op_names(tflite_model), "arena": dataclasses.asdict(arena),
            "checks": {}}
   if verify:
-    floats = _float_logits(weights, ops, config, images)
+    floats = float_logits(weights, ops, config, images)
     found["checks"]["tflm-agreement"] = _agreement("TFLite Micro", outputs, floats)
     log(f"LiteRT on {len(images_q)} images")
     difference = np.abs(outputs.astype(np.int32) - tflite.litert_run(tflite_model, images_q))
@@ -224,7 +224,7 @@ def _run_checks(format: str, path, tflite_model: bytes | None, variables, ops,
   return found
 
 
-def _float_logits(weights, ops, config, images) -> np.ndarray:
+def float_logits(weights, ops, config, images) -> np.ndarray:
   import jax
   forward = jax.jit(export.inference_function(weights, ops, config, layout="NHWC",
                                               dead_code=True))

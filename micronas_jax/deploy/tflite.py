@@ -1,4 +1,4 @@
-"""The found cell as a full-integer int8 `.tflite`, and its runs in TensorFlow Lite Micro and LiteRT.
+"""The found cell as a full-integer int8 `.tflite`, and its runs in TFLite Micro and LiteRT.
 
 The network is the NHWC pass over its graph (`export.inference_function`, BN folded, dead code
 removed as a runtime would), traced by `jax2tf` into a `tf.function` and converted by TensorFlow's
@@ -232,7 +232,7 @@ def run_in_order(tflite: bytes, ours) -> bytes | None:
 # Field offsets of the TFLite schema's tables (the vtable slots its generated code reads).
 _TENSORS, _SUBGRAPH_INPUTS, _SUBGRAPH_OUTPUTS, _OPERATORS = 4, 6, 8, 10
 _OP_INPUTS, _OP_OUTPUTS, _OP_INTERMEDIATES = 6, 8, 20
-_SIGNATURE_DEFS, _SIGNATURE_INPUTS, _SIGNATURE_OUTPUTS, _TENSOR_INDEX = 18, 4, 6, 6
+_TENSOR_INDEX = 6  # TensorMap.tensor_index
 
 
 def _vector(table, field: int) -> tuple[int, int]:

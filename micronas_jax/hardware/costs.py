@@ -18,25 +18,30 @@ def memory_plan(lut: latency.LUT) -> str:
   return (lut.constants or {}).get("memory_plan", {}).get("value", memory.PLAN_TFLM)
 
 
+def runtime_memory(lut: latency.LUT) -> tuple[int, int]:
+  """(SRAM, flash) bytes of the LUT's runtime beside the network's; 0 where unknown."""
+  return ((lut.memory.runtime_sram_bytes, lut.memory.runtime_flash_bytes) if lut.memory
+          else (0, 0))
+
+
 def cell_costs(archs, lut: latency.LUT, dead_code: bool | None = None) -> dict[str, np.ndarray]:
   """Hardware costs of cells `archs: [..., 6]` on `lut`'s board -> {name: [...]} (float64).
 
   latency_ms, sram_kb (peak, runtime included), flash_kb (runtime included), flops_m and params_m
   of the board's network (`lut.config`). `dead_code` overrides the LUT's runtime semantics. The
   memory follows the plan of the LUT's runtime (`memory_plan`): for TFLite Micro's, the arena of
-  `hardware.tflm.estimated_sram` (activations and the persistent tail, on a Cortex-M) and the
+  `hardware.tflm.estimated_memory` (activations and the persistent tail, on a Cortex-M) and the
   `.tflite`'s bytes, dead code removed as the converter does; for the C library's, `memory`'s
   plan PLAN_C. The LUT's runtime SRAM and flash come on top.
   """
   archs = np.asarray(archs)
   dead_code = lut.semantics == "dead-code" if dead_code is None else dead_code
-  runtime_sram, runtime_flash = ((lut.memory.runtime_sram_bytes, lut.memory.runtime_flash_bytes)
-                                 if lut.memory else (0, 0))
+  runtime_sram, runtime_flash = runtime_memory(lut)
   plan = memory_plan(lut)
   if plan == memory.PLAN_TFLM:
     # The converter removes dead code whatever the latency semantics.
-    sram = tflm.estimated_sram(archs, lut.config) + runtime_sram
-    flash = tflm.estimated_file_bytes(archs, lut.config) + runtime_flash
+    sram, flash = tflm.estimated_memory(archs, lut.config)
+    sram, flash = sram + runtime_sram, flash + runtime_flash
   else:
     sram = memory.peak_sram(archs, lut.config, runtime_sram, dead_code, plan)
     flash = memory.flash(archs, lut.config, runtime_flash, dead_code, plan)

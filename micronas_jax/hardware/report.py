@@ -17,12 +17,10 @@ def cell_report(ops, lut: latency.LUT, dead_code: bool | None = None) -> dict:
   sram = round(values["sram_kb"] * costs.KB)
   flash = round(values["flash_kb"] * costs.KB)
   arena = None
-  if costs.memory_plan(lut) == memory.PLAN_TFLM and not graph.build(ops, lut.config,
-                                                                     True).constant:
+  if costs.memory_plan(lut) == memory.PLAN_TFLM and graph.reachability(ops).output:
     # One cell: TFLM's plan exactly (the search's vectorized estimate can miss its gaps).
     arena = tflm.arena(ops, lut.config, tflm.CORTEX_M)
-    runtime_sram, runtime_flash = ((lut.memory.runtime_sram_bytes,
-                                    lut.memory.runtime_flash_bytes) if lut.memory else (0, 0))
+    runtime_sram, runtime_flash = costs.runtime_memory(lut)
     sram, flash = arena.total + runtime_sram, arena.file_bytes + runtime_flash
   report = {
       "index": space.index_of(ops),

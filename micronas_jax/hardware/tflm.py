@@ -49,7 +49,6 @@ class Op:
   Attributes:
     builtin: TFLite's builtin op name (CONV_2D, ...).
     inputs: the activation tensors it reads; output: the one it writes.
-    shapes: of `inputs` then `output`, batch left out.
     node: the planned node it comes from.
   """
   builtin: str
@@ -58,9 +57,11 @@ class Op:
   node: Node
 
 
-_BUILTINS = {Kind.ZEROS: "MUL", Kind.CONV: "CONV_2D", Kind.POOL3: "AVERAGE_POOL_2D", Kind.POOL2: "AVERAGE_POOL_2D",
-             Kind.ADD: "ADD", Kind.RELU: "RELU", Kind.PAD: "PAD", Kind.BN: "MUL",
-             Kind.GLOBAL_POOL: "SUM", Kind.LINEAR: "FULLY_CONNECTED"}
+_BUILTINS = {
+    Kind.ZEROS: "MUL", Kind.CONV: "CONV_2D", Kind.POOL3: "AVERAGE_POOL_2D",
+    Kind.POOL2: "AVERAGE_POOL_2D", Kind.ADD: "ADD", Kind.RELU: "RELU", Kind.PAD: "PAD",
+    Kind.BN: "MUL", Kind.GLOBAL_POOL: "SUM", Kind.LINEAR: "FULLY_CONNECTED",
+}
 
 
 def converter_ops(network: graph.Graph) -> tuple[list[Op], dict[str, tuple[int, ...]]]:
@@ -165,6 +166,8 @@ _STRUCTS = {
         op_data={"CONV_2D": 60, "FULLY_CONNECTED": 72, "ADD": 60, "MUL": 36,
                  "AVERAGE_POOL_2D": 36, "SUM": 44, "RELU": 28, "PAD": 56}),
 }
+
+
 def constant_tensors(ops: Sequence[Op], shapes: Mapping[str, tuple[int, ...]]) -> int:
   """The constant tensors of the converted model (`_op_constants` and the shared ones)."""
   return sum(len(_op_constants(op, shapes)) for op in ops) + _shared_tensors(ops) - 1
@@ -195,57 +198,61 @@ def _io_allocations(structs: dict) -> list[tuple[str, int, int]]:
   return made
 
 
+# The order in which TFLM makes the persistent allocations of the ops: the eval tensors and
+# the nodes as one array each, then every op's builtin params, then every kernel's op data
+# (Init), then the per-channel multipliers and shifts (Prepare), then the scratch handles (one
+# array).
+_PHASES = ("eval tensors", "nodes", "params", "op data", "per channel", "scratch handles")
+_ARRAYS = ("eval tensors", "nodes", "scratch handles")
+
+
 def _op_allocations(op: Op, shapes: Mapping[str, tuple[int, ...]], target: str,
-                    structs: dict) -> list[tuple[str, int, int]]:
-  """The persistent allocations one op makes: its output's and constants' eval tensors, its
-  node, builtin params, kernel op data, per-channel multipliers and shifts, scratch handles."""
+                    structs: dict) -> dict[str, list[tuple[str, int, int]]]:
+  """The persistent allocations one op makes, by phase (`_PHASES`): its output's and
+  constants' eval tensors, its node, builtin params, kernel op data, per-channel multipliers
+  and shifts, scratch handles."""
   size, alignment = structs["eval_tensor"]
-  constants = len(_op_constants(op, shapes))
-  made = [("TfLiteEvalTensor data", size * (1 + constants), alignment),
-          ("NodeAndRegistration struct", *structs["node"])]
+  made = {phase: [] for phase in _PHASES}
+  made["eval tensors"].append(
+      ("TfLiteEvalTensor data", size * (1 + len(_op_constants(op, shapes))), alignment))
+  made["nodes"].append(("NodeAndRegistration struct", *structs["node"]))
   if op.builtin in structs["params"]:
-    made.append((f"{op.builtin} params", *structs["params"][op.builtin]))
-  made.append((f"{op.builtin} op data", structs["op_data"][op.builtin], ALIGNMENT))
+    made["params"].append((f"{op.builtin} params", *structs["params"][op.builtin]))
+  made["op data"].append((f"{op.builtin} op data", structs["op_data"][op.builtin], ALIGNMENT))
   if op.builtin in ("CONV_2D", "FULLY_CONNECTED"):
     # CONV always per channel; FC when its weights are (the converter quantizes them so).
     channels = shapes[op.output][-1]
-    made += [(f"{op.builtin} multipliers", 4 * channels, ALIGNMENT),
-             (f"{op.builtin} shifts", 4 * channels, ALIGNMENT)]
+    made["per channel"] += [(f"{op.builtin} multipliers", 4 * channels, ALIGNMENT),
+                            (f"{op.builtin} shifts", 4 * channels, ALIGNMENT)]
   handles = len(scratch_bytes(op, shapes, target))
   if handles:
     size, alignment = structs["scratch_handle"]
-    made.append(("scratch buffer handles", size * handles, alignment))
+    made["scratch handles"].append(("scratch buffer handles", size * handles, alignment))
   return made
 
 
 def tail_allocations(ops: Sequence[Op], shapes: Mapping[str, tuple[int, ...]],
                      target: str = HOST) -> list[tuple[str, int, int]]:
   """TFLM's persistent allocations for the model, in the order it makes them: (what, bytes,
-  alignment). The interpreter's allocator objects; per tensor a `TfLiteEvalTensor` and per op a
-  node-and-registration struct (one array each); each op's builtin params, then each kernel's
-  op data (Init), then the per-channel multipliers and shifts of its requantization (Prepare);
-  the scratch buffer handles; and a `TfLiteTensor` with its quantization for the model's input
-  and output.
+  alignment). The interpreter's allocator objects; the ops' allocations phase by phase
+  (`_PHASES`; the eval tensors, the nodes and the scratch handles each one array, the image's
+  and the shared constants' eval tensors included); and a `TfLiteTensor` with its
+  quantization for the model's input and output.
   """
   _check_target(target)
   structs = _STRUCTS[target]
   per_op = [_op_allocations(op, shapes, target, structs) for op in ops]
   tensor_size, tensor_alignment = structs["eval_tensor"]
-  tensors = _shared_tensors(ops) * tensor_size + sum(made[0][1] for made in per_op)
-  node_size, node_alignment = structs["node"]
-  rest = [allocation for made in per_op for allocation in made[2:]]
-
-  def part(*suffixes):
-    return [allocation for allocation in rest if allocation[0].endswith(suffixes)]
-
-  handles = sum(size for _, size, _ in part("handles"))
-  return (_interpreter_allocations(structs)
-          + [("TfLiteEvalTensor data", tensors, tensor_alignment),
-             ("NodeAndRegistration struct", node_size * len(ops), node_alignment)]
-          + part("params") + part("op data") + part("multipliers", "shifts")
-          + ([("scratch buffer handles", handles, structs["scratch_handle"][1])]
-             if handles else [])
-          + _io_allocations(structs))
+  shared = [("TfLiteEvalTensor data", tensor_size * _shared_tensors(ops), tensor_alignment)]
+  made = _interpreter_allocations(structs)
+  for phase in _PHASES:
+    allocations = (shared if phase == "eval tensors" else []) + [
+        allocation for op_made in per_op for allocation in op_made[phase]]
+    if phase in _ARRAYS and allocations:
+      name, _, alignment = allocations[0]
+      allocations = [(name, sum(size for _, size, _ in allocations), alignment)]
+    made += allocations
+  return made + _io_allocations(structs)
 
 
 def tail_bytes(ops: Sequence[Op], shapes: Mapping[str, tuple[int, ...]],
@@ -299,8 +306,9 @@ def arena(ops, config: NetworkConfig, target: str = HOST) -> ArenaEstimate:
   converted, shapes = converter_ops(network)
   head = head_bytes(converted, shapes, target)
   tail = tail_bytes(converted, shapes, target)
-  return ArenaEstimate(head, tail, head + tail, 1 + len(converted) + constant_tensors(converted, shapes),
-                       len(converted), file_bytes(converted, shapes))
+  tensors = 1 + len(converted) + constant_tensors(converted, shapes)
+  return ArenaEstimate(head, tail, head + tail, tensors, len(converted),
+                       file_bytes(converted, shapes))
 
 
 # --- the .tflite file -------------------------------------------------------------------------
@@ -318,8 +326,8 @@ FILE_BYTES_PER_SCALE = 4 + 8
 def _op_constants(op: Op, shapes: Mapping[str, tuple[int, ...]]) -> list[tuple[int, int]]:
   """(data bytes, quantization scales) of each constant tensor op `op` reads: int8 weights
   per output channel and an int32 bias for CONV and FC, an int8 per-channel operand for the
-  head's MUL and ADD, a scalar for a ZEROS node's MUL by 0, SUM's int32 axes (not quantized). PAD's paddings are shared, counted in
-  `file_bytes`."""
+  head's MUL and ADD, SUM's int32 axes (not quantized). A ZEROS node's scalar 0 and PAD's
+  paddings are shared by all such ops (`_shared_tensors`)."""
   out = shapes[op.output][-1]
   if op.builtin == "CONV_2D":
     c_in = shapes[op.inputs[0]][-1]
@@ -364,12 +372,17 @@ def _bytes(allocations) -> int:
   return sum(align(size, alignment) for _, size, alignment in allocations)
 
 
+def _op_tail_bytes(op: Op, shapes: Mapping, target: str, structs: dict) -> int:
+  """One op's tail allocations, each rounded up to its alignment alone."""
+  return sum(_bytes(made) for made in _op_allocations(op, shapes, target, structs).values())
+
+
 def _lowered(nodes: Sequence[Node], shapes: Mapping) -> tuple[list[Op], dict]:
   planned, shapes = memory.planned_nodes(nodes, shapes, memory.PLAN_TFLM)
   return [Op(_builtin(node), node.inputs, node.output, node) for node in planned], shapes
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cell_costs(ops: tuple[int, ...], shape: tuple[int, int, int], stage: int,
                 target: str) -> tuple[int, int]:
   """(tail, file) bytes of one cell's ops, lowered alone."""
@@ -377,11 +390,11 @@ def _cell_costs(ops: tuple[int, ...], shape: tuple[int, int, int], stage: int,
   converted, shapes = _lowered(nodes, {"n0": shape, **{node.output: node.shape
                                                         for node in nodes}})
   structs = _STRUCTS[target]
-  return (sum(_bytes(_op_allocations(op, shapes, target, structs)) for op in converted),
+  return (sum(_op_tail_bytes(op, shapes, target, structs) for op in converted),
           sum(_op_file_bytes(op, shapes) for op in converted))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fixed_costs(config: NetworkConfig, target: str) -> tuple[int, int]:
   """(tail, file) bytes of everything outside the cells."""
   nodes, shapes = graph.fixed_nodes(config)
@@ -390,7 +403,7 @@ def _fixed_costs(config: NetworkConfig, target: str) -> tuple[int, int]:
   tensor_size, tensor_alignment = structs["eval_tensor"]
   shared = [("shared tensors", tensor_size * _shared_tensors(converted), tensor_alignment)]
   tail = (_bytes(_interpreter_allocations(structs) + shared + _io_allocations(structs))
-          + sum(_bytes(_op_allocations(op, shapes, target, structs)) for op in converted))
+          + sum(_op_tail_bytes(op, shapes, target, structs) for op in converted))
   return tail, file_bytes(converted, shapes)
 
 
@@ -405,29 +418,31 @@ def estimated_costs(archs, config: NetworkConfig,
   archs = np.asarray(archs)
   reach = graph.reachability(archs)
   executed = reach.executed(archs).reshape(-1, archs.shape[-1])
-  fixed = np.asarray(_fixed_costs(config, target), np.int64)
   stages = list(enumerate(zip(config.stage_channels, config.stage_resolutions)))
   unique, inverse = np.unique(executed, axis=0, return_inverse=True)
-  per_cell = np.array([[sum(_cell_costs(tuple(int(op) for op in row), (size, size, channels),
-                                        stage, target)[k]
-                            for stage, (channels, size) in stages) for k in range(2)]
+  per_cell = np.array([np.sum([_cell_costs(tuple(int(op) for op in row),
+                                           (size, size, channels), stage, target)
+                               for stage, (channels, size) in stages], axis=0)
                        for row in unique], np.int64).reshape(-1, 2)
-  costs = fixed + config.cells_per_stage * per_cell[np.ravel(inverse)]
+  costs = (np.asarray(_fixed_costs(config, target), np.int64)
+           + config.cells_per_stage * per_cell[np.ravel(inverse)])
   costs = np.where(reach.output.reshape(-1, 1), costs, 0)
   return tuple(costs[:, k].reshape(archs.shape[:-1]) for k in range(2))
 
 
-def estimated_sram(archs, config: NetworkConfig, target: str = CORTEX_M) -> np.ndarray:
-  """TFLM's arena for cells `archs: [..., 6]` -> `[...]` (int64), vectorized for the search:
-  the peak of live activations (`memory.peak_sram`, plan PLAN_TFLM, dead code removed; a lower
-  bound of the greedy plan, which can leave gaps) plus the tail of `estimated_costs`. For one
+def estimated_memory(archs, config: NetworkConfig,
+                     target: str = CORTEX_M) -> tuple[np.ndarray, np.ndarray]:
+  """(TFLM's arena, the `.tflite`'s bytes) of cells `archs: [..., 6]` -> two `[...]` (int64),
+  vectorized for the search. The arena is the peak of live activations (`memory.peak_sram`,
+  plan PLAN_TFLM, dead code removed; a lower bound of the greedy plan, which can leave gaps)
+  plus the tail of `estimated_costs`; a constant network costs its logits' bytes. For one
   cell `arena` is exact."""
+  tail, file = estimated_costs(archs, config, target)
   head = memory.peak_sram(archs, config, dead_code=True, plan=memory.PLAN_TFLM)
-  return head + estimated_costs(archs, config, target)[0]
+  constant = ~graph.reachability(np.asarray(archs)).output
+  return head + tail, np.where(constant, config.num_classes, file)
 
 
-def estimated_file_bytes(archs, config: NetworkConfig) -> np.ndarray:
-  """The `.tflite`'s bytes (`file_bytes`) of cells `archs: [..., 6]` -> `[...]` (int64),
-  vectorized; the logits' bytes for a constant network."""
-  return np.where(graph.reachability(np.asarray(archs)).output,
-                  estimated_costs(archs, config)[1], config.num_classes)
+def estimated_sram(archs, config: NetworkConfig, target: str = CORTEX_M) -> np.ndarray:
+  """TFLM's arena of `estimated_memory` for cells `archs: [..., 6]` -> `[...]` (int64)."""
+  return estimated_memory(archs, config, target)[0]
