@@ -11,9 +11,15 @@ import sys
 import click
 
 from micronas_jax import compilation_cache, complexity, interrupt, paths, space
-from micronas_jax.commands import deploy, hardware, scores, search, training
+from micronas_jax.commands import deploy, hardware, scores, search, task, training
 from micronas_jax.commands.common import (
-    ArchParam, CellCommand, Output, check_paths, path_errors, write_csv_file)
+  ArchParam,
+  CellCommand,
+  Output,
+  check_paths,
+  path_errors,
+  write_csv_file,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,8 +70,9 @@ def space_list(out):
   click.echo(f"wrote {count} cells to {out}", err=True)
 
 
-for command in (hardware.lut_group, hardware.hw, scores.score, scores.table_group, search.search,
-                training.train_command, training.export_command, deploy.deploy_command):
+for command in (task.task_command, hardware.lut_group, hardware.hw, scores.score,
+                scores.table_group, search.search, training.train_command,
+                training.export_command, deploy.deploy_command):
   cli.add_command(command)
 
 

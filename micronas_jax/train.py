@@ -454,21 +454,33 @@ def _train_locked(ops, train_set, test_set, out_dir: pathlib.Path, net_config, c
                      None if test_set is None else len(test_set[0]))
 
 
+def task_network(task: data.Task, net_config: model.NetworkConfig) -> model.NetworkConfig:
+  """`net_config` with the task's input (resolution, channels) and its classes (kept when the
+  task's classes are unknown)."""
+  return dataclasses.replace(net_config, resolution=task.resolution,
+                             in_channels=task.in_channels,
+                             num_classes=task.num_classes or net_config.num_classes)
+
+
 def train_from_path(ops, data_path: str, out_dir: str | os.PathLike,
                     net_config: model.NetworkConfig = model.NB201_CIFAR10,
                     config: TrainConfig = TrainConfig(), stop_after: int | None = None,
-                    progress: bool = False, log: Callable[[str], None] = lambda message: None
-                    ) -> TrainResult:
+                    progress: bool = False, log: Callable[[str], None] = lambda message: None,
+                    task: data.Task | None = None) -> TrainResult:
   """`train` on the train and (optional) test split of the images at `data_path` (any format
-  `data.load_split` reads). A bad data set or a run directory of another run raises TrainError
-  before anything is written."""
+  `data.load_split` reads), in the network of the data's task (`data.infer_task`, or `task`):
+  `net_config`'s skeleton with the task's input and classes (`task_network`). A bad data set or
+  a run directory of another run raises TrainError before anything is written."""
   try:
-    train_set = data.load_split(data_path, "train")
-    test_set = data.load_split(data_path, "test", required=False)
+    task = task or data.infer_task(data_path)
+    net_config = task_network(task, net_config)
+    train_set = data.load_split(data_path, "train", shape=task.input_shape)
+    test_set = data.load_split(data_path, "test", required=False, shape=task.input_shape)
   except data.DataError as error:
     raise TrainError(error) from None
   open_run(out_dir, run_metadata(ops, net_config, config, fingerprint(*train_set)))
   steps_per_epoch(len(train_set[0]), config)
+  log(f"task: {task.describe()}")
   log(f"training {space.format_arch(ops)} (C={net_config.channels}, "
       f"N={net_config.cells_per_stage}) on {len(train_set[0])} images, {config.epochs} epochs of "
       f"{len(train_set[0]) // config.batch_size} steps, on {jax.default_backend()}; compiling "

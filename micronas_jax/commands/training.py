@@ -6,8 +6,17 @@ import pathlib
 import click
 
 from micronas_jax import model, paths
+from micronas_jax.commands import task as task_command
 from micronas_jax.commands.common import (
-    SEED, ArchParam, CellCommand, Input, InputError, Output, check_paths, cli_text)
+  SEED,
+  ArchParam,
+  CellCommand,
+  Input,
+  InputError,
+  Output,
+  check_paths,
+  cli_text,
+)
 
 
 @click.command("train", cls=CellCommand, epilog="""\b
@@ -22,8 +31,8 @@ the result of an uninterrupted run; a checkpoint of another cell or setting is r
 @click.option("--data", "data_path", required=True,
               help="An image folder or .zip of train|test/<class>/<image> (labels by sorted class "
                    "name), a CIFAR-10 python directory (data_batch_1..5, test_batch) or an .npz "
-                   "with images+labels [and test_images+test_labels]; [N,32,32,3] uint8 or 0-1 "
-                   "float.")
+                   "with images+labels [and test_images+test_labels]; [N,H,W,3], [N,H,W,1] or "
+                   "[N,H,W], uint8 or 0-1 float.")
 @click.option("--out", required=True, help="Run directory: checkpoint.msgpack and result.json.")
 @click.option("--epochs", type=int, default=200, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
@@ -37,13 +46,16 @@ the result of an uninterrupted run; a checkpoint of another cell or setting is r
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--channels", type=int, default=16, show_default=True, help="C of stage 1.")
 @click.option("--cells", type=int, default=5, show_default=True, help="N, cells per stage.")
+@click.option("--resolution", type=int, default=None, help=task_command.RESOLUTION_HELP)
+@click.option("--gray", is_flag=True, help=task_command.GRAY_HELP)
 @click.option("--stop-after", type=int, default=None,
               help="Stop after this many epochs in total (rerun to continue).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nesterov, weight_decay,
-                  augment, seed, channels, cells, stop_after, progress):
-  """Trains the NB201 network of a cell (NB201's recipe), resumable; reports test accuracy."""
-  from micronas_jax import train
+                  augment, seed, channels, cells, resolution, gray, stop_after, progress):
+  """Trains the NB201 network of a cell (NB201's recipe) on the data's task (its classes,
+  channels and resolution: `micronas-jax task`), resumable; reports test accuracy."""
+  from micronas_jax import data, train
 
   check_paths([Output("--out", out, train.RUN_FILES)],
               [Input("--data", data_path)])
@@ -52,8 +64,9 @@ def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nester
     config = train.TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr,
                                momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                                augment=augment, seed=seed)
+    task = data.infer_task(data_path, resolution, 1 if gray else None)
     result = train.train_from_path(cell, data_path, out, net_config, config, stop_after,
-                                   progress, lambda message: click.echo(message, err=True))
+                                   progress, lambda message: click.echo(message, err=True), task)
   except ValueError as error:  # a bad setting or data set, a run directory of another run
     raise InputError(error) from None
   last = result.history[-1] if result.history else None
