@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "emu-validation": "emu_validation",
     "deploy-memory": "deploy_memory",
     "deploy-formats": "deploy_formats",
+    "shape-model": "shape_model",
     "natural-images": "natural_images",
     "torch-reference": "torch_reference",
     "summary": "summary",

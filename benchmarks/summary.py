@@ -26,6 +26,7 @@ HEADLINES = {
     "Default search": (("measure",), ("value", "target"), None),
     "Standard formats: TFLM": (("estimate", "of"), ("error % (min / median / max)",
                                                      "within ±10 %"), None),
+    "Shape-aware latency": (("metric",), ("value",), None),
 }
 
 

@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from PIL import Image
 
+from micronas_jax.network import NB201_CIFAR10, NetworkConfig
+
 CIFAR10_MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
 CIFAR10_STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
 CIFAR10_BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
@@ -552,6 +554,12 @@ class Task:
   def resized(self) -> bool:
     """Whether any image is not stored at the network's input size."""
     return any(size != (self.resolution, self.resolution) for size in self.sizes)
+
+  def network(self, skeleton: NetworkConfig = NB201_CIFAR10) -> NetworkConfig:
+    """`skeleton` (its width, depth, stages) with this task's input and classes; the skeleton's
+    classes are kept when the task's are unknown."""
+    return dataclasses.replace(skeleton, resolution=self.resolution, in_channels=self.in_channels,
+                               num_classes=self.num_classes or skeleton.num_classes)
 
   def to_dict(self) -> dict:
     """JSON-ready fields (`from_dict` reads them back)."""

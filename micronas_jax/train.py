@@ -454,14 +454,6 @@ def _train_locked(ops, train_set, test_set, out_dir: pathlib.Path, net_config, c
                      None if test_set is None else len(test_set[0]))
 
 
-def task_network(task: data.Task, net_config: model.NetworkConfig) -> model.NetworkConfig:
-  """`net_config` with the task's input (resolution, channels) and its classes (kept when the
-  task's classes are unknown)."""
-  return dataclasses.replace(net_config, resolution=task.resolution,
-                             in_channels=task.in_channels,
-                             num_classes=task.num_classes or net_config.num_classes)
-
-
 def train_from_path(ops, data_path: str, out_dir: str | os.PathLike,
                     net_config: model.NetworkConfig = model.NB201_CIFAR10,
                     config: TrainConfig = TrainConfig(), stop_after: int | None = None,
@@ -469,11 +461,11 @@ def train_from_path(ops, data_path: str, out_dir: str | os.PathLike,
                     task: data.Task | None = None) -> TrainResult:
   """`train` on the train and (optional) test split of the images at `data_path` (any format
   `data.load_split` reads), in the network of the data's task (`data.infer_task`, or `task`):
-  `net_config`'s skeleton with the task's input and classes (`task_network`). A bad data set or
+  `net_config`'s skeleton with the task's input and classes (`data.Task.network`). A bad data set or
   a run directory of another run raises TrainError before anything is written."""
   try:
     task = task or data.infer_task(data_path)
-    net_config = task_network(task, net_config)
+    net_config = task.network(net_config)
     train_set = data.load_split(data_path, "train", shape=task.input_shape)
     test_set = data.load_split(data_path, "test", required=False, shape=task.input_shape)
   except data.DataError as error:

@@ -135,12 +135,12 @@ def save_lut(lut, path: str) -> None:
   write_text(path, json.dumps(latency.to_dict(lut), indent=2) + "\n")
 
 
-def load_images(data_path: str):
-  """Normalized images `[N, 32, 32, 3]` for the indicators; a bad path or file exits 2."""
+def load_images(data_path: str, shape: tuple[int, int, int] = (32, 32, 3)):
+  """Normalized images `[N, *shape]` for the indicators; a bad path or file exits 2."""
   from micronas_jax import data as data_module
 
   try:
-    return data_module.load_images(data_path, max_images=data_module.INDICATOR_IMAGES)
+    return data_module.load_images(data_path, data_module.INDICATOR_IMAGES, shape)
   except data_module.DataError as error:
     raise InputError(error) from None
 

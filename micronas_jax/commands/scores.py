@@ -65,6 +65,7 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_
   """Scores cells with training-free proxies into a resumable SQLite store."""
   from micronas_jax import data as data_module
   from micronas_jax import scoring
+  from micronas_jax.proxies import draws
 
   # The store is read and extended in place (resumption): it is this command's output.
   check_paths([Output("--out", out)], [Input("--archs", archs_file), Input("--data", data_path)])
@@ -81,7 +82,8 @@ def score(indices, archs_file, proxy_names, repeats, seed, out, batch_size, ntk_
         init=init, ntk_batch=batch_size, ntk_channels=ntk_channels, ntk_cells=ntk_cells,
         ntk_resolution=ntk_resolution, lr_batches=lr_batches, lr_batch=lr_batch,
         zc_channels=zc_channels, zc_cells=zc_cells, zc_resolution=zc_resolution,
-        zc_batch=zc_batch, data=None if images is None else data_module.fingerprint(images))
+        zc_batch=zc_batch, data=None if images is None else data_module.fingerprint(images),
+        in_channels=draws.image_channels(images))
   except ValueError as error:
     raise InputError(error) from None
   if distributed:

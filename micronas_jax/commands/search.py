@@ -6,10 +6,20 @@ import pathlib
 
 import click
 
+from micronas_jax.commands import task as task_command
 from micronas_jax.commands.common import (
-    CLI_NAMES, SEED, Input, InputError, Output, check_paths, load_images, lut_errors, progress_bar,
-    write_text)
-from micronas_jax.hardware import latency
+  CLI_NAMES,
+  SEED,
+  Input,
+  InputError,
+  Output,
+  check_paths,
+  load_images,
+  lut_errors,
+  progress_bar,
+  write_text,
+)
+from micronas_jax.hardware import latency, shapes
 from micronas_jax.search import evolution
 from micronas_jax.search import run as search_run
 
@@ -35,6 +45,7 @@ _FIELDS = {"batch_size": "ntk_batch"}
 Examples:
   micronas-jax search --board stm32f746 --max-latency-ms 200
   micronas-jax search --data cifar10-jpeg.zip --benchmark ../shared/data/nb201/cifar10.csv
+  micronas-jax search --data my_images/ --channels 8 --cells 2 --max-latency-ms 100
   micronas-jax search --method prune --fast           # TE-NAS / MicroNAS pruning
   micronas-jax search --method prune --max-latency-ms 300 --w-latency 0.2 --out r.json
   micronas-jax search --method prune --fast --meco --max-latency-ms 200
@@ -85,9 +96,17 @@ pruning search minutes (measure with --fast first), seconds on a GPU.
 @click.option("--batch-size", type=int, default=32, show_default=True,
               help="prune/exhaustive: NTK batch (MicroNAS: 32, TE-NAS: 72).")
 @click.option("--data", "data_path", type=click.Path(), default=None,
-              help="Images for the indicators (not --method table), as TE-NAS uses CIFAR-10: an "
-                   "image folder or .zip of <split>/<class>/<image>, a CIFAR-10 python directory "
-                   "or an .npz of [N,32,32,3] (default: random normal).")
+              help="Your task (not --method table): an image folder or .zip of "
+                   "<split>/<class>/<image>, a CIFAR-10 python directory or an .npz. Its "
+                   "classes, channels and resolution set the network (`micronas-jax task`); its "
+                   "images feed the indicators (default: NB201's CIFAR-10 network, random "
+                   "normal inputs).")
+@click.option("--channels", type=int, default=None,
+              help="Width C of stage 1 (default: the board table's, 16).")
+@click.option("--cells", type=int, default=None,
+              help="Depth N, cells per stage (default: the board table's, 5).")
+@click.option("--resolution", type=int, default=None, help=task_command.RESOLUTION_HELP)
+@click.option("--gray", is_flag=True, help=task_command.GRAY_HELP)
 @click.option("--out", default=None, help="JSON report to write.")
 @click.option("--plot", "plot_path", default=None,
               help="Pareto plot PNG, objective vs latency (--method table or exhaustive; needs "
@@ -97,7 +116,8 @@ pruning search minutes (measure with --fast first), seconds on a GPU.
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m, method,
            budget, population, tournament, w_flops, w_latency, scores_path, fast, meco, seed,
-           repeats, batch_size, data_path, out, plot_path, benchmark_path, progress):
+           repeats, batch_size, data_path, channels, cells, resolution, gray, out, plot_path,
+           benchmark_path, progress):
   """Finds the best cell for a board under hardware limits, and reports it with its evidence."""
   from micronas_jax.search import objective
 
@@ -116,6 +136,13 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
               + ([] if filled_store else [Input("--scores", scores_path)]))
   lut = lut_errors(latency.load, lut_path) if lut_path else lut_errors(latency.board, board)
   accuracy = _read_benchmark(benchmark_path) if benchmark_path else None
+  task = task_command.read_task(data_path, resolution, gray) if data_path else None
+  try:
+    network = search_run.searched_network(lut.config, task, channels, cells, resolution,
+                                          1 if gray else None)
+  except ValueError as error:
+    raise InputError(error) from None
+  lut = lut_errors(shapes.at_network, lut, network)
   try:
     options = search_run.method_options(
         method, weights=objective.Weights.micronas(w_flops, w_latency, meco), fast=fast,
@@ -123,8 +150,8 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
         population=population, tournament=tournament, budget=budget)
     request = search_run.SearchRequest(
         lut, objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m), options,
-        seed, load_images(data_path) if data_path else None, data_path, accuracy,
-        benchmark_path)
+        seed, load_images(data_path, network.input_shape) if data_path else None, data_path,
+        accuracy, benchmark_path, task)
   except ValueError as error:  # SearchError, ObjectiveError, bad evolution sizes
     raise InputError(error) from None
   try:

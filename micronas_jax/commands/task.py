@@ -12,6 +12,16 @@ RESOLUTION_HELP = ("Network input side in pixels, a multiple of 4 (default: the 
 GRAY_HELP = "Read the images as gray (1 channel) even when some are in colour."
 
 
+def read_task(data_path: str, resolution: int | None, gray: bool):
+  """The task of `data_path` (`data.infer_task`); a bad folder or resolution exits 2."""
+  from micronas_jax import data
+
+  try:
+    return data.infer_task(data_path, resolution, 1 if gray else None)
+  except data.DataError as error:
+    raise InputError(error) from None
+
+
 @click.command("task", epilog="""\b
 Examples:
   micronas-jax task my_images/
@@ -27,13 +37,8 @@ before a search or a training run starts.
 def task_command(data_path, resolution, gray, as_json, out):
   """The classification task of an image folder, .zip, .npz or CIFAR-10 directory: its classes,
   input channels and resolution, as the search, training and deploy read it."""
-  from micronas_jax import data
-
   check_paths([Output("--out", out)], [Input("DATA", data_path)])
-  try:
-    task = data.infer_task(data_path, resolution, 1 if gray else None)
-  except data.DataError as error:
-    raise InputError(error) from None
+  task = read_task(data_path, resolution, gray)
   text = json.dumps(task.to_dict(), indent=2) + "\n"
   click.echo(text.rstrip() if as_json else task.describe())
   if out:

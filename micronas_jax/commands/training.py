@@ -55,7 +55,7 @@ def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nester
                   augment, seed, channels, cells, resolution, gray, stop_after, progress):
   """Trains the NB201 network of a cell (NB201's recipe) on the data's task (its classes,
   channels and resolution: `micronas-jax task`), resumable; reports test accuracy."""
-  from micronas_jax import data, train
+  from micronas_jax import train
 
   check_paths([Output("--out", out, train.RUN_FILES)],
               [Input("--data", data_path)])
@@ -64,7 +64,7 @@ def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nester
     config = train.TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr,
                                momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                                augment=augment, seed=seed)
-    task = data.infer_task(data_path, resolution, 1 if gray else None)
+    task = task_command.read_task(data_path, resolution, gray)
     result = train.train_from_path(cell, data_path, out, net_config, config, stop_after,
                                    progress, lambda message: click.echo(message, err=True), task)
   except ValueError as error:  # a bad setting or data set, a run directory of another run

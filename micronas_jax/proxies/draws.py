@@ -48,6 +48,8 @@ class ScoreConfig:
       32x32, batch 64, as zero-cost-nas runs them). A draw holds `ZC_BATCHES` batches with random
       labels; zico uses all of them, meco the first image, the others the first batch.
     data: fingerprint of the real images used, or None for standard-normal inputs.
+    in_channels: input channels of the NTK and zero-cost networks: the images' (1 for a gray
+      task), 3 for standard-normal inputs.
   """
   proxies: tuple[str, ...] = ("ntk", "lr", "flops", "params")
   repeats: int = 3
@@ -65,6 +67,7 @@ class ScoreConfig:
   zc_resolution: int = 32
   zc_batch: int = 64
   data: str | None = None
+  in_channels: int = 3
 
   def __post_init__(self):
     known = set(proxies.names()) | set(ANALYTIC)
@@ -86,13 +89,13 @@ class ScoreConfig:
     return {
         "ntk": model.NetworkConfig(channels=self.ntk_channels, cells_per_stage=self.ntk_cells,
                                    resolution=self.ntk_resolution, init=self.init,
-                                   bn_momentum=0.0),
+                                   in_channels=self.in_channels, bn_momentum=0.0),
         "lr": model.NetworkConfig(channels=self.lr_channels, cells_per_stage=1, num_stages=1,
                                   resolution=self.lr_size, in_channels=self.lr_channels,
                                   stem=False, init=self.init, bn_momentum=0.0),
         "zc": model.NetworkConfig(channels=self.zc_channels, cells_per_stage=self.zc_cells,
                                   resolution=self.zc_resolution, init=self.init,
-                                  bn_momentum=0.0),
+                                  in_channels=self.in_channels, bn_momentum=0.0),
     }
 
   @property
@@ -100,9 +103,12 @@ class ScoreConfig:
     return tuple(name for name in self.proxies if name not in ANALYTIC)
 
   def to_dict(self) -> dict:
-    """The configuration as JSON-ready data; the zc_* fields only when a zc proxy is used, so
-    that the hash of a configuration without one is what it was before they existed."""
+    """The configuration as JSON-ready data; the zc_* fields only when a zc proxy is used, and
+    in_channels only when it is not 3, so that the hash of a configuration is what it was before
+    they existed."""
     data = dataclasses.asdict(self) | {"proxies": list(self.proxies)}
+    if self.in_channels == 3:
+      del data["in_channels"]
     if not any(proxies.get(name).family == "zc" for name in self.network_proxies):
       data = {key: value for key, value in data.items() if not key.startswith("zc_")}
     return data
@@ -113,8 +119,13 @@ class ScoreConfig:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
   @classmethod
-  def from_dict(cls, data: dict) -> "ScoreConfig":
+  def from_dict(cls, data: dict) -> ScoreConfig:
     return cls(**{**data, "proxies": tuple(data["proxies"])})
+
+
+def image_channels(images) -> int:
+  """The indicator networks' input channels for `images` `[N, H, W, C]` (None: 3)."""
+  return 3 if images is None else int(images.shape[-1])
 
 
 def _sample_images(key, images, count: int, shape: tuple[int, ...]):

@@ -75,12 +75,14 @@ class Indicators:
 def search_config(fast: bool, meco: bool = False, repeats: int = 3, ntk_batch: int = 32,
                   images=None) -> draws.ScoreConfig:
   """The scoring configuration of a search's indicators: the exact NTK ("ntk") or, with `fast`,
-  "ntk_fast", then "lr" and, with `meco`, "meco"; `images` (normalized `[N, 32, 32, 3]`, or None
-  for standard-normal inputs) are recorded by their fingerprint."""
+  "ntk_fast", then "lr" and, with `meco`, "meco"; `images` (normalized `[N, H, W, C]`, or None
+  for standard-normal inputs) are recorded by their fingerprint, and give the networks' input
+  channels."""
   return draws.ScoreConfig(
       proxies=("ntk_fast" if fast else "ntk", "lr", *(("meco",) if meco else ())),
       repeats=repeats, ntk_batch=ntk_batch,
-      data=None if images is None else data.fingerprint(images))
+      data=None if images is None else data.fingerprint(images),
+      in_channels=draws.image_channels(images))
 
 
 def proxy_indicators(config: draws.ScoreConfig, images=None) -> Indicators:

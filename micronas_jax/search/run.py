@@ -168,6 +168,8 @@ class SearchRequest:
     data_path: where the images came from (recorded in the report).
     accuracy: `[15625]` benchmark accuracy (NaN where unknown) to report beside the found cell,
       from `benchmark_path`; None reports none.
+    task: the data's task (`data.infer_task`), recorded in the report; the network searched is
+      the LUT's (`lut.config`, e.g. `shapes.at_network(board, task.network(skeleton))`).
   """
   lut: latency.LUT
   limits: objective.Limits = objective.Limits()
@@ -177,6 +179,7 @@ class SearchRequest:
   data_path: str | None = None
   accuracy: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
   benchmark_path: str | None = None
+  task: data.Task | None = None
 
   def __post_init__(self):
     name = method_name(self.method)
@@ -184,6 +187,9 @@ class SearchRequest:
       raise SearchError(Param("data_path"), " belongs to ", Param("method", "evolution"),
                         ", prune or exhaustive (a score table was scored on its own inputs: "
                         "`micronas-jax score --data`)")
+    if self.images is not None and self.images.shape[-1] != self.lut.config.in_channels:
+      raise SearchError(f"images have {self.images.shape[-1]} channels, the network "
+                        f"{self.lut.config.in_channels}")
     if self.accuracy is not None and np.shape(self.accuracy) != (space.NUM_CELLS,):
       raise SearchError(f"accuracy must hold one value per cell [{space.NUM_CELLS}], got "
                         f"{np.shape(self.accuracy)}")
@@ -197,7 +203,8 @@ def evolution_config(images=None) -> draws.ScoreConfig:
   """The scoring configuration of the evolution's indicators (one draw per seed)."""
   return draws.ScoreConfig(proxies=tuple(evolution.INDICATORS), repeats=1,
                              zc_cells=EVOLUTION_ZC_CELLS,
-                             data=None if images is None else data.fingerprint(images))
+                             data=None if images is None else data.fingerprint(images),
+                             in_channels=draws.image_channels(images))
 
 
 # Per scoring-configuration hash (which covers the images' fingerprint): the compiled scorer and
@@ -230,11 +237,32 @@ def search_report(ops, lut: latency.LUT, method: str, indicators: dict, seconds:
   """The JSON-ready report of a search: the cell, its indicators and hardware costs."""
   costs = {name: float(values) for name, values in objective.cell_costs(ops, lut).items()}
   return {"index": space.index_of(ops), "arch": space.format_arch(ops), "method": method,
-          "device": lut.device, "indicators": indicators,
+          "device": lut.device, "network": network_fields(lut.config), "indicators": indicators,
           "latency_ms": round(costs["latency_ms"], 4), "sram_kb": round(costs["sram_kb"], 2),
           "flash_kb": round(costs["flash_kb"], 2), "flops_m": round(costs["flops_m"], 4),
           "params_m": round(costs["params_m"], 6), "search_seconds": round(seconds, 2),
           **details}
+
+
+NETWORK_FIELDS = ("channels", "cells_per_stage", "num_stages", "resolution", "in_channels",
+                  "num_classes")
+
+
+def network_fields(config) -> dict:
+  """The shape of a network (`NetworkConfig`) as a report records it."""
+  return {name: getattr(config, name) for name in NETWORK_FIELDS}
+
+
+def searched_network(board_config, task: data.Task | None = None, channels: int | None = None,
+                     cells: int | None = None, resolution: int | None = None,
+                     in_channels: int | None = None):
+  """The network a search prices: the board table's (`board_config`) with the task's input and
+  classes (`data.Task.network`), then any of width C, depth N, resolution and input channels
+  given. ParamError for a shape no network has (e.g. a resolution not divisible by 4)."""
+  config = task.network(board_config) if task else board_config
+  given = {"channels": channels, "cells_per_stage": cells, "resolution": resolution,
+           "in_channels": in_channels}
+  return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
 def _feasible(request: SearchRequest) -> tuple[np.ndarray, dict]:
@@ -400,6 +428,8 @@ def run(request: SearchRequest, progress: Callable[[int, int], None] | None = No
         "limits or pick another cell"]
   if request.data_path:
     report["data"] = str(request.data_path)
+  if request.task is not None:
+    report["task"] = request.task.to_dict()
   if request.accuracy is not None:
     value = float(request.accuracy[report["index"]])
     report["test_acc"] = value if np.isfinite(value) else None  # a table without this cell
@@ -418,8 +448,14 @@ def format_report(report: dict) -> str:
       f"{INDICATOR_NAMES[name]} {value:.4g}"
       + (f" ({indicators['ntk_proxy']})" if name == "ntk" else "")
       for name, value in indicators.items() if name in INDICATOR_NAMES)
+  net = report["network"]
   lines = [f"device   {report['device']}   method {report['method']}   limits: "
            f"{', '.join(report['limits']) or 'none'}",
+           f"network  C={net['channels']}, N={net['cells_per_stage']}, input "
+           f"{net['resolution']}x{net['resolution']}x{net['in_channels']}, "
+           f"{net['num_classes']} classes",
+           *([f"task     {data.Task.from_dict(report['task']).describe()}"]
+             if "task" in report else []),
            f"index    {report['index']}", f"arch     {report['arch']}", f"indicators {shown}",
            f"latency  {report['latency_ms']:.3f} ms", f"SRAM     {report['sram_kb']:.1f} KB peak",
            f"flash    {report['flash_kb']:.1f} KB", f"FLOPs    {report['flops_m']:.2f} M",
