@@ -215,12 +215,25 @@ def test_evolution_is_the_default_and_reports_its_cell(tmp_path, toy, toy_evolut
   report = json.loads(out.read_text())
   # All four indicators equal the toy value, so the fitness peaks at the toy optimum.
   assert report["method"] == "evolution" and report["index"] == toy.best
-  assert report["evaluated_cells"] == 300 and report["exhaustive"] is False
+  # The default searches the skeleton with the cell: 300 networks, fewer distinct cells.
+  assert report["evaluated_networks"] == 300 and report["exhaustive"] is False
+  assert report["evaluated_cells"] <= 300 and report["skeletons"]["channels"][0] == 4
   assert report["score_config"]["proxies"] == list(evolution.INDICATORS)
   assert report["score_config"]["zc_cells"] == search_run.EVOLUTION_ZC_CELLS
   for field in ("index", "arch", "MeCo", "skip span", "latency", "SRAM", "flash", "time"):
     assert field in result.output
   assert f"wrote    {out}" in result.output
+
+
+def test_a_fixed_skeleton_is_nb201s_cell_search(tmp_path, toy, toy_evolution):
+  out = tmp_path / "r.json"
+  result = invoke("--channels", 16, "--cells", 5, "--population", 20, "--tournament", 20,
+                  "--budget", 300, "--out", out, "--no-progress")
+  assert result.exit_code == 0, result.output
+  report = json.loads(out.read_text())
+  assert report["index"] == toy.best and report["evaluated_cells"] == 300
+  assert "skeletons" not in report and report["network"]["channels"] == 16
+  assert "network  C=16, N=5, input 32x32x3, 10 classes" in result.output
 
 
 def test_evolution_meets_the_limits_and_is_reproducible(tmp_path, toy_evolution):

@@ -102,9 +102,12 @@ pruning search minutes (measure with --fast first), seconds on a GPU.
                    "images feed the indicators (default: NB201's CIFAR-10 network, random "
                    "normal inputs).")
 @click.option("--channels", type=int, default=None,
-              help="Width C of stage 1 (default: the board table's, 16).")
+              help="Fix the width C of stage 1 (default: the evolution searches C in "
+                   "4-64 with the cell; the other methods use the board table's, 16).")
 @click.option("--cells", type=int, default=None,
-              help="Depth N, cells per stage (default: the board table's, 5).")
+              help="Fix the depth N, cells per stage (default: the evolution searches 1-5; "
+                   "the other methods use the board table's, 5). --channels 16 --cells 5 is "
+                   "NB201's network.")
 @click.option("--resolution", type=int, default=None, help=task_command.RESOLUTION_HELP)
 @click.option("--gray", is_flag=True, help=task_command.GRAY_HELP)
 @click.option("--out", default=None, help="JSON report to write.")
@@ -140,6 +143,7 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
   try:
     network = search_run.searched_network(lut.config, task, channels, cells, resolution,
                                           1 if gray else None)
+    skeletons = search_run.default_skeletons(method, network, channels, cells)
   except ValueError as error:
     raise InputError(error) from None
   lut = lut_errors(shapes.at_network, lut, network)
@@ -151,7 +155,7 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
     request = search_run.SearchRequest(
         lut, objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m), options,
         seed, load_images(data_path, network.input_shape) if data_path else None, data_path,
-        accuracy, benchmark_path, task)
+        accuracy, benchmark_path, task, skeletons)
   except ValueError as error:  # SearchError, ObjectiveError, bad evolution sizes
     raise InputError(error) from None
   try:

@@ -52,3 +52,20 @@ def cell_costs(archs, lut: latency.LUT, dead_code: bool | None = None) -> dict[s
       "flops_m": complexity.flops(archs, lut.config) / 1e6,
       "params_m": complexity.params(archs, lut.config) / 1e6,
   }
+
+
+def exact_memory(ops, lut: latency.LUT,
+                 dead_code: bool | None = None) -> tuple[int, int, tflm.ArenaEstimate | None]:
+  """(SRAM bytes, flash bytes, TFLM arena or None) of one cell `ops: [6]` on `lut`'s board, the
+  runtime's included: under TFLite Micro's plan TFLM's arena and the `.tflite` exactly
+  (`tflm.arena`, Cortex-M), which the vectorized `cell_costs` only estimates; otherwise (and for
+  a cell whose output is constant, which the converter folds away) `cell_costs`' values
+  (`dead_code` as there)."""
+  from micronas_jax import graph
+
+  if memory_plan(lut) == memory.PLAN_TFLM and graph.reachability(ops).output:
+    arena = tflm.arena(ops, lut.config, tflm.CORTEX_M)
+    runtime_sram, runtime_flash = runtime_memory(lut)
+    return arena.total + runtime_sram, arena.file_bytes + runtime_flash, arena
+  values = cell_costs(np.asarray(ops)[None], lut, dead_code)
+  return round(float(values["sram_kb"][0]) * KB), round(float(values["flash_kb"][0]) * KB), None

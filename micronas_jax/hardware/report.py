@@ -1,8 +1,8 @@
 """The hardware report of one cell on a board: what `micronas-jax hw` prints."""
 from __future__ import annotations
 
-from micronas_jax import graph, space
-from micronas_jax.hardware import costs, latency, memory, tflm
+from micronas_jax import space
+from micronas_jax.hardware import costs, latency, tflm
 
 
 def cell_report(ops, lut: latency.LUT, dead_code: bool | None = None) -> dict:
@@ -14,14 +14,8 @@ def cell_report(ops, lut: latency.LUT, dead_code: bool | None = None) -> dict:
   where they come from (`latency.source`)."""
   dead_code = lut.semantics == "dead-code" if dead_code is None else dead_code
   values = {name: float(value) for name, value in costs.cell_costs(ops, lut, dead_code).items()}
-  sram = round(values["sram_kb"] * costs.KB)
-  flash = round(values["flash_kb"] * costs.KB)
-  arena = None
-  if costs.memory_plan(lut) == memory.PLAN_TFLM and graph.reachability(ops).output:
-    # One cell: TFLM's plan exactly (the search's vectorized estimate can miss its gaps).
-    arena = tflm.arena(ops, lut.config, tflm.CORTEX_M)
-    runtime_sram, runtime_flash = costs.runtime_memory(lut)
-    sram, flash = arena.total + runtime_sram, arena.file_bytes + runtime_flash
+  # One cell: TFLM's plan exactly (the search's vectorized estimate can miss its gaps).
+  sram, flash, arena = costs.exact_memory(ops, lut, dead_code)
   report = {
       "index": space.index_of(ops),
       "arch": space.format_arch(ops),

@@ -152,10 +152,9 @@ class _History:
                             {k: np.asarray(v) for k, v in self.valid.items()}, higher_is_better)
 
 
-def _child(parent: int, rng: np.random.Generator, feasible: np.ndarray, seen: np.ndarray) -> int:
-  """A random unevaluated feasible cell one edge away from `parent`, or any unevaluated feasible
-  cell when none is."""
-  ops = space.arch_at(parent)
+def cell_neighbours(index: int) -> np.ndarray:
+  """The `[24]` benchmark indices one edge away from cell `index` (each other op on each edge)."""
+  ops = space.arch_at(index)
   neighbours = np.repeat(ops[None], space.NUM_EDGES * (space.NUM_OPS - 1), axis=0)
   row = 0
   for edge in range(space.NUM_EDGES):
@@ -163,47 +162,90 @@ def _child(parent: int, rng: np.random.Generator, feasible: np.ndarray, seen: np
       if op != ops[edge]:
         neighbours[row, edge] = op
         row += 1
-  indices = np.asarray(space.index_of(neighbours))
+  return np.asarray(space.index_of(neighbours))
+
+
+def _child(parent: int, rng: np.random.Generator, feasible: np.ndarray, seen: np.ndarray,
+           neighbours: Callable[[int], np.ndarray] = cell_neighbours) -> int:
+  """A random unevaluated feasible candidate among `neighbours(parent)`, or any unevaluated
+  feasible one when none is."""
+  indices = neighbours(parent)
   open_ = indices[feasible[indices] & ~seen[indices]]
   if len(open_) == 0:
     open_ = np.flatnonzero(feasible & ~seen)
   return int(rng.choice(open_))
 
 
+def _admitted_first(candidates: np.ndarray, count: int, rng: np.random.Generator,
+                    admit: Callable[[np.ndarray], np.ndarray], feasible: np.ndarray) -> np.ndarray:
+  """Up to `count` random candidates that `admit` accepts, checked a population at a time in a
+  random order; rejected ones are cleared from `feasible`."""
+  order, first = rng.permutation(candidates), []
+  for start_at in range(0, len(order), count):
+    chunk = order[start_at:start_at + count]
+    accepted = np.asarray(admit(chunk), bool)
+    feasible[chunk[~accepted]] = False
+    first.extend(chunk[accepted][:count - len(first)].tolist())
+    if len(first) == count:
+      break
+  return np.asarray(first, np.int64)
+
+
 def evolve(evaluate: Evaluator, feasible: np.ndarray, seed: int,
            config: EvolutionConfig = EvolutionConfig(),
            higher_is_better: dict[str, bool] = INDICATORS,
-           on_evaluate: Callable[[int], None] | None = None) -> EvolutionResult:
-  """Aging evolution over the cells with `feasible: [15625]` True; returns the fittest evaluated
-  cell. `evaluate` measures the indicators of `higher_is_better`; `on_evaluate(count)` is called
-  after each batch of evaluations (progress)."""
+           on_evaluate: Callable[[int], None] | None = None,
+           neighbours: Callable[[int], np.ndarray] = cell_neighbours,
+           admit: Callable[[np.ndarray], np.ndarray] | None = None) -> EvolutionResult:
+  """Aging evolution over the candidates with `feasible: [M]` True (M = 15625 cells by default);
+  returns the fittest evaluated one. `evaluate` measures the indicators of `higher_is_better`;
+  `on_evaluate(count)` is called after each batch of evaluations (progress). `neighbours(i)`
+  gives a candidate's mutations (default: one edge changed). `admit(indices) -> [n] bool` is an
+  exact check run before a candidate is evaluated (e.g. memory too costly to screen the whole
+  space with): a rejected candidate is never evaluated and counts as infeasible."""
   start = time.perf_counter()
-  feasible = np.asarray(feasible, bool)
-  if feasible.shape != (space.NUM_CELLS,) or not feasible.any():
+  feasible = np.array(feasible, bool)
+  if (admit is None and feasible.shape != (space.NUM_CELLS,)) or not feasible.any():
     raise ValueError(f"feasible must be [{space.NUM_CELLS}] bool with at least one True")
   rng = np.random.default_rng(seed)
   history = _History(evaluate, tuple(higher_is_better))
   candidates = np.flatnonzero(feasible)
   exhaustive = len(candidates) <= config.budget
-  seen = np.zeros(space.NUM_CELLS, bool)
-  first = candidates if exhaustive else rng.choice(candidates, config.population, replace=False)
-  first = np.sort(first) if exhaustive else first
+  if admit is not None and exhaustive:
+    accepted = np.asarray(admit(candidates), bool)
+    feasible[candidates[~accepted]] = False
+    candidates = candidates[accepted]
+  seen = np.zeros(len(feasible), bool)
+  if exhaustive:
+    first = np.sort(candidates)
+  elif admit is None:
+    first = rng.choice(candidates, config.population, replace=False)
+  else:
+    first = _admitted_first(candidates, config.population, rng, admit, feasible)
+  if len(first) == 0:
+    raise ValueError("no candidate passes the exact check")
   for start_at in range(0, len(first), PROGRESS_CHUNK):  # progress from the first cells on
     history.add(first[start_at:start_at + PROGRESS_CHUNK])
     if on_evaluate:
       on_evaluate(len(first[start_at:start_at + PROGRESS_CHUNK]))
   seen[first] = True
   population = collections.deque(range(len(first)))  # positions in the history
-  while len(history.indices) < config.budget and not exhaustive:
+  while (len(history.indices) < config.budget and not exhaustive
+         and (feasible & ~seen).any()):
     fitness = history.fitness(higher_is_better)
     members = np.asarray(population)
-    drawn = members[rng.choice(len(members), config.tournament, replace=False)]
+    drawn = members[rng.choice(len(members), min(config.tournament, len(members)),
+                               replace=False)]
     parent = history.indices[int(drawn[np.argmax(fitness[drawn])])]
-    child = _child(parent, rng, feasible, seen)
+    child = _child(parent, rng, feasible, seen, neighbours)
+    if admit is not None and not bool(np.asarray(admit(np.asarray([child])))[0]):
+      feasible[child] = False
+      continue
     history.add(np.asarray([child]))
     seen[child] = True
     population.append(len(history.indices) - 1)
-    population.popleft()
+    if len(population) > config.population:
+      population.popleft()
     if on_evaluate:
       on_evaluate(1)
   fitness = history.fitness(higher_is_better)
@@ -211,6 +253,6 @@ def evolve(evaluate: Evaluator, feasible: np.ndarray, seed: int,
   best = int(np.lexsort((indices, -fitness))[0])
   chosen = int(indices[best])
   return EvolutionResult(
-      chosen, space.arch_at(chosen),
+      chosen, space.arch_at(chosen % space.NUM_CELLS),
       {name: float(history.values[name][best]) for name in history.names},
       float(fitness[best]), indices, exhaustive, time.perf_counter() - start)

@@ -23,6 +23,7 @@ import numpy as np
 
 from micronas_jax import data, graph, scoring, space
 from micronas_jax.errors import LIBRARY, Names, Param, ParamError, joined, render
+from micronas_jax.hardware import costs as hardware_costs
 from micronas_jax.hardware import latency
 from micronas_jax.proxies import draws
 from micronas_jax.search import evolution, objective
@@ -170,6 +171,9 @@ class SearchRequest:
       from `benchmark_path`; None reports none.
     task: the data's task (`data.infer_task`), recorded in the report; the network searched is
       the LUT's (`lut.config`, e.g. `shapes.at_network(board, task.network(skeleton))`).
+    skeletons: networks (`NetworkConfig`s, e.g. `search.joint.skeletons`) whose cells the
+      evolution searches jointly, each priced by `lut`'s board at its shape; None searches the
+      cells of `lut.config` alone.
   """
   lut: latency.LUT
   limits: objective.Limits = objective.Limits()
@@ -180,6 +184,7 @@ class SearchRequest:
   accuracy: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
   benchmark_path: str | None = None
   task: data.Task | None = None
+  skeletons: tuple | None = None
 
   def __post_init__(self):
     name = method_name(self.method)
@@ -190,6 +195,9 @@ class SearchRequest:
     if self.images is not None and self.images.shape[-1] != self.lut.config.in_channels:
       raise SearchError(f"images have {self.images.shape[-1]} channels, the network "
                         f"{self.lut.config.in_channels}")
+    if self.skeletons is not None and (name != "evolution" or not self.skeletons):
+      raise SearchError(Param("skeletons"), " needs ", Param("method", "evolution"),
+                        " and at least one network")
     if self.accuracy is not None and np.shape(self.accuracy) != (space.NUM_CELLS,):
       raise SearchError(f"accuracy must hold one value per cell [{space.NUM_CELLS}], got "
                         f"{np.shape(self.accuracy)}")
@@ -234,13 +242,16 @@ def _evaluator(config: draws.ScoreConfig, images, seed: int) -> evolution.Evalua
 
 def search_report(ops, lut: latency.LUT, method: str, indicators: dict, seconds: float,
                   details: dict) -> dict:
-  """The JSON-ready report of a search: the cell, its indicators and hardware costs."""
-  costs = {name: float(values) for name, values in objective.cell_costs(ops, lut).items()}
+  """The JSON-ready report of a search: the cell, its network, indicators and hardware costs
+  (SRAM and flash exact for this cell: `hardware.costs.exact_memory`)."""
+  values = {name: float(v) for name, v in objective.cell_costs(ops, lut).items()}
+  sram, flash, _ = hardware_costs.exact_memory(ops, lut)
   return {"index": space.index_of(ops), "arch": space.format_arch(ops), "method": method,
           "device": lut.device, "network": network_fields(lut.config), "indicators": indicators,
-          "latency_ms": round(costs["latency_ms"], 4), "sram_kb": round(costs["sram_kb"], 2),
-          "flash_kb": round(costs["flash_kb"], 2), "flops_m": round(costs["flops_m"], 4),
-          "params_m": round(costs["params_m"], 6), "search_seconds": round(seconds, 2),
+          "latency_ms": round(values["latency_ms"], 4),
+          "sram_kb": round(sram / hardware_costs.KB, 2),
+          "flash_kb": round(flash / hardware_costs.KB, 2), "flops_m": round(values["flops_m"], 4),
+          "params_m": round(values["params_m"], 6), "search_seconds": round(seconds, 2),
           **details}
 
 
@@ -265,6 +276,19 @@ def searched_network(board_config, task: data.Task | None = None, channels: int 
   return dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
+def default_skeletons(method: str, network, channels: int | None = None,
+                      cells: int | None = None) -> tuple | None:
+  """The skeletons the default evolution searches with the cell (`search.joint.skeletons` of
+  `network`, with C and N each fixed where given), or None for a single network: both fixed,
+  or a method other than the evolution."""
+  from micronas_jax.search import joint
+
+  if method != "evolution" or (channels is not None and cells is not None):
+    return None
+  return joint.skeletons(network, channels=None if channels is None else (channels,),
+                         cells=None if cells is None else (cells,))
+
+
 def _feasible(request: SearchRequest) -> tuple[np.ndarray, dict]:
   try:
     return objective.space_feasibility(request.lut, request.limits)
@@ -272,18 +296,7 @@ def _feasible(request: SearchRequest) -> tuple[np.ndarray, dict]:
     raise SearchError(error) from None
 
 
-def _run_evolution(request: SearchRequest, progress: Callable[[int, int], None] | None,
-                   log: Callable[[str], None], names: Names) -> dict:
-  import jax
-
-  feasible, bounds = _feasible(request)
-  config = evolution_config(request.images)
-  log(f"evolution search ({'+'.join(evolution.INDICATORS)}, {int(feasible.sum())} cells meet "
-      f"the limits, budget {request.method.budget}"
-      f"{': every one is measured' if feasible.sum() <= request.method.budget else ''}) on {jax.default_backend()}; compiling "
-      "first (about 30 s on a CPU)")
-  evaluate = _evaluator(config, request.images, request.seed)
-  total = min(request.method.budget, int(feasible.sum()))
+def _progress_ticker(progress, total: int):
   done = [0]
 
   def tick(count):
@@ -291,6 +304,23 @@ def _run_evolution(request: SearchRequest, progress: Callable[[int, int], None] 
     if progress:
       progress(done[0], total)
 
+  return tick
+
+
+def _run_evolution(request: SearchRequest, progress: Callable[[int, int], None] | None,
+                   log: Callable[[str], None], names: Names) -> dict:
+  import jax
+
+  if request.skeletons is not None:
+    return _run_joint_evolution(request, progress, log, names)
+  feasible, bounds = _feasible(request)
+  config = evolution_config(request.images)
+  every = ": every one is measured" if feasible.sum() <= request.method.budget else ""
+  log(f"evolution search ({'+'.join(evolution.INDICATORS)}, {int(feasible.sum())} cells meet "
+      f"the limits, budget {request.method.budget}{every}) on {jax.default_backend()}; "
+      "compiling first (about 30 s on a CPU)")
+  evaluate = _evaluator(config, request.images, request.seed)
+  tick = _progress_ticker(progress, min(request.method.budget, int(feasible.sum())))
   result = evolution.evolve(evaluate, feasible, request.seed, request.method,
                             on_evaluate=tick)
   details = {"seed": request.seed,
@@ -301,6 +331,54 @@ def _run_evolution(request: SearchRequest, progress: Callable[[int, int], None] 
              "score_config": config.to_dict()}
   return search_report(result.ops, request.lut, "evolution", result.indicators, result.seconds,
                        details)
+
+
+def _run_joint_evolution(request: SearchRequest, progress, log, names: Names) -> dict:
+  """The evolution over (skeleton, cell) pairs (`search.joint`): the cell indicators measured
+  once per cell, FLOPs those of each pair's whole network."""
+  import jax
+
+  from micronas_jax.search import joint
+
+  try:
+    pairs = joint.JointSpace.build(request.lut, request.skeletons, request.limits)
+  except (objective.ObjectiveError, latency.LUTError) as error:
+    raise SearchError(error) from None
+  config = evolution_config(request.images)
+  screened = int(pairs.screened.sum())
+  log(f"joint evolution search ({'+'.join(evolution.INDICATORS)}) over "
+      f"{len(pairs.networks)} skeletons x cells: {screened:,} networks pass the screened "
+      f"limits, memory checked exactly as drawn, budget {request.method.budget}; on "
+      f"{jax.default_backend()}, compiling first (about 30 s on a CPU)")
+  cell_evaluate = _evaluator(config, request.images, request.seed)
+
+  def evaluate(indices: np.ndarray) -> dict:
+    results = cell_evaluate(np.asarray(indices) % space.NUM_CELLS)
+    results["flops"] = (pairs.flops_m[indices], np.ones(len(indices), bool))
+    return results
+
+  tick = _progress_ticker(progress, min(request.method.budget, screened))
+  try:
+    result = evolution.evolve(evaluate, pairs.screened, request.seed, request.method,
+                              on_evaluate=tick, neighbours=pairs.neighbours, admit=pairs.admit)
+  except ValueError:
+    raise SearchError("no network meets the limits: every skeleton and cell drawn is over ",
+                      joined([source for _, source in pairs.bounds.values()], " or "),
+                      " once its memory is planned exactly") from None
+  skeleton, _ = pairs.split(result.index)
+  rejected = sum(1 for index in pairs.checked if not pairs.admit(np.asarray([index]))[0])
+  grid = {field: sorted({getattr(n, field) for n in pairs.networks})
+          for field in ("channels", "cells_per_stage", "resolution")}
+  details = {"seed": request.seed,
+             "limits": [render(source, names) for _, source in pairs.bounds.values()],
+             "fitness": result.fitness, "evaluated_networks": len(result.evaluated),
+             "evaluated_cells": len({int(i) % space.NUM_CELLS for i in result.evaluated}),
+             "skeletons": grid, "screened_networks": screened,
+             "memory_checked": len(pairs.checked), "memory_rejected": rejected,
+             "exhaustive": result.exhaustive, "evolution": dataclasses.asdict(request.method),
+             "score_config": config.to_dict()}
+  return search_report(result.ops, pairs.luts[skeleton], "evolution", result.indicators,
+                       result.seconds, details)
 
 
 def _run_prune(request: SearchRequest, progress: Callable[[int, int], None] | None,

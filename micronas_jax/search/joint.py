@@ -1,0 +1,138 @@
+"""The joint space of the default search: NB201 cells x skeletons (width C, depth N, input side).
+
+A candidate is a (skeleton, cell) pair, numbered `skeleton * 15625 + cell`. Every skeleton has
+its own latency table (`hardware.shapes.at_network`), so latency, FLOPs and params of all pairs
+are vectorized; memory is screened with lower bounds and checked exactly (`costs.exact_memory`,
+TFLM's arena) only for the pairs the evolution draws (`JointSpace.admit`), since the exact plan
+costs milliseconds per network and the whole joint space holds hundreds of thousands.
+
+Why FLOPs of the whole network rank skeletons: the indicators other than FLOPs (MeCo, linear
+regions, skip span) describe the cell on fixed proxy networks, so within one budget the
+skeleton is told apart by capacity. MCUNet's TinyNAS (Lin et al., NeurIPS 2020, sec. 3.1)
+chooses the width and resolution whose networks have the most FLOPs under the memory
+constraint, on the observation that more computation under the same constraint gives more
+accuracy; here FLOPs enter as one of the log-rank terms (`search.evolution`), so a skeleton
+that leaves room only for poor cells is pulled down by the cell's indicators.
+
+Constant networks (a cell whose output does not depend on its input) are left out of the joint
+space: every skeleton of theirs is the same useless network.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from micronas_jax import complexity, graph, space
+from micronas_jax.hardware import costs, latency, shapes
+from micronas_jax.network import NetworkConfig
+from micronas_jax.search import objective
+
+# The skeleton grid: stage-1 widths (multiples of 4, as the kernels pair channels and MCUNet's
+# widths are multiples of 8 from 8 up), cells per stage (NB201's 5 at most).
+CHANNELS = (4, 8, 12, 16, 24, 32, 48, 64)
+CELLS = (1, 2, 3, 4, 5)
+
+
+def skeletons(base: NetworkConfig, channels=None, cells=None,
+              resolutions=None) -> tuple[NetworkConfig, ...]:
+  """`base` at every (C, N, resolution) of the grid, C outermost: `channels` (default
+  CHANNELS), `cells` (default CELLS), `resolutions` (default the base's own)."""
+  return tuple(dataclasses.replace(base, channels=c, cells_per_stage=n, resolution=r)
+               for c in (channels or CHANNELS) for n in (cells or CELLS)
+               for r in (resolutions or (base.resolution,)))
+
+
+
+def _live_cells() -> np.ndarray:
+  """`[15625]` bool: cells whose output depends on their input."""
+  return np.array([graph.reachability(ops).output for ops in space.all_archs()])
+
+
+@dataclasses.dataclass
+class JointSpace:
+  """The (skeleton, cell) pairs of one search and their costs.
+
+  Attributes:
+    networks: the skeletons `[K]`; luts: the board's table at each.
+    limits: the search's limits; bounds: `Limits.bounds` (the same on every skeleton: the
+      board's memory does not depend on the network).
+    screened: `[K * 15625]` bool: pairs whose latency and FLOPs meet the limits, whose memory
+      lower bounds do, and whose output depends on the input.
+    flops_m, latency_ms: `[K * 15625]` of every pair.
+  """
+  networks: tuple[NetworkConfig, ...]
+  luts: tuple[latency.LUT, ...]
+  limits: objective.Limits
+  bounds: dict
+  screened: np.ndarray
+  flops_m: np.ndarray
+  latency_ms: np.ndarray
+  checked: dict = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def build(cls, board: latency.LUT, networks, limits: objective.Limits) -> JointSpace:
+    """The joint space of `networks` on `board` (its table at each: `shapes.at_network`)."""
+    archs, live = space.all_archs(), _live_cells()
+    luts = tuple(shapes.at_network(board, config) for config in networks)
+    bounds = limits.bounds(luts[0])
+    runtime_sram, runtime_flash = costs.runtime_memory(board)
+    columns = {"latency_ms": [], "flops_m": [], "sram_kb": [], "flash_kb": []}
+    for config, lut in zip(networks, luts):
+      columns["latency_ms"].append(np.asarray(latency.estimate(archs, lut), np.float64))
+      columns["flops_m"].append(complexity.flops(archs, config) / 1e6)
+      # Lower bounds: int8 weights are in flash, and the input and the stem's output are live
+      # together in SRAM.
+      columns["flash_kb"].append((complexity.params(archs, config) + runtime_flash) / costs.KB)
+      stem = config.resolution**2 * (config.in_channels + config.channels)
+      columns["sram_kb"].append(np.full(space.NUM_CELLS, (stem + runtime_sram) / costs.KB))
+    flat = {name: np.concatenate(values) for name, values in columns.items()}
+    screened = np.tile(live, len(networks))
+    if bounds:
+      screened &= objective.check_meetable(flat, bounds)
+    return cls(tuple(networks), luts, limits, bounds, screened, flat["flops_m"],
+               flat["latency_ms"])
+
+  def split(self, index: int) -> tuple[int, int]:
+    """(skeleton, cell) of a pair's index."""
+    return divmod(int(index), space.NUM_CELLS)
+
+  def neighbours(self, index: int) -> np.ndarray:
+    """A pair's mutations: the cell's one-edge neighbours in the same skeleton, and the same
+    cell in each skeleton one grid step away in C, N or resolution."""
+    from micronas_jax.search import evolution
+
+    k, cell = self.split(index)
+    here = self.networks[k]
+    steps = []
+    for j, other in enumerate(self.networks):
+      changed = [(getattr(other, f), getattr(here, f))
+                 for f in ("channels", "cells_per_stage", "resolution")]
+      if sum(a != b for a, b in changed) == 1 and self._adjacent(here, other):
+        steps.append(j * space.NUM_CELLS + cell)
+    return np.concatenate([k * space.NUM_CELLS + evolution.cell_neighbours(cell),
+                           np.asarray(steps, np.int64)])
+
+  def _adjacent(self, a: NetworkConfig, b: NetworkConfig) -> bool:
+    for field in ("channels", "cells_per_stage", "resolution"):
+      values = sorted({getattr(n, field) for n in self.networks})
+      if getattr(a, field) != getattr(b, field):
+        return abs(values.index(getattr(a, field)) - values.index(getattr(b, field))) == 1
+    return False
+
+  def memory(self, index: int) -> tuple[int, int]:
+    """(SRAM, flash) bytes of a pair, exact (`costs.exact_memory`); kept once computed."""
+    if index not in self.checked:
+      k, cell = self.split(index)
+      self.checked[index] = costs.exact_memory(space.arch_at(cell), self.luts[k])[:2]
+    return self.checked[index]
+
+  def admit(self, indices: np.ndarray) -> np.ndarray:
+    """`[n]` bool: the pairs whose exact SRAM and flash meet the bounds."""
+    ok = np.ones(len(indices), bool)
+    for row, index in enumerate(map(int, indices)):
+      sram, flash = self.memory(index)
+      for column, value in (("sram_kb", sram), ("flash_kb", flash)):
+        if column in self.bounds and value / costs.KB > self.bounds[column][0]:
+          ok[row] = False
+    return ok
