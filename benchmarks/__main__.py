@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "deploy-memory": "deploy_memory",
     "deploy-formats": "deploy_formats",
     "shape-model": "shape_model",
+    "task-study": "task_study",
     "natural-images": "natural_images",
     "torch-reference": "torch_reference",
     "summary": "summary",

@@ -70,8 +70,8 @@ def space_list(out):
   click.echo(f"wrote {count} cells to {out}", err=True)
 
 
-for command in (task.task_command, hardware.lut_group, hardware.hw, scores.score,
-                scores.table_group, search.search, training.train_command,
+for command in (task.task_command, hardware.lut_group, hardware.hw, hardware.boards_command,
+                scores.score, scores.table_group, search.search, training.train_command,
                 training.export_command, deploy.deploy_command):
   cli.add_command(command)
 

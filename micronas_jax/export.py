@@ -15,6 +15,8 @@ excludes the padding from its count, as NB201's does, by a constant per-pixel Mu
 """
 from __future__ import annotations
 
+import dataclasses
+
 import contextlib
 import math
 import os
@@ -267,11 +269,21 @@ def randomized_batch_norm(variables: model.Variables, seed: int = 0) -> model.Va
   return jax.tree_util.tree_map_with_path(draw, variables)
 
 
+def sized_network(network: model.NetworkConfig | None, channels: int | None,
+                  cells: int | None) -> model.NetworkConfig:
+  """`network` (default NB201's) with C=`channels` and N=`cells` where given."""
+  network = network or model.NB201_CIFAR10
+  return dataclasses.replace(network, channels=network.channels if channels is None else channels,
+                             cells_per_stage=network.cells_per_stage if cells is None else cells)
+
+
 def cell_variables(ops, checkpoint: str | None = None, seed: int = 0, channels: int | None = None,
-                   cells: int | None = None) -> tuple[model.Variables, model.NetworkConfig, str]:
+                   cells: int | None = None, network: model.NetworkConfig | None = None
+                   ) -> tuple[model.Variables, model.NetworkConfig, str]:
   """(variables, network config, where the weights come from) of the network of cell `ops: [6]`:
   a `micronas-jax train` checkpoint (run folder or file) of that cell, or, without one, freshly
-  initialized weights from `seed` with C=`channels` (16) and N=`cells` (5).
+  initialized weights from `seed` of `network` (default NB201's) with C=`channels` and
+  N=`cells` where given.
 
   Raises WeightsError for a checkpoint of another cell or a size given beside a checkpoint.
   """
@@ -293,8 +305,7 @@ def cell_variables(ops, checkpoint: str | None = None, seed: int = 0, channels: 
     return variables, config, (f"checkpoint {train.checkpoint_path(checkpoint)} after epoch "
                                f"{stored['epoch']} of {stored['meta']['training']['epochs']}")
   try:
-    config = model.NetworkConfig(channels=16 if channels is None else channels,
-                                 cells_per_stage=5 if cells is None else cells)
+    config = sized_network(network, channels, cells)
   except ValueError as error:
     raise WeightsError(error) from None
   variables = jax.jit(model.init, static_argnums=1)(train.init_key(seed), config)

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from micronas_jax import naming, space
+from micronas_jax.network import pool_3x3_counts
 from micronas_jax.naming import LayerKind, Role
 
 # The configuration is plain data (network.py) that cost and hardware models read without Flax.
@@ -77,8 +78,14 @@ class ConvBN(nn.Module):
 
 
 def avg_pool_3x3(x):
-  """3x3 average pool, stride 1, padding 1 excluded from the count (NB201's avg_pool_3x3)."""
-  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+  """3x3 average pool, stride 1, padding 1 excluded from the count (NB201's avg_pool_3x3):
+  `[B, H, W, C]` -> same shape."""
+  window, strides, padding = (1, 3, 3, 1), (1, 1, 1, 1), ((0, 0), (1, 1), (1, 1), (0, 0))
+  sums = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, padding)
+  # The counts as a NumPy constant: flax's count_include_pad=False pools ones of x's whole
+  # shape, which XLA constant-folds at compile time (seconds per pool edge at batch 64).
+  counts = pool_3x3_counts(*x.shape[1:3])[None, :, :, None].astype(np.float32)
+  return sums / counts.astype(x.dtype)
 
 
 def batch_norm(x, scale, bias, mean, var, train: bool, epsilon: float = 1e-5):

@@ -295,3 +295,38 @@ def test_evolution_reads_an_image_folder_zip(one_line_error, tmp_path, toy_evolu
   assert json.loads(out.read_text())["score_config"]["data"] == data.fingerprint(images)
   (tmp_path / "bad.zip").write_text("not a zip")
   one_line_error(invoke("--data", tmp_path / "bad.zip"), "bad.zip")
+
+
+def test_a_report_carries_the_network_through_train_and_deploy(tmp_path, toy_evolution):
+  from micronas_jax import train
+  from micronas_jax.hardware.emu import machine as emu_machine
+  from tests.test_task import gray_folder
+
+  folder = gray_folder(tmp_path / "digits", size=(12, 12), per_class=4)
+  report_path = tmp_path / "r.json"
+  result = invoke("--data", folder, "--resolution", 8, "--max-latency-ms", 10, "--population", 10,
+                  "--tournament", 5, "--budget", 30, "--out", report_path, "--no-progress")
+  assert result.exit_code == 0, result.output
+  report = json.loads(report_path.read_text())
+  network = report["network"]
+  assert (network["resolution"], network["in_channels"], network["num_classes"]) == (8, 1, 3)
+  assert report["latency_ms"] <= 10 and report["task"]["classes"] == ["one", "two", "zero"]
+  run = tmp_path / "run"
+  trained = CliRunner().invoke(cli.cli, [
+      "train", "--from-report", str(report_path), "--data", str(folder), "--out", str(run),
+      "--epochs", "1", "--batch-size", "4", "--no-progress"])
+  assert trained.exit_code == 0, trained.output
+  meta = train.read_checkpoint(run / train.CHECKPOINT_NAME)["meta"]
+  assert meta["arch"] == report["arch"]
+  assert {k: meta["network"][k] for k in network} == network
+  clash = CliRunner().invoke(cli.cli, ["train", "--from-report", str(report_path), "--data",
+                                       str(folder), "--out", str(run), "--channels", "8"])
+  assert clash.exit_code == 2 and "--channels: the network comes from --from-report" \
+      in clash.output
+  if emu_machine.missing():
+    pytest.skip(f"deploy --verify needs the emulator: {emu_machine.missing()}")
+  deployed = CliRunner().invoke(cli.cli, [
+      "deploy", "--from-report", str(report_path), "--checkpoint", str(run), "--data",
+      str(folder), "--out", str(tmp_path / "cell"), "--verify"])
+  assert deployed.exit_code == 0, deployed.output
+  assert f"C={network['channels']}, N={network['cells_per_stage']}" in deployed.output

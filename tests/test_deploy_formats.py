@@ -81,9 +81,12 @@ def test_a_missing_extra_is_one_line_with_the_install_command(one_line_error, tm
 
 
 def test_images_of_the_wrong_shape_are_refused(one_line_error, tmp_path):
-  np.savez(tmp_path / "small.npz", images=np.zeros((4, 16, 16, 3), np.uint8))
+  # Other sizes and 1 or 3 channels are resized to the network's input (data's one rule);
+  # two channels are no image.
+  np.savez(tmp_path / "small.npz", images=np.zeros((4, 16, 16, 2), np.uint8))
   one_line_error(invoke("13987", "--format", "tflite", "--out", tmp_path / "c.tflite", "--data",
-                        tmp_path / "small.npz", *TINY), "16, 16, 3")
+                        tmp_path / "small.npz", *TINY),
+                 "(4, 16, 16, 2), expected [N, H, W, 3]")
   assert not (tmp_path / "c.tflite").exists()
 
 

@@ -164,3 +164,27 @@ def progress_bar(enabled: bool, unit: str):
   finally:
     for bar in bars:
       bar.close()
+
+
+FROM_REPORT_HELP = ("A search report (`micronas-jax search --out`): its cell and network (width, "
+                    "depth, input, classes), instead of ARCH_OR_INDEX.")
+
+
+def reported_network(cell, from_report: str | None, sizes: dict):
+  """(cell ops, network or None) from ARCH_OR_INDEX or `--from-report` (exactly one); `sizes`:
+  the options (name -> value or None) a report fixes, refused beside one."""
+  if (cell is None) == (from_report is None):
+    raise InputError("give the cell as ARCH_OR_INDEX or --from-report, one of them")
+  if from_report is None:
+    return cell, None
+  given = [f"--{name}" for name, value in sizes.items() if value not in (None, False)]
+  if given:
+    raise InputError(f"{', '.join(given)}: the network comes from --from-report; leave "
+                     f"{'it' if len(given) == 1 else 'them'} out")
+  from micronas_jax.search import run as search_run
+
+  try:
+    reported = search_run.read_report(from_report)
+  except search_run.SearchError as error:
+    raise InputError(error) from None
+  return reported.ops, reported.network

@@ -6,7 +6,8 @@ import json
 import click
 
 from micronas_jax.commands.common import (
-    CLI_NAMES, SEED, ArchParam, CellCommand, Input, InputError, Output, check_paths)
+    CLI_NAMES, FROM_REPORT_HELP, SEED, ArchParam, CellCommand, Input, InputError, Output,
+    check_paths, reported_network)
 DEPLOY_FORMATS = ("c", "tflite", "onnx-qdq")  # deploy.formats.FORMATS, without importing JAX
 from micronas_jax.hardware import latency
 
@@ -17,6 +18,7 @@ Examples:
   micronas-jax deploy 13987 --checkpoint run/ --data cifar10-jpeg.zip --out cell/ --verify
   micronas-jax deploy 13987 --format tflite --out cell.tflite --verify
   micronas-jax deploy 13987 --format onnx-qdq --out cell.onnx --verify
+  micronas-jax deploy --from-report r.json --checkpoint run/ --data my_images/ --out cell/ --verify
 The folder gets the kernels, the weights as const arrays, one static arena, mnj_run(), a header,
 a Makefile (cortex-m7; CPU=cortex-m4) and a README. Building and --verify need arm-none-eabi-gcc
 (apt-get install gcc-arm-none-eabi) and pip install 'micronas-jax[emu]'.
@@ -24,7 +26,9 @@ a Makefile (cortex-m7; CPU=cortex-m4) and a README. Building and --verify need a
 Micro for its arena; --verify checks it there and in LiteRT (pip install 'micronas-jax[tflite]').
 --format onnx-qdq writes a static QDQ int8 .onnx for ST Edge AI Core, checked in onnxruntime.
 """)
-@click.argument("cell", type=ArchParam(), metavar="ARCH_OR_INDEX")
+@click.argument("cell", type=ArchParam(), metavar="[ARCH_OR_INDEX]", required=False)
+@click.option("--from-report", "from_report", type=click.Path(), default=None,
+              help=FROM_REPORT_HELP + " With --checkpoint, the checkpoint must hold it.")
 @click.option("--out", "out_dir", required=True,
               help="--format c: folder to write: missing, empty or a previous deploy, whose "
                    "files deploy wrote (listed with their sha256 in deploy.json) are replaced; "
@@ -59,13 +63,14 @@ Micro for its arena; --verify checks it there and in LiteRT (pip install 'micron
               help="C without --checkpoint (default 16); a checkpoint records its own.")
 @click.option("--cells", type=int, default=None, help="N without --checkpoint (default 5).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-def deploy_command(cell, out_dir, deploy_format, checkpoint_path, data_path, verify, force, board, lut_path,
+def deploy_command(cell, from_report, out_dir, deploy_format, checkpoint_path, data_path, verify, force, board, lut_path,
                    seed, channels, cells, as_json):
   """Quantizes a cell's network to int8 and writes it as a C library for a Cortex-M."""
   from micronas_jax import deploy, train
 
   from micronas_jax.deploy import formats
 
+  cell, network = reported_network(cell, from_report, {"channels": channels, "cells": cells})
   if deploy_format != formats.C:
     check_paths([Output("--out", out_dir)],
                 [Input("--checkpoint", checkpoint_path, train.RUN_FILES),
@@ -73,7 +78,7 @@ def deploy_command(cell, out_dir, deploy_format, checkpoint_path, data_path, ver
     try:
       report = formats.deploy_file(cell, out_dir, deploy_format, checkpoint_path, data_path,
                                    verify=verify, seed=seed, channels=channels, cells=cells,
-                                   log=lambda line: click.echo(line, err=True))
+                                   network=network, log=lambda line: click.echo(line, err=True))
     except deploy.DeployError as error:
       raise InputError(error) from None
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary(CLI_NAMES))
@@ -86,7 +91,7 @@ def deploy_command(cell, out_dir, deploy_format, checkpoint_path, data_path, ver
   try:
     report = deploy.deploy(cell, out_dir, checkpoint_path, data_path, verify=verify, force=force,
                            board=board, lut=lut_path, seed=seed, channels=channels, cells=cells,
-                           log=lambda line: click.echo(line, err=True))
+                           network=network, log=lambda line: click.echo(line, err=True))
   except deploy.DeployError as error:
     raise InputError(error) from None
   click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary(CLI_NAMES))

@@ -103,19 +103,25 @@ def lut_fit(timings, out, device, semantics):
   click.echo(f"fitted {len(times)} timings ({semantics}) into {out}", err=True)
 
 
-PROFILE_TARGETS = ("cortex-m7-emu", "cortex-m7-cycles")
+# Cycle-model targets and the board whose clock, memory and anchor each table takes.
+CYCLE_TARGETS = {"cortex-m7-cycles": "stm32f746", "cortex-m4-cycles": "nucleo-f411re",
+                 "cortex-m33-cycles": "nucleo-u575zi-q"}
+PROFILE_TARGETS = ("cortex-m7-emu", *CYCLE_TARGETS)
 
 
 @lut_group.command("profile", epilog="""\b
 Examples:
   micronas-jax lut profile --target cortex-m7-emu --out micronas_jax/hardware/luts/stm32f746-emu.json
   micronas-jax lut profile --target cortex-m7-cycles --out micronas_jax/hardware/luts/stm32f746.json
+  micronas-jax lut profile --target cortex-m4-cycles --out micronas_jax/hardware/luts/nucleo-f411re.json
 Needs arm-none-eabi-gcc (apt-get install gcc-arm-none-eabi) and pip install 'micronas-jax[emu]'.
 """)
 @click.option("--target", default="cortex-m7-emu", show_default=True,
               help="What to measure on: " + ", ".join(PROFILE_TARGETS) + " (the package's int8 C "
-                   "kernels on an emulated Cortex-M7 at 216 MHz: instruction counts, or cycles "
-                   "of a Cortex-M7 pipeline model anchored to ResNet-8 on the F746).")
+                   "kernels in the emulator: instruction counts at 216 MHz, or cycles of the "
+                   "core's pipeline model anchored to ResNet-8 measured on that core: "
+                   "cortex-m7 for the STM32F746, cortex-m4 for the NUCLEO-F411RE, cortex-m33 "
+                   "for the NUCLEO-U575ZI-Q).")
 @click.option("--out", required=True, help="LUT JSON file to write (unit ms).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random data.")
 def lut_profile(target, out, seed):
@@ -129,7 +135,8 @@ def lut_profile(target, out, seed):
   if reason:
     raise click.ClickException(f"--target {target}: {reason}")
   try:
-    lut = (cycle_lut.profile if target == "cortex-m7-cycles" else emu_lut.profile)(seed=seed)
+    lut = (cycle_lut.profile(seed=seed, board=CYCLE_TARGETS[target]) if target in CYCLE_TARGETS
+           else emu_lut.profile(seed=seed))
   except emu_machine.ToolchainMissing as error:
     raise click.ClickException(f"--target {target}: {error}") from None
   save_lut(lut, out)
@@ -195,3 +202,31 @@ def hw(cell, board, lut_path, semantics, as_json):
   report = hw_report.cell_report(cell, lut, None if semantics is None else
                                  semantics == "dead-code")
   click.echo(json.dumps(report, indent=2) if as_json else hw_report.format_report(report))
+
+
+@click.command("boards", epilog="""\b
+Examples:
+  micronas-jax boards
+  micronas-jax boards --json
+""")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list.")
+def boards_command(as_json):
+  """The packaged boards (--board) and what each table assumes: clock, memory, where its
+  latencies come from and what anchors them, and whether it prices any network shape."""
+  import json
+
+  from micronas_jax.hardware import boards
+
+  rows = [boards.summary(name) for name in latency.boards()]
+  if as_json:
+    click.echo(json.dumps(rows, indent=2))
+    return
+  for row in rows:
+    memory = (f"{row['sram_kb']:.0f} KB SRAM, {row['flash_kb']:.0f} KB flash"
+              if row["sram_kb"] is not None else "memory unknown")
+    clock = f"{row['clock_mhz']:g} MHz" if row["clock_mhz"] else "clock unknown"
+    shapes = (f"any network (kernel model {row['core_model']})" if row["core_model"]
+              else f"only its own network ({row['network']})")
+    click.echo(f"{row['board']}\n  {row['device']}\n  {clock}; {memory}\n"
+               f"  latency: {row['latency_source']}\n  prices: {shapes}"
+               + (f"\n  anchored to: {row['anchor']}" if row["anchor"] else ""))

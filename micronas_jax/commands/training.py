@@ -8,15 +8,8 @@ import click
 from micronas_jax import model, paths
 from micronas_jax.commands import task as task_command
 from micronas_jax.commands.common import (
-  SEED,
-  ArchParam,
-  CellCommand,
-  Input,
-  InputError,
-  Output,
-  check_paths,
-  cli_text,
-)
+    FROM_REPORT_HELP, SEED, ArchParam, CellCommand, Input, InputError, Output, check_paths,
+    cli_text, reported_network)
 
 
 @click.command("train", cls=CellCommand, epilog="""\b
@@ -24,10 +17,13 @@ Examples:
   micronas-jax train 1462 --data ~/cifar-10-batches-py --out run/
   micronas-jax train 1462 --data tiny.npz --out tiny/ --channels 4 --cells 1 --epochs 3 \\
       --batch-size 32
+  micronas-jax train --from-report r.json --data my_images/ --out run/
 Rerunning the same command resumes from run/checkpoint.msgpack (written after every epoch) with
 the result of an uninterrupted run; a checkpoint of another cell or setting is refused.
 """)
-@click.argument("cell", type=ArchParam(), metavar="ARCH_OR_INDEX")
+@click.argument("cell", type=ArchParam(), metavar="[ARCH_OR_INDEX]", required=False)
+@click.option("--from-report", "from_report", type=click.Path(), default=None,
+              help=FROM_REPORT_HELP)
 @click.option("--data", "data_path", required=True,
               help="An image folder or .zip of train|test/<class>/<image> (labels by sorted class "
                    "name), a CIFAR-10 python directory (data_batch_1..5, test_batch) or an .npz "
@@ -44,27 +40,38 @@ the result of an uninterrupted run; a checkpoint of another cell or setting is r
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Random crop (4-pixel zero padding) and horizontal flip.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--channels", type=int, default=16, show_default=True, help="C of stage 1.")
-@click.option("--cells", type=int, default=5, show_default=True, help="N, cells per stage.")
+@click.option("--channels", type=int, default=None, help="C of stage 1 (default 16).")
+@click.option("--cells", type=int, default=None, help="N, cells per stage (default 5).")
 @click.option("--resolution", type=int, default=None, help=task_command.RESOLUTION_HELP)
 @click.option("--gray", is_flag=True, help=task_command.GRAY_HELP)
 @click.option("--stop-after", type=int, default=None,
               help="Stop after this many epochs in total (rerun to continue).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def train_command(cell, data_path, out, epochs, batch_size, lr, momentum, nesterov, weight_decay,
-                  augment, seed, channels, cells, resolution, gray, stop_after, progress):
+def train_command(cell, from_report, data_path, out, epochs, batch_size, lr, momentum, nesterov,
+                  weight_decay, augment, seed, channels, cells, resolution, gray, stop_after,
+                  progress):
   """Trains the NB201 network of a cell (NB201's recipe) on the data's task (its classes,
   channels and resolution: `micronas-jax task`), resumable; reports test accuracy."""
   from micronas_jax import train
 
   check_paths([Output("--out", out, train.RUN_FILES)],
-              [Input("--data", data_path)])
+              [Input("--data", data_path), Input("--from-report", from_report)])
+  cell, reported = reported_network(
+      cell, from_report, {"channels": channels, "cells": cells, "resolution": resolution,
+                          "gray": gray})
+  if reported is not None:
+    resolution, gray = reported.resolution, reported.in_channels == 1
   try:
-    net_config = model.NetworkConfig(channels=channels, cells_per_stage=cells)
+    net_config = reported or model.NetworkConfig(
+        channels=16 if channels is None else channels,
+        cells_per_stage=5 if cells is None else cells)
     config = train.TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr,
                                momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                                augment=augment, seed=seed)
     task = task_command.read_task(data_path, resolution, gray)
+    if reported is not None and task.num_classes not in (None, reported.num_classes):
+      raise InputError(f"--data has {task.num_classes} classes, the reported network "
+                       f"{reported.num_classes}")
     result = train.train_from_path(cell, data_path, out, net_config, config, stop_after,
                                    progress, lambda message: click.echo(message, err=True), task)
   except ValueError as error:  # a bad setting or data set, a run directory of another run

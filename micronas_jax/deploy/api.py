@@ -348,7 +348,7 @@ def _images(images, config, count: int, seed: int) -> tuple[np.ndarray, str]:
     return x, f"{count} standard-normal inputs (seed {seed}): no images given"
   if isinstance(images, (str, os.PathLike)):
     try:
-      x = data.load_images(images, max_images=count)
+      x = data.load_images(images, max_images=count, shape=config.input_shape)
     except data.DataError as error:
       raise DeployError(error) from None
     where = f"{len(x)} images of {images}"
@@ -419,15 +419,15 @@ def _built(folder: pathlib.Path) -> dict:
   return built
 
 
-def _network_config(ops, checkpoint, channels: int | None,
-                    cells: int | None) -> model.NetworkConfig:
+def _network_config(ops, checkpoint, channels: int | None, cells: int | None,
+                    network: model.NetworkConfig | None = None) -> model.NetworkConfig:
   """The network `export.cell_variables` gives, known without its weights: the one a checkpoint
-  records (read again there: milliseconds, against the seconds of building the weights) or
-  C=`channels` (16), N=`cells` (5)."""
+  records (read again there: milliseconds, against the seconds of building the weights; it must
+  be `network` where one is given) or `network` (default NB201's) with C=`channels`,
+  N=`cells` where given."""
   if not checkpoint:
     try:
-      return model.NetworkConfig(channels=16 if channels is None else channels,
-                                 cells_per_stage=5 if cells is None else cells)
+      return export.sized_network(network, channels, cells)
     except ValueError as error:
       raise DeployError(error) from None
   if channels is not None or cells is not None:
@@ -444,13 +444,22 @@ def _network_config(ops, checkpoint, channels: int | None,
   if meta.get("arch") != space.format_arch(ops):
     raise DeployError(f"{checkpoint} holds a network of arch {meta.get('arch')}, not "
                       f"{space.format_arch(ops)}")
+  if network is not None and _shape(network) != _shape(config):
+    raise DeployError(f"{checkpoint} holds a network of {_shape(config)}, the report "
+                      f"{_shape(network)}")
   return config
+
+
+def _shape(config: model.NetworkConfig) -> str:
+  return (f"C={config.channels}, N={config.cells_per_stage}, input {config.resolution}x"
+          f"{config.resolution}x{config.in_channels}, {config.num_classes} classes")
 
 
 def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
            force: bool = False, board: str | None = DEFAULT_BOARD, lut=None, seed: int = 0,
            channels: int | None = None, cells: int | None = None,
-           calibration_images: int = 256, agreement_images: int = 256, emulated_images: int = 4,
+           network: model.NetworkConfig | None = None, calibration_images: int = 256,
+           agreement_images: int = 256, emulated_images: int = 4,
            log: Callable[[str], None] = print) -> DeployReport:
   """Quantizes the network of cell `ops` to int8, writes its C library to `out_dir`, builds it
   (where arm-none-eabi-gcc is installed) and, with `verify`, checks it in the emulator.
@@ -469,6 +478,8 @@ def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
       for this network); needs the cross-compiler and the `emu` extra.
     force: replace deploy's files in `out_dir` that were edited since, and user files at the
       paths deploy writes; write a network that does not fit the board's flash or SRAM.
+    network: the network without a checkpoint (e.g. a search report's); with one, it must be
+      the checkpoint's.
     board, lut: the packaged board name, or a LUT file (wins), for estimates and capacities.
     seed: of the initialized weights and the standard-normal inputs, in 0..MAX_SEED.
     calibration_images: images (the first ones) that calibrate the activation scales; the next
@@ -491,7 +502,7 @@ def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
     raise DeployError(Param("verify", True), f" needs the emulator: {reason}")
   # The estimate needs only the network's shape, so a network that cannot fit is refused before
   # its weights are loaded or initialized (the init compiles for tens of seconds at C=16, N=5).
-  config = _network_config(ops, checkpoint, channels, cells)
+  config = _network_config(ops, checkpoint, channels, cells, network)
   estimated = estimate(ops, config, lut_used)
   over = [f"{what} {estimated[f'{key}_bytes'] / 1024:.1f} KB > {capacity / 1024:.0f} KB "
           f"(over by {(estimated[f'{key}_bytes'] - capacity) / 1024:.1f} KB)"
@@ -518,7 +529,7 @@ def deploy(ops, out_dir, checkpoint=None, images=None, *, verify: bool = False,
       _refuse_losing(folder, lost, force, notes)
       try:
         variables, config, weights_note = export.cell_variables(ops, checkpoint, seed, channels,
-                                                                cells)
+                                                                cells, network)
       except export.WeightsError as error:
         raise DeployError(error) from None
       log(f"quantizing: {weights_note}; scales from {images_note}")

@@ -108,13 +108,14 @@ def _agreement(name: str, logits: np.ndarray, floats: np.ndarray) -> dict:
 
 def deploy_file(ops, out, format: str = TFLITE, checkpoint=None, images=None, *,
                 verify: bool = False, seed: int = 0, channels: int | None = None,
-                cells: int | None = None, calibration_images: int = 256,
+                cells: int | None = None, network=None, calibration_images: int = 256,
                 agreement_images: int = 256,
                 log: Callable[[str], None] = print) -> FileReport:
   """Converts the network of cell `ops` to int8 in `format` (TFLITE or ONNX_QDQ), writes it to
   the file `out` and, with `verify`, checks it in its runtime.
 
-  Args: as `api.deploy` (ops, checkpoint, images, seed, channels, cells, calibration_images,
+  Args: as `api.deploy` (ops, checkpoint, images, seed, channels, cells, network,
+    calibration_images,
     agreement_images, log). The TFLite file is always run once in TFLite Micro for its arena.
     verify: TFLITE: TFLM's top-1 agrees with the float network's on >= MIN_AGREEMENT of the
       check images, and TFLM's int8 outputs equal LiteRT's within 1 LSB on
@@ -140,10 +141,11 @@ def deploy_file(ops, out, format: str = TFLITE, checkpoint=None, images=None, *,
     raise api.DeployError(f"cell {space.index_of(ops)} {space.format_arch(ops)}: its output does "
                           "not depend on the image (no path of edges from the input); there is "
                           "no network to deploy")
-  config = api._network_config(ops, checkpoint, channels, cells)
+  config = api._network_config(ops, checkpoint, channels, cells, network)
   x, images_note = api._images(images, config, calibration_images + agreement_images, seed)
   try:
-    variables, config, weights_note = export.cell_variables(ops, checkpoint, seed, channels, cells)
+    variables, config, weights_note = export.cell_variables(ops, checkpoint, seed, channels, cells,
+                                                              network)
   except export.WeightsError as error:
     raise api.DeployError(error) from None
   calibration, checking = x[:calibration_images], x[calibration_images:]

@@ -410,8 +410,10 @@ def _luts_dir():
 
 
 def boards() -> tuple[str, ...]:
-  """Names of the packaged LUTs (`luts/NAME.json`)."""
-  return tuple(sorted(p.name[:-5] for p in _luts_dir().iterdir() if p.name.endswith(".json")))
+  """Names of the packaged LUTs (`luts/NAME.json`; `*-kernels.json` are the kernel models of
+  `hardware.shapes`, not tables)."""
+  return tuple(sorted(p.name[:-5] for p in _luts_dir().iterdir()
+                      if p.name.endswith(".json") and not p.name.endswith("-kernels.json")))
 
 
 @functools.cache

@@ -144,11 +144,13 @@ def lut_for(config: NetworkConfig, board: latency.LUT,
             model: KernelModel | None = None) -> latency.LUT:
   """`board`'s LUT at the network `config`: its entries from the kernel model (`network_cycles`)
   scaled to milliseconds as `board`'s were (its `constants.resnet8.scale` and clock), the rest
-  (memory, semantics, device) as `board` has them. `board` must be a cycle-model table."""
+  (memory, semantics, device) as `board` has them. The kernel model is the board core's
+  (`constants.kernel_model`, default the Cortex-M7's). `board` must be a cycle-model table."""
   from micronas_jax.hardware.emu import lut as emu_lut  # no emulator needed: only its layout
 
-  model = model or packaged()
-  resnet8 = (board.constants or {}).get("resnet8", {})
+  constants = board.constants or {}
+  model = model or packaged(constants.get("kernel_model", {}).get("value", MODEL_FILE))
+  resnet8 = constants.get("resnet8", {})
   if "scale" not in resnet8 or not board.clock_mhz:
     raise latency.LUTError(f"{board.device}: not a cycle-model table (no constants.resnet8."
                            "scale and clock): other shapes cannot be priced from it")

@@ -25,6 +25,7 @@ from micronas_jax import data, graph, scoring, space
 from micronas_jax.errors import LIBRARY, Names, Param, ParamError, joined, render
 from micronas_jax.hardware import costs as hardware_costs
 from micronas_jax.hardware import latency
+from micronas_jax.network import NetworkConfig
 from micronas_jax.proxies import draws
 from micronas_jax.search import evolution, objective
 
@@ -544,3 +545,33 @@ def format_report(report: dict) -> str:
                  else f"accuracy  none: {report['benchmark']} has no value for this cell")
   lines += [f"WARNING  {warning}" for warning in report.get("warnings", [])]
   return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportedNetwork:
+  """The network a search report (`run`, `--out`) holds: its cell, shape and the data's task."""
+  ops: np.ndarray
+  network: NetworkConfig
+  task: data.Task | None
+
+
+def read_report(path) -> ReportedNetwork:
+  """The network of a search report JSON file; SearchError (one line) for a file that is not
+  one."""
+  import json
+  import pathlib
+
+  try:
+    report = json.loads(pathlib.Path(path).read_text())
+  except OSError as error:
+    raise SearchError(f"{path}: cannot be read ({error.strerror or error})") from None
+  except ValueError as error:
+    raise SearchError(f"{path}: not a JSON search report ({error})") from None
+  try:
+    ops = space.resolve(report["arch"])
+    network = NetworkConfig(**{name: int(report["network"][name]) for name in NETWORK_FIELDS})
+    task = data.Task.from_dict(report["task"]) if "task" in report else None
+  except (KeyError, TypeError, ValueError, space.ArchError) as error:
+    raise SearchError(f"{path}: not a search report with a network (micronas-jax search "
+                      f"--out; {type(error).__name__}: {error})") from None
+  return ReportedNetwork(ops, network, task)

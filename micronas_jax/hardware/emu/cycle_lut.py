@@ -79,33 +79,44 @@ def resnet8_cycles(m: cycles.CycleMachine, seed: int = 0) -> int:
   return total + kernels.head(m, x, runtime_params.random_head(rng, 64, 10))[1]
 
 
-def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT:
-  """The default STM32F746 LUT (unit ms, every-op): modelled cycles, anchored to ResNet-8."""
+def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0,
+            board: str = "stm32f746") -> latency.LUT:
+  """The cycle-model LUT (unit ms, every-op) of `board` (`hardware.boards.BOARDS`; default the
+  STM32F746): modelled cycles of its core, anchored to ResNet-8 measured on that core."""
+  from micronas_jax.hardware import boards
+
+  spec = boards.BOARDS[board]
   reason = cycles.capstone_missing()
   if reason:
     raise emu_machine.ToolchainMissing(reason)
-  m = cycles.CycleMachine()
+  m = cycles.CycleMachine(core=spec.core)
   m.clear_classes()
   counts = emu_lut.measure(config, seed, m)
   classes = m.classes()
   resnet8 = resnet8_cycles(m, seed)
-  model_ms = resnet8 / (f746_analytic.CLOCK_MHZ * 1e3)
-  scale = ANCHOR_MS / model_ms
-  ms = lambda n: n * scale / (f746_analytic.CLOCK_MHZ * 1e3)
-  board = f746_analytic.CONSTANTS
+  model_ms = resnet8 / (spec.clock_mhz * 1e3)
+  anchor_ms = spec.anchor_cycles / (spec.clock_mhz * 1e3)  # the anchor's cycles at our clock
+  scale = anchor_ms / model_ms
+  ms = lambda n: n * scale / (spec.clock_mhz * 1e3)
+  pipeline = cycles.PIPELINES[spec.core]
+  anchor_text = (f"MLPerf Tiny v1.0 ResNet-8 on a DISCO-F746NG at 216 MHz, Plumerai: "
+                 f"{ANCHOR_MS:.2f} ms" if board == "stm32f746" else spec.sources["anchor"])
   provenance = {
       # Not measured on a board: instructions are measured in an emulator, cycles modelled.
       "method": "emulated + cycle model", "measured": False,
-      "by": f"micronas-jax lut profile --target {TARGET}",
+      "by": f"micronas-jax lut profile --target {spec.core}-cycles",
       "measured_what": "the executed instructions of the package's int8 C kernels "
                        "(micronas_jax/runtime/kernels.c) for every entry, block by block, "
-                       "on the emulated Cortex-M7 (Unicorn), and the outcome of every branch",
-      "modelled_what": "their cycles: in-order dual issue with the Cortex-M7's unit limits, "
-                       "latencies and a 2-bit branch predictor (micronas_jax/hardware/emu/"
-                       "cycles.py, each number cited from LLVM's Cortex-M7 model); zero-wait "
-                       "memory",
-      "anchored_to": f"MLPerf Tiny v1.0 ResNet-8 on a DISCO-F746NG at 216 MHz, Plumerai: "
-                     f"{ANCHOR_MS:.2f} ms; the same network through these kernels and model: "
+                       f"on the emulated {cycles.CORE_NAMES[spec.core]} (Unicorn), and the "
+                       "outcome of every branch",
+      "modelled_what": ("their cycles: in-order dual issue with the Cortex-M7's unit limits, "
+                        "latencies and a 2-bit branch predictor (micronas_jax/hardware/emu/"
+                        "cycles.py, each number cited from LLVM's Cortex-M7 model); zero-wait "
+                        "memory") if spec.core == "cortex-m7" else (
+                       f"their cycles on the {spec.core} model of micronas_jax/hardware/emu/"
+                       "cycles.py (single issue, blocking loads, no branch predictor: a taken "
+                       "branch refills the pipeline; each number cited there); zero-wait memory"),
+      "anchored_to": f"{anchor_text}; the same network through these kernels and model: "
                      f"{model_ms:.2f} ms; every entry x {scale:.4f}",
       "toolchain": emu_machine.compiler_version(),
       "flags": " ".join(emu_machine.FLAGS),
@@ -115,24 +126,43 @@ def profile(config: NetworkConfig = NB201_CIFAR10, seed: int = 0) -> latency.LUT
               "MicroNAS authors' F746 table (benchmarks/RESULTS.md, 'LUT agreement'); the "
               "absolute scale is that of an optimised engine (Plumerai) on ResNet-8: TFLite "
               "Micro with CMSIS-NN is slower (facts §2b). The former default is "
-              "'stm32f746-analytic'. Profile your own board: micronas-jax lut firmware.",
+              "'stm32f746-analytic'. Profile your own board: micronas-jax lut firmware."
+              if board == "stm32f746" else
+              "The kernels are compiled for the Cortex-M7 (ARMv7E-M, the M4's instruction set; "
+              "the M33's ARMv8-M Mainline with DSP runs the same instructions); the absolute "
+              "scale is that of an optimised engine (Plumerai) on ResNet-8. Not validated on "
+              "this board: no board here. Profile your own: micronas-jax lut firmware.",
   }
+  board_constants = f746_analytic.CONSTANTS
   constants = {
       "modelled_cycles": emu_lut.counts_record(counts),
       "instructions_by_class": {"value": classes, "source": "all entries above together"},
       "resnet8": {"modelled_cycles": resnet8, "macs": RESNET8_MACS,
-                  "measured_ms": round(ANCHOR_MS, 3), "scale": scale,
-                  "source": board["cycles_per_mac"]["source"]},
-      "pipeline": cycles.PIPELINE,
-      "clock_mhz": board["clock_mhz"],
-      "sram_bytes": board["sram_bytes"], "flash_bytes": board["flash_bytes"],
-      "runtime_sram_bytes": board["runtime_sram_bytes"],
-      "runtime_flash_bytes": board["runtime_flash_bytes"],
+                  "measured_ms": round(anchor_ms, 3), "scale": scale,
+                  "source": spec.sources["anchor"]},
+      "pipeline": pipeline,
+      "clock_mhz": ({"value": spec.clock_mhz, "status": "[V]",
+                     "source": spec.sources["clock_mhz"]}),
+      "sram_bytes": {"value": spec.sram_bytes, "status": "[V]",
+                     "source": spec.sources["sram_bytes"]},
+      "flash_bytes": {"value": spec.flash_bytes, "status": "[V]",
+                      "source": spec.sources["flash_bytes"]},
+      "runtime_sram_bytes": board_constants["runtime_sram_bytes"],
+      "runtime_flash_bytes": board_constants["runtime_flash_bytes"],
   }
-  value = lambda name: board[name]["value"]
+  if board == "stm32f746":  # the default table as it has always been written
+    constants["clock_mhz"] = board_constants["clock_mhz"]
+    constants["sram_bytes"] = board_constants["sram_bytes"]
+    constants["flash_bytes"] = board_constants["flash_bytes"]
+    constants["resnet8"]["source"] = board_constants["cycles_per_mac"]["source"]
+    constants["resnet8"]["measured_ms"] = round(ANCHOR_MS, 3)
+  else:
+    constants["kernel_model"] = {"value": spec.kernel_model,
+                                 "source": "hardware/shapes.py: prices other networks"}
   return latency.LUT(
-      device=DEVICE, unit="ms", semantics="every-op", provenance=provenance, config=config,
-      **emu_lut.lut_entries(counts, ms), clock_mhz=f746_analytic.CLOCK_MHZ,
-      memory=latency.Memory(value("sram_bytes"), value("flash_bytes"),
-                            value("runtime_sram_bytes"), value("runtime_flash_bytes")),
+      device=spec.device if board != "stm32f746" else DEVICE, unit="ms", semantics="every-op",
+      provenance=provenance, config=config, **emu_lut.lut_entries(counts, ms),
+      clock_mhz=spec.clock_mhz,
+      memory=latency.Memory(spec.sram_bytes, spec.flash_bytes, spec.runtime_sram_bytes,
+                            spec.runtime_flash_bytes),
       constants=constants)

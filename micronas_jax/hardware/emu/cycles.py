@@ -60,8 +60,61 @@ PIPELINE = {
 }
 
 
-def _op(name: str):
-  return PIPELINE[name]["value"]
+_LLVM_M4 = ("llvm/llvm-project llvm/lib/Target/ARM/ARMScheduleM4.td @9bcdb40f (CortexM4Model; "
+            "ARMProcessors.td @02ac9ddc gives it to cortex-m4 and cortex-m33, both "
+            "FeatureHasNoBranchPredictor)")
+_M4_TRM = ("Arm Cortex-M4 TRM (100166_0001_00) section 3.3.1 Table 3-1, and TI SWCU192 Table 3-25 "
+           "and its instruction-pairing page (the same M4F table)")
+_M33_MEASURED = ("jnk0le/random 'pipeline cycle test/doc/cortex_m33.md' @14b71dad: measured on an "
+                 "RP2350 (Cortex-M33 r1p0); Arm publishes no M33 cycle table")
+PIPELINE_M4 = {
+    "issue_width": {"value": 1, "source": _LLVM_M4 + ": IssueWidth = 1 'Only IT can be "
+                                          "dual-issued, so assume single-issue'"},
+    "units": {"value": {"alu": 1, "shift": 1, "load": 1, "store": 1, "mac": 1, "simd": 1,
+                        "branch": 1},
+              "source": _LLVM_M4 + ": one M4Unit for the whole core"},
+    "latency": {"value": {"alu": 1, "load": 2, "load_byte": 2, "mac": 2, "mac_accumulator": 1,
+                          "simd": 1, "saturate": 1, "divide": 7},
+                "source": _LLVM_M4 + ": LoadLatency = 2, WriteMAC32 2, ALU/SIMD 1; " + _M4_TRM
+                          + ": MLA/SMLAL 1 cycle (chained accumulations back to back), SSAT 1, "
+                            "SDIV 2-12 (7 taken: the middle of the operand-dependent range)"},
+    "load_occupancy": {"value": 2, "pipelined": 1,
+                       "source": _M4_TRM + ": a load takes 2 cycles; 'if the next instruction is "
+                                           "an LDR or STR ... one cycle is removed from the cost "
+                                           "of the next instruction'"},
+    "slot_rules": {"value": "single issue", "source": _LLVM_M4},
+    "branch_predictor": {"value": False, "source": _LLVM_M4 + ": FeatureHasNoBranchPredictor"},
+    "taken_branch_cycles": {"value": 2, "source": _LLVM_M4 + ": MispredictPenalty = 2 'Best case "
+                                                  "branch taken cost'; " + _M4_TRM + ": a taken "
+                                                  "branch costs 1 + P, P = 1..3 refill cycles"},
+}
+PIPELINE_M33 = {
+    **PIPELINE_M4,
+    "latency": {"value": {"alu": 1, "load": 2, "load_byte": 2, "mac": 2, "mac_accumulator": 1,
+                          "simd": 2, "saturate": 1, "divide": 7},
+                "source": _M33_MEASURED + ": load-to-use 2, MAC result 2 with back-to-back "
+                                          "accumulation, {s,u}xtab16 2-cycle result; divide as "
+                                          "for the M4 (no M33 figure found)"},
+    "load_occupancy": {"value": 1, "pipelined": 1,
+                       "source": _M33_MEASURED + ": loads issue every cycle, their results 2 "
+                                                 "cycles later (address generation starts in "
+                                                 "stage 2, elektroniknet.de on the M33 pipeline)"},
+    "slot_rules": {"value": "single issue (the M33's limited dual issue of 16-bit pairs is "
+                            "not modelled)", "source": _LLVM_M4 + "; " + _M33_MEASURED},
+    "taken_branch_cycles": {"value": 1, "source": _M33_MEASURED + ": a taken branch takes 2 "
+                                                  "cycles (1 when paired), not taken 0"},
+}
+PIPELINE.update({
+    "load_occupancy": {"value": 1, "pipelined": 1, "source": _LLVM_M7 + ": loads pipelined"},
+    "branch_predictor": {"value": True, "source": _LLVM_M7 + ": no FeatureHasNoBranchPredictor"},
+})
+# The modelled cores, by the name `-mcpu` gives them.
+PIPELINES = {"cortex-m7": PIPELINE, "cortex-m4": PIPELINE_M4, "cortex-m33": PIPELINE_M33}
+CORE_NAMES = {"cortex-m7": "Cortex-M7", "cortex-m4": "Cortex-M4", "cortex-m33": "Cortex-M33"}
+
+
+def _op(name: str, pipeline: dict = PIPELINE):
+  return pipeline[name]["value"]
 
 
 # Thumb-2 mnemonics (condition and width suffixes stripped) of each class.
@@ -149,8 +202,8 @@ def _units(name: str, klass: str, shifted: bool) -> list[str]:
   return ["alu"] + (["shift"] if shifted or name in _SHIFTS else [])
 
 
-def _latency(name: str, klass: str) -> int:
-  lat = _op("latency")
+def _latency(name: str, klass: str, pipeline: dict = PIPELINE) -> int:
+  lat = _op("latency", pipeline)
   if klass == "load":
     return lat["load_byte"] if name[3:4] in ("b", "h", "s") else lat["load"]
   if klass == "mac":
@@ -162,11 +215,15 @@ def _latency(name: str, klass: str) -> int:
   return lat["simd"] if klass == "simd" else lat["alu"]
 
 
-def schedule(instructions) -> int:
-  """Cycles to issue capstone `instructions` (one block, detail on) in order on the M7 model."""
+def schedule(instructions, pipeline: dict = PIPELINE) -> int:
+  """Cycles to issue capstone `instructions` (one block, detail on) in order on `pipeline`'s
+  core (default the M7's)."""
   import capstone
 
-  width, units, lat = _op("issue_width"), _op("units"), _op("latency")
+  width, units = _op("issue_width", pipeline), _op("units", pipeline)
+  lat = _op("latency", pipeline)
+  occupancy = pipeline["load_occupancy"]
+  previous_memory = False  # the last instruction was a load or store
   ready: dict[int, tuple[int, str]] = {}  # register -> (cycle its value is ready, producer class)
   cycle, slot, used = 0, 0, collections.Counter()
   for ins in instructions:
@@ -194,7 +251,12 @@ def schedule(instructions) -> int:
     used.update(need)
     slot = width if single else slot + 1
     for reg in writes:
-      ready[reg] = (cycle + _latency(name, klass), klass)
+      ready[reg] = (cycle + _latency(name, klass, pipeline), klass)
+    if klass == "load":  # a blocking load (the M4's) holds the pipeline, less when pipelined
+      extra = (occupancy["pipelined"] if previous_memory else occupancy["value"]) - 1
+      if extra > 0:
+        cycle, slot, used = cycle + extra, width, collections.Counter()
+    previous_memory = klass in ("load", "store")
     if name in ("sdiv", "udiv"):  # a divide stalls issue for its latency
       cycle, slot, used = cycle + lat["divide"], 0, collections.Counter()
   return cycle + (1 if slot else 0)
@@ -207,8 +269,8 @@ def _decoder():
   return md
 
 
-def decode_block(code: bytes, address: int, md=None) -> Block:
-  """The Block of Thumb-2 `code` starting at `address`."""
+def decode_block(code: bytes, address: int, md=None, pipeline: dict = PIPELINE) -> Block:
+  """The Block of Thumb-2 `code` starting at `address`, scheduled on `pipeline`."""
   import capstone
   instructions = list((md or _decoder()).disasm(code, address))
   counts = collections.Counter(classify(i.mnemonic) for i in instructions)
@@ -220,18 +282,23 @@ def decode_block(code: bytes, address: int, md=None) -> Block:
   indirect = bool(last) and (name in ("bx", "tbb", "tbh") or (name == "blx" and not any(
       op.type == capstone.arm.ARM_OP_IMM for op in last.operands)) or (
       writes_pc and name not in ("b", "bl", "blx", "cbz", "cbnz")))
-  return Block(tuple(counts[c] for c in CLASSES), schedule(instructions), conditional, indirect,
-               address + len(code))
+  return Block(tuple(counts[c] for c in CLASSES), schedule(instructions, pipeline), conditional,
+               indirect, address + len(code))
 
 
 class CycleMachine(emu_machine.Machine):
-  """A `Machine` whose `call` returns modeled Cortex-M7 cycles in place of instructions.
+  """A `Machine` whose `call` returns modeled cycles of `core` (PIPELINES; default the
+  Cortex-M7) in place of instructions. On a core without a branch predictor (M4, M33) every
+  taken branch costs `taken_branch_cycles`.
 
   `classes()` gives the executed instructions per class since the last `clear_classes()`.
   Needs the `capstone` package (in the `emu` extra).
   """
 
-  def __init__(self, elf=None):
+  def __init__(self, elf=None, core: str = "cortex-m7"):
+    if core not in PIPELINES:
+      raise ValueError(f"Unknown core {core!r}; known: {', '.join(PIPELINES)}")
+    self.core, self._pipeline = core, PIPELINES[core]
     self._md = _decoder()
     self._blocks: dict[int, Block] = {}
     self._hits: collections.Counter = collections.Counter()
@@ -246,20 +313,23 @@ class CycleMachine(emu_machine.Machine):
     if block is None or block.fallthrough != address + size:
       start = address - emu_machine.CODE_BASE
       block = self._blocks[address] = decode_block(
-          bytes(self._image[start:start + size]), address, self._md)
+          bytes(self._image[start:start + size]), address, self._md, self._pipeline)
     self._hits[address] += 1
     cycles = block.cycles
     previous = self._previous
-    if previous is not None:
+    if previous is not None and not _op("branch_predictor", self._pipeline):
+      if address != previous.fallthrough:  # taken: the pipeline refills
+        cycles += _op("taken_branch_cycles", self._pipeline)
+    elif previous is not None:
       if previous.conditional:
         taken = address != previous.fallthrough
         state = self._counters.get(self._previous_address, 1)  # weakly not taken
         if (state >= 2) != taken:
-          cycles += _op("mispredict_cycles")
+          cycles += _op("mispredict_cycles", self._pipeline)
           self.mispredicts += 1
         self._counters[self._previous_address] = min(state + 1, 3) if taken else max(state - 1, 0)
       elif previous.indirect:
-        cycles += _op("mispredict_cycles")
+        cycles += _op("mispredict_cycles", self._pipeline)
         self.mispredicts += 1
     self._previous, self._previous_address = block, address
     self._executed += cycles

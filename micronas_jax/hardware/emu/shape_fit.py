@@ -70,13 +70,14 @@ def overhead_features(channels: int, cells: int, resolution: int) -> tuple[int, 
 
 
 def fit(seed: int = 0, progress: Callable[[int, int], None] | None = None,
-        m: cycles.CycleMachine | None = None) -> shapes.KernelModel:
-  """The Cortex-M7 kernel model: every kernel run on `GRID`, least squares on its features.
-  Raises `emu_machine.ToolchainMissing` without the cross-compiler, Unicorn or capstone."""
+        core: str = "cortex-m7") -> shapes.KernelModel:
+  """The kernel model of `core` (`cycles.PIPELINES`): every kernel run on `GRID`, least squares
+  on its features. Raises `emu_machine.ToolchainMissing` without the cross-compiler, Unicorn or
+  capstone."""
   reason = cycles.capstone_missing()
   if reason:
     raise emu_machine.ToolchainMissing(reason)
-  m = m or cycles.CycleMachine()
+  m = cycles.CycleMachine(core=core)
   rng = np.random.default_rng(seed)
   total, done, start = sum(map(len, GRID.values())), 0, time.perf_counter()
   coefficients, residuals = {}, {}
@@ -96,9 +97,9 @@ def fit(seed: int = 0, progress: Callable[[int, int], None] | None = None,
                          "median_relative_error": round(float(np.median(error)), 6)}
   provenance = {
       "by": "python3 -m benchmarks shape-model --fit (micronas_jax/hardware/emu/shape_fit.py)",
-      "cycle_model": "micronas_jax/hardware/emu/cycles.py (Cortex-M7 pipeline, as the default "
-                     "STM32F746 table)",
+      "cycle_model": f"micronas_jax/hardware/emu/cycles.py ({cycles.CORE_NAMES[core]} "
+                     "pipeline, as that core's board tables)",
       "toolchain": emu_machine.compiler_version(), "flags": " ".join(emu_machine.FLAGS),
       "seed": seed, "grid": {kernel: [list(s) for s in grid] for kernel, grid in GRID.items()},
       "fit": residuals, "seconds": round(time.perf_counter() - start, 1)}
-  return shapes.KernelModel("cortex-m7", coefficients, provenance)
+  return shapes.KernelModel(core, coefficients, provenance)
