@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "deploy-formats": "deploy_formats",
     "shape-model": "shape_model",
     "task-study": "task_study",
+    "task-search": "task_search",
     "natural-images": "natural_images",
     "torch-reference": "torch_reference",
     "summary": "summary",

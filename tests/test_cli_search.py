@@ -194,6 +194,7 @@ class ToyEvolutionScorer:
 
   def __init__(self, config, cells_per_step=1, images=None):
     self.config, self.cells_per_step, self.images = config, 1, images
+    self.trace_count = 1  # one program, as the real scorer's
 
   def __call__(self, archs, seed):
     value = self.toy.value_of(archs[0])
@@ -218,6 +219,7 @@ def test_evolution_is_the_default_and_reports_its_cell(tmp_path, toy, toy_evolut
   # The default searches the skeleton with the cell: 300 networks, fewer distinct cells.
   assert report["evaluated_networks"] == 300 and report["exhaustive"] is False
   assert report["evaluated_cells"] <= 300 and report["skeletons"]["channels"][0] == 4
+  assert report["compilations"] == 1 and "1 compilations" in result.output
   assert report["score_config"]["proxies"] == list(evolution.INDICATORS)
   assert report["score_config"]["zc_cells"] == search_run.EVOLUTION_ZC_CELLS
   for field in ("index", "arch", "MeCo", "skip span", "latency", "SRAM", "flash", "time"):

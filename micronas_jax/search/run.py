@@ -376,6 +376,9 @@ def _run_joint_evolution(request: SearchRequest, progress, log, names: Names) ->
              "evaluated_cells": len({int(i) % space.NUM_CELLS for i in result.evaluated}),
              "skeletons": grid, "screened_networks": screened,
              "memory_checked": len(pairs.checked), "memory_rejected": rejected,
+             # The indicators run on fixed proxy networks: one program per distinct shape,
+             # whatever skeletons the pairs have (0 when this process had compiled them).
+             "compilations": _SESSIONS[config.hash()][0].trace_count,
              "exhaustive": result.exhaustive, "evolution": dataclasses.asdict(request.method),
              "score_config": config.to_dict()}
   return search_report(result.ops, pairs.luts[skeleton], "evolution", result.indicators,
@@ -543,6 +546,12 @@ def format_report(report: dict) -> str:
     lines.append(f"accuracy {report['test_acc']:.2f} % (from {report['benchmark']})"
                  if report["test_acc"] is not None
                  else f"accuracy  none: {report['benchmark']} has no value for this cell")
+  if "skeletons" in report:
+    lines.append(f"searched {report['evaluated_networks']} networks ({report['evaluated_cells']} "
+                 f"cells) of {report['screened_networks']:,} screened, over C "
+                 f"{report['skeletons']['channels']} x N {report['skeletons']['cells_per_stage']}"
+                 f"; memory planned exactly for {report['memory_checked']}; "
+                 f"{report['compilations']} compilations")
   lines += [f"WARNING  {warning}" for warning in report.get("warnings", [])]
   return "\n".join(lines)
 
