@@ -332,3 +332,19 @@ def test_a_report_carries_the_network_through_train_and_deploy(tmp_path, toy_evo
       str(folder), "--out", str(tmp_path / "cell"), "--verify"])
   assert deployed.exit_code == 0, deployed.output
   assert f"C={network['channels']}, N={network['cells_per_stage']}" in deployed.output
+
+
+def test_a_cell_over_a_memory_limit_once_planned_exactly_is_warned(tmp_path, toy_evolution,
+                                                                   monkeypatch):
+  from micronas_jax.hardware import costs
+
+  # Stand in for a cell the vectorized screen let through but TFLM's exact plan puts over.
+  monkeypatch.setattr(costs, "exact_memory", lambda ops, lut, dead_code=None:
+                      (250 * 1024, 100 * 1024, None))
+  out = tmp_path / "r.json"
+  result = invoke("--channels", 16, "--cells", 5, "--max-sram-kb", 200, "--population", 20,
+                  "--tournament", 20, "--budget", 20, "--out", out, "--no-progress")
+  assert result.exit_code == 0, result.output
+  warnings = json.loads(out.read_text())["warnings"]
+  assert any("SRAM is 250.0 KB, over --max-sram-kb 200" in w for w in warnings)
+  assert "WARNING  planned exactly" in result.output
