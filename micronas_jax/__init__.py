@@ -42,25 +42,34 @@ def _lut(board):
 
 
 def run_search(board="stm32f746", *, max_latency_ms=None, max_sram_kb=None, max_flash_kb=None,
-           max_flops_m=None, method=None, seed: int = 0, images=None) -> dict:
-  """The best cell for `board` (a packaged board name or a `latency.LUT`) under the limits ->
-  the search's JSON-ready report (index, arch, indicators, latency_ms, sram_kb, flash_kb, ...).
+           max_flops_m=None, method=None, seed: int = 0, images=None, channels=None,
+           cells=None) -> dict:
+  """The best network for `board` (a packaged board name or a `latency.LUT`) under the limits,
+  as `micronas-jax search` finds it -> the search's JSON-ready report (index, arch, network,
+  indicators, latency_ms, sram_kb, flash_kb, ...).
 
-  `method` is the method's options: `search.run.Evolution()` (None: the default evolution),
-  `Prune()`, `Table(scores_path)` or `Exhaustive(scores_path)`. `images: [N, 32, 32, 3]`
-  normalized images for the indicators (None: standard-normal inputs). The board's SRAM and
-  flash always bound the search.
+  `method` is the method's options: `search.run.Evolution()` (None: the default evolution, over
+  skeleton and cell jointly unless `channels` and `cells` fix the skeleton), `Prune()`,
+  `Table(scores_path)` or `Exhaustive(scores_path)`. `images: [N, 32, 32, C]` normalized images
+  for the indicators (None: standard-normal inputs). The board's SRAM and flash always bound
+  the search.
 
       >>> import micronas_jax
       >>> report = micronas_jax.run_search(max_latency_ms=300)  # doctest: +SKIP
       >>> report["latency_ms"] <= 300  # doctest: +SKIP
       True
   """
+  from micronas_jax.hardware import shapes
   from micronas_jax.search import objective
   from micronas_jax.search import run as search_run
   limits = objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m)
-  request = search_run.SearchRequest(_lut(board), limits, method or search_run.Evolution(),
-                                     seed, images)
+  method = method or search_run.Evolution()
+  lut = _lut(board)
+  network = search_run.searched_network(lut.config, channels=channels, cells=cells)
+  skeletons = search_run.default_skeletons(search_run.method_name(method), network, channels,
+                                           cells)
+  request = search_run.SearchRequest(shapes.at_network(lut, network), limits, method, seed,
+                                     images, skeletons=skeletons)
   return search_run.run(request)
 
 
