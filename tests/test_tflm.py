@@ -114,3 +114,29 @@ def test_operators_that_match_no_graph_are_left_in_the_converters_order(converte
   _, config, model_bytes = converted[13987]
   other, _ = tflm.converter_ops(graph.build(space.arch_at(1462), config, dead_code=True))
   assert tflite.run_in_order(model_bytes, other) is None
+
+
+# Networks a task and the joint search make: a gray 16x16 input with 5 classes at N=2, and a
+# 24x24 RGB input with 3 classes at C=8.
+OTHER_SKELETONS = {
+    13987: NetworkConfig(channels=4, cells_per_stage=2, resolution=16, in_channels=1,
+                         num_classes=5),
+    9000: NetworkConfig(channels=8, cells_per_stage=1, resolution=24, in_channels=3,
+                        num_classes=3)}
+
+
+@pytest.mark.parametrize("index", sorted(OTHER_SKELETONS))
+def test_the_model_matches_tflm_to_the_byte_at_other_skeletons(index):
+  pytest.importorskip("tensorflow", reason="the tflite extra: pip install 'micronas-jax[tflite]'")
+  pytest.importorskip("tflite_micro", reason="the tflite extra")
+  from micronas_jax.deploy import tflite
+
+  ops = space.arch_at(index)
+  variables, config, _ = export.cell_variables(ops, None, 0, network=OTHER_SKELETONS[index])
+  variables = export.randomized_batch_norm(variables, seed=index)
+  images = np.random.default_rng(0).standard_normal((8, *config.input_shape), np.float32)
+  model_bytes = tflite.convert(variables, ops, config, images)
+  _, measured = tflite.tflm_run(model_bytes, np.zeros((1, *config.input_shape), np.int8))
+  modelled = tflm.arena(ops, config, tflm.HOST)
+  assert (modelled.head, modelled.tail) == (measured.head, measured.tail)
+  assert abs(modelled.file_bytes - len(model_bytes)) <= 0.01 * len(model_bytes)
