@@ -348,3 +348,23 @@ def test_a_cell_over_a_memory_limit_once_planned_exactly_is_warned(tmp_path, toy
   warnings = json.loads(out.read_text())["warnings"]
   assert any("SRAM is 250.0 KB, over --max-sram-kb 200" in w for w in warnings)
   assert "WARNING  planned exactly" in result.output
+
+
+def test_a_list_of_resolutions_is_searched_with_the_skeleton(tmp_path, toy_evolution):
+  from tests.test_task import gray_folder
+
+  folder = gray_folder(tmp_path / "digits", size=(20, 20))
+  out = tmp_path / "r.json"
+  result = invoke("--data", folder, "--resolution", "16,8", "--channels", 4, "--cells", 1,
+                  "--population", 10, "--tournament", 5, "--budget", 40, "--out", out,
+                  "--no-progress")
+  assert result.exit_code == 0, result.output
+  report = json.loads(out.read_text())
+  assert report["skeletons"]["resolution"] == [8, 16]
+  assert report["network"]["resolution"] in (8, 16) and report["task"]["resolution"] == 16
+  for bad, message in (("16,x", "not a number or a comma list"),
+                       ("16,10", "resolution 10 must be divisible by 4")):
+    refused = invoke("--data", folder, "--resolution", bad, "--no-progress")
+    assert refused.exit_code == 2 and message in refused.output, refused.output
+  other = invoke("--method", "prune", "--resolution", "16,8", "--no-progress")
+  assert other.exit_code == 2 and "need --method evolution" in other.output

@@ -37,6 +37,21 @@ def _read_benchmark(path: str):
     raise InputError(error) from None
 
 
+def _resolutions(text: str | None) -> tuple[int, ...] | None:
+  """The input sides of `--resolution` ("32" or "32,24,16"), or None; a one-line error for
+  anything else."""
+  if text is None:
+    return None
+  try:
+    values = tuple(sorted({int(part) for part in text.split(",") if part.strip()}, reverse=True))
+  except ValueError:
+    raise InputError(f"--resolution: {text!r} is not a number or a comma list of numbers") \
+        from None
+  if not values:
+    raise InputError("--resolution: give at least one input side")
+  return values
+
+
 # Options whose request field is named otherwise.
 _FIELDS = {"batch_size": "ntk_batch"}
 
@@ -108,7 +123,9 @@ pruning search minutes (measure with --fast first), seconds on a GPU.
               help="Fix the depth N, cells per stage (default: the evolution searches 1-5; "
                    "the other methods use the board table's, 5). --channels 16 --cells 5 is "
                    "NB201's network.")
-@click.option("--resolution", type=int, default=None, help=task_command.RESOLUTION_HELP)
+@click.option("--resolution", "resolution_text", default=None,
+              help=task_command.RESOLUTION_HELP + " A comma list (e.g. 32,24,16) lets the "
+                   "evolution search the input size with the skeleton.")
 @click.option("--gray", is_flag=True, help=task_command.GRAY_HELP)
 @click.option("--out", default=None, help="JSON report to write.")
 @click.option("--plot", "plot_path", default=None,
@@ -119,7 +136,7 @@ pruning search minutes (measure with --fast first), seconds on a GPU.
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m, method,
            budget, population, tournament, w_flops, w_latency, scores_path, fast, meco, seed,
-           repeats, batch_size, data_path, channels, cells, resolution, gray, out, plot_path,
+           repeats, batch_size, data_path, channels, cells, resolution_text, gray, out, plot_path,
            benchmark_path, progress):
   """Finds the best cell for a board under hardware limits, and reports it with its evidence."""
   from micronas_jax.search import objective
@@ -139,11 +156,13 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
               + ([] if filled_store else [Input("--scores", scores_path)]))
   lut = lut_errors(latency.load, lut_path) if lut_path else lut_errors(latency.board, board)
   accuracy = _read_benchmark(benchmark_path) if benchmark_path else None
+  resolutions = _resolutions(resolution_text)
+  resolution = max(resolutions) if resolutions else None
   task = task_command.read_task(data_path, resolution, gray) if data_path else None
   try:
     network = search_run.searched_network(lut.config, task, channels, cells, resolution,
                                           1 if gray else None)
-    skeletons = search_run.default_skeletons(method, network, channels, cells)
+    skeletons = search_run.default_skeletons(method, network, channels, cells, resolutions)
   except ValueError as error:
     raise InputError(error) from None
   lut = lut_errors(shapes.at_network, lut, network)

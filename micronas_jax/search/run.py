@@ -278,16 +278,25 @@ def searched_network(board_config, task: data.Task | None = None, channels: int 
 
 
 def default_skeletons(method: str, network, channels: int | None = None,
-                      cells: int | None = None) -> tuple | None:
+                      cells: int | None = None, resolutions=None) -> tuple | None:
   """The skeletons the default evolution searches with the cell (`search.joint.skeletons` of
-  `network`, with C and N each fixed where given), or None for a single network: both fixed,
-  or a method other than the evolution."""
+  `network`, with C and N each fixed where given, at `resolutions` or the network's), or None
+  for a single network: all fixed, or a method other than the evolution (SearchError when
+  that method is given several resolutions)."""
   from micronas_jax.search import joint
 
-  if method != "evolution" or (channels is not None and cells is not None):
+  several = resolutions is not None and len(resolutions) > 1
+  if method != "evolution":
+    if several:
+      raise SearchError("several ", Param("resolution"), " values need ",
+                        Param("method", "evolution"), ", which searches the input size")
     return None
+  if channels is not None and cells is not None and not several:
+    return None
+  # NetworkConfig refuses a resolution no 3-stage network takes (ValueError, one line).
   return joint.skeletons(network, channels=None if channels is None else (channels,),
-                         cells=None if cells is None else (cells,))
+                         cells=None if cells is None else (cells,),
+                         resolutions=tuple(resolutions) if several else None)
 
 
 def _feasible(request: SearchRequest) -> tuple[np.ndarray, dict]:
