@@ -1,4 +1,4 @@
-"""`search`: the best cell for a board under hardware limits."""
+"""`search`: the best network for a board under hardware limits."""
 from __future__ import annotations
 
 import json
@@ -59,6 +59,7 @@ _FIELDS = {"batch_size": "ntk_batch"}
 @click.command("search", epilog="""\b
 Examples:
   micronas-jax search --board stm32f746 --max-latency-ms 200
+  micronas-jax search --data my_images/ --board nucleo-f411re --max-latency-ms 100 --out r.json
   micronas-jax search --data cifar10-jpeg.zip --benchmark ../shared/data/nb201/cifar10.csv
   micronas-jax search --data my_images/ --channels 8 --cells 2 --max-latency-ms 100
   micronas-jax search --method prune --fast           # TE-NAS / MicroNAS pruning
@@ -138,7 +139,8 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
            budget, population, tournament, w_flops, w_latency, scores_path, fast, meco, seed,
            repeats, batch_size, data_path, channels, cells, resolution_text, gray, out, plot_path,
            benchmark_path, progress):
-  """Finds the best cell for a board under hardware limits, and reports it with its evidence."""
+  """Finds the best network (width, depth and cell; your task's input with --data) for a board
+  under hardware limits, and reports it with its evidence."""
   from micronas_jax.search import objective
 
   given = {_FIELDS.get(name, name) for name, value in click.get_current_context().params.items()
