@@ -90,7 +90,7 @@ def study_networks(pairs: joint.JointSpace, count: int, seed: int, pick: int,
 def indicators(pairs: joint.JointSpace, indices, images, seed: int) -> dict:
   """The evolution's indicators of each pair (its cell's, and its network's FLOPs)."""
   config = search_run.evolution_config(images)
-  evaluate = search_run._evaluator(config, images, seed)
+  evaluate = search_run.cell_evaluator(config, images, seed)
   values = evaluate(np.asarray(indices) % space.NUM_CELLS)
   values["flops"] = (pairs.flops_m[np.asarray(indices)], np.ones(len(indices), bool))
   return values

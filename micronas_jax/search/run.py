@@ -221,8 +221,10 @@ def evolution_config(images=None) -> draws.ScoreConfig:
 _SESSIONS: dict[str, tuple[scoring.Scorer, dict[int, dict]]] = {}
 
 
-def _evaluator(config: draws.ScoreConfig, images, seed: int) -> evolution.Evaluator:
-  """`evolve`'s evaluator: measures each cell once per (configuration, seed) in this process."""
+def cell_evaluator(config: draws.ScoreConfig, images, seed: int) -> evolution.Evaluator:
+  """`evolve`'s evaluator of `config`'s indicators on `images` (None: standard normal): benchmark
+  indices `[n]` -> {indicator: (values [n], valid [n])}, each cell measured once per
+  (configuration, seed) in this process."""
   if config.hash() not in _SESSIONS:
     _SESSIONS[config.hash()] = (scoring.Scorer(config, 1, images=images), {})
   scorer, by_seed = _SESSIONS[config.hash()]
@@ -329,7 +331,7 @@ def _run_evolution(request: SearchRequest, progress: Callable[[int, int], None] 
   log(f"evolution search ({'+'.join(evolution.INDICATORS)}, {int(feasible.sum())} cells meet "
       f"the limits, budget {request.method.budget}{every}) on {jax.default_backend()}; "
       "compiling first (about 30 s on a CPU)")
-  evaluate = _evaluator(config, request.images, request.seed)
+  evaluate = cell_evaluator(config, request.images, request.seed)
   tick = _progress_ticker(progress, min(request.method.budget, int(feasible.sum())))
   result = evolution.evolve(evaluate, feasible, request.seed, request.method,
                             on_evaluate=tick)
@@ -360,7 +362,7 @@ def _run_joint_evolution(request: SearchRequest, progress, log, names: Names) ->
       f"{len(pairs.networks)} skeletons x cells: {screened:,} networks pass the screened "
       f"limits, memory checked exactly as drawn, budget {request.method.budget}; on "
       f"{jax.default_backend()}, compiling first (about 30 s on a CPU)")
-  cell_evaluate = _evaluator(config, request.images, request.seed)
+  cell_evaluate = cell_evaluator(config, request.images, request.seed)
 
   def evaluate(indices: np.ndarray) -> dict:
     results = cell_evaluate(np.asarray(indices) % space.NUM_CELLS)
