@@ -9,9 +9,13 @@ from click.testing import CliRunner
 from micronas_jax import cli, space
 from micronas_jax.hardware import boards, latency, shapes
 from micronas_jax.hardware.emu import cycles
+from micronas_jax.hardware.emu import machine as emu_machine
 
 needs_capstone = pytest.mark.skipif(cycles.capstone_missing() is not None,
                                     reason=f"{cycles.capstone_missing()}")
+needs_emulator = pytest.mark.skipif(
+    emu_machine.missing() is not None or cycles.capstone_missing() is not None,
+    reason=f"emulator unavailable: {emu_machine.missing() or cycles.capstone_missing()}")
 
 
 def _schedule(code: bytes, core: str) -> int:
@@ -89,3 +93,22 @@ def test_a_search_on_the_m4_board_meets_its_limits(tmp_path, monkeypatch, toy):
   assert report["latency_ms"] <= 100 and report["sram_kb"] <= 128 and report["flash_kb"] <= 512
   assert "NUCLEO-F411RE" in report["device"] and report["network"]["in_channels"] == 1
   assert np.isfinite(report["fitness"])
+
+
+@needs_emulator
+def test_a_reported_network_is_profiled_exactly_and_agrees_with_the_kernel_model(tmp_path):
+  report = {"arch": space.format_arch(space.arch_at(1462)),
+            "network": {"channels": 4, "cells_per_stage": 1, "num_stages": 3, "resolution": 12,
+                        "in_channels": 1, "num_classes": 4}}
+  (tmp_path / "r.json").write_text(json.dumps(report))
+  out = tmp_path / "exact.json"
+  result = CliRunner().invoke(cli.cli, ["lut", "profile", "--target", "cortex-m4-cycles",
+                                        "--from-report", str(tmp_path / "r.json"), "--out",
+                                        str(out)])
+  assert result.exit_code == 0, result.output
+  exact = latency.load(out)
+  assert exact.config.resolution == 12 and exact.config.in_channels == 1
+  modelled = shapes.lut_for(exact.config, latency.board("nucleo-f411re"))
+  arch = space.arch_at(1462)[None]
+  assert float(latency.estimate(arch, modelled)[0]) == pytest.approx(
+      float(latency.estimate(arch, exact)[0]), rel=0.02)

@@ -7,7 +7,7 @@ import click
 
 from micronas_jax.commands.common import (
     SEED, ArchParam, CellCommand, Input, InputError, Output, check_choice, check_paths, cli_text,
-    lut_errors, save_lut, write_text)
+    lut_errors, reported_network, save_lut, write_text)
 from micronas_jax.hardware import latency, profile
 from micronas_jax.hardware import report as hw_report
 
@@ -124,10 +124,17 @@ Needs arm-none-eabi-gcc (apt-get install gcc-arm-none-eabi) and pip install 'mic
                    "for the NUCLEO-U575ZI-Q).")
 @click.option("--out", required=True, help="LUT JSON file to write (unit ms).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random data.")
-def lut_profile(target, out, seed):
+@click.option("--from-report", "from_report", type=click.Path(), default=None,
+              help="Profile the network of a search report (`search --out`) exactly, instead of "
+                   "NAS-Bench-201's C=16, N=5, 32x32x3 network; use the LUT with --lut.")
+def lut_profile(target, out, seed, from_report):
   """Measures every LUT entry by running the package's kernels on a target and writes the LUT."""
-  check_paths([Output("--out", out)])
+  check_paths([Output("--out", out)], [Input("--from-report", from_report)])
   check_choice(target, "--target", PROFILE_TARGETS)
+  from micronas_jax.network import NB201_CIFAR10
+  config = NB201_CIFAR10
+  if from_report:
+    config = reported_network(None, from_report, {})[1]
   from micronas_jax.hardware.emu import cycle_lut
   from micronas_jax.hardware.emu import lut as emu_lut
   from micronas_jax.hardware.emu import machine as emu_machine
@@ -135,8 +142,8 @@ def lut_profile(target, out, seed):
   if reason:
     raise click.ClickException(f"--target {target}: {reason}")
   try:
-    lut = (cycle_lut.profile(seed=seed, board=CYCLE_TARGETS[target]) if target in CYCLE_TARGETS
-           else emu_lut.profile(seed=seed))
+    lut = (cycle_lut.profile(config, seed, CYCLE_TARGETS[target]) if target in CYCLE_TARGETS
+           else emu_lut.profile(config, seed))
   except emu_machine.ToolchainMissing as error:
     raise click.ClickException(f"--target {target}: {error}") from None
   save_lut(lut, out)
