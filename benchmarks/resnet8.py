@@ -13,9 +13,12 @@ in the network.
 """
 from __future__ import annotations
 
+import json
+import pathlib
 import time
 
 import flax.linen as nn
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,15 +52,28 @@ def parameter_count(num_classes: int = 10, shape=(32, 32, 3)) -> int:
   return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables["params"]))
 
 
+def forward_function(variables, num_classes: int = 10):
+  """ResNet-8's inference: normalized images `[B, H, W, C]` -> logits `[B, num_classes]`, with
+  BN's running statistics (what the int8 converter traces)."""
+  model = ResNet8(num_classes)
+  return lambda x: model.apply(variables, x, train=False)
+
+
 def train_resnet8(train_set, test_set, config: train.TrainConfig, num_classes: int = 10,
-                  log=print) -> dict:
+                  log=print, out: pathlib.Path | None = None) -> dict:
   """Trains ResNet-8 on raw `(images [N, H, W, C] uint8, labels [N])` with `config`'s recipe;
-  {"test_accuracy", "train_accuracy", "seconds", "params"}."""
+  {"test_accuracy", "train_accuracy", "seconds", "params", "variables"}. With `out`, the
+  trained weights and result are kept there and read back instead of training again."""
   images, labels = (jnp.asarray(a) for a in train_set)
   steps = len(images) // config.batch_size
   model = ResNet8(num_classes)
   key = train.init_key(config.seed)
   variables = model.init(key, jnp.zeros((1, *images.shape[1:])), train=False)
+  if out is not None and (out / "result.json").exists():
+    result = json.loads((out / "result.json").read_text())
+    result["variables"] = flax.serialization.from_bytes(
+        variables, (out / "resnet8.msgpack").read_bytes())
+    return result
   tx = train.optimizer(config, steps)
   params, stats, opt_state = variables["params"], variables["batch_stats"], None
   opt_state = tx.init(params)
@@ -98,6 +114,12 @@ def train_resnet8(train_set, test_set, config: train.TrainConfig, num_classes: i
   test_images, test_labels = test_set
   hits = sum(int((np.asarray(predict(test_images[i:i + 500])) == test_labels[i:i + 500]).sum())
              for i in range(0, len(test_images), 500))
-  return {"test_accuracy": hits / len(test_images), "train_accuracy": correct / steps,
-          "seconds": round(time.perf_counter() - start, 1),
-          "params": parameter_count(num_classes, tuple(images.shape[1:]))}
+  result = {"test_accuracy": hits / len(test_images), "train_accuracy": correct / steps,
+            "seconds": round(time.perf_counter() - start, 1),
+            "params": parameter_count(num_classes, tuple(images.shape[1:]))}
+  trained = {"params": params, "batch_stats": stats}
+  if out is not None:
+    out.mkdir(parents=True, exist_ok=True)
+    train.write_atomic(out / "resnet8.msgpack", flax.serialization.to_bytes(trained))
+    train.write_atomic(out / "result.json", json.dumps(result).encode())
+  return {**result, "variables": trained}

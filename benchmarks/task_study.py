@@ -24,7 +24,6 @@ defaults (8,000 training images, 4 epochs, 2,000 test images).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import time
@@ -37,8 +36,8 @@ try:
 except ImportError:  # run as a file: its folder is on the path
   import _results
   import resnet8
-from micronas_jax import data, space, train
-from micronas_jax.hardware import latency, shapes
+from micronas_jax import data, export, space, train
+from micronas_jax.hardware import costs, latency, shapes
 from micronas_jax.network import NB201_CIFAR10
 from micronas_jax.search import evolution, joint, objective
 from micronas_jax.search import run as search_run
@@ -50,6 +49,11 @@ NB201_CSV = _results.REPO.parent / "shared/data/nb201/cifar10.csv"
 BUDGET_MS = 64.8  # ResNet-8 on the default F746 table (its anchor)
 TASKS = {"cifar10-32-rgb": (32, 3), "cifar10-16-gray": (16, 1)}
 TAU_GOAL, PICK_GOAL, RESNET8_GOAL = 0.5, 1.0, 1.5
+CALIBRATION_IMAGES = 256  # as `deploy`'s default: the first training images
+# Networks also converted to int8 and run in TFLite Micro (besides ResNet-8 on the RGB task).
+INT8_ROLES = ("search pick", "largest that fits", "NB201's best cell, scaled")
+# The task of the ResNet-8 comparison, and the role of the search's pick under its budget.
+ANCHOR_TASK, ANCHOR_PICK = "cifar10-32-rgb", "pick under ResNet-8's budget"
 
 
 def nb201_best_cell() -> int:
@@ -96,13 +100,134 @@ def indicators(pairs: joint.JointSpace, indices, images, seed: int) -> dict:
   return values
 
 
+def run_folder(pairs, index: int, task_name: str, runs: pathlib.Path) -> pathlib.Path:
+  """The training run folder of a pair."""
+  k, cell = pairs.split(index)
+  config = pairs.networks[k]
+  return runs / task_name / f"{config.channels}-{config.cells_per_stage}-{cell}"
+
+
 def train_pair(pairs, index: int, task_name: str, train_set, test_set, recipe, runs: pathlib.Path,
                log) -> float:
   k, cell = pairs.split(index)
-  config = pairs.networks[k]
-  folder = runs / task_name / f"{config.channels}-{config.cells_per_stage}-{cell}"
-  result = train.train(space.arch_at(cell), train_set, test_set, folder, config, recipe, log=log)
+  result = train.train(space.arch_at(cell), train_set, test_set,
+                       run_folder(pairs, index, task_name, runs), pairs.networks[k], recipe,
+                       log=log)
   return float(result.test_accuracy)
+
+
+def deployed(model_bytes: bytes, test_set, board: latency.LUT) -> dict:
+  """The int8 `.tflite` run by TFLite Micro on the test images: its top-1, its measured arena
+  and `.tflite` size with the board's runtime added (KB)."""
+  from micronas_jax.deploy import tflite
+
+  given, _ = tflite.io_quantization(model_bytes)
+  images, labels = test_set
+  outputs, arena = tflite.tflm_run(model_bytes, given.quantize(data.normalize(images)))
+  runtime_sram, runtime_flash = costs.runtime_memory(board)
+  return {"int8_accuracy": float(np.mean(np.argmax(outputs, -1) == labels)),
+          "tflm_sram_kb": (arena.total + runtime_sram) / costs.KB,
+          "tflm_flash_kb": (len(model_bytes) + runtime_flash) / costs.KB}
+
+
+def int8_of_pair(pairs, index: int, task_name: str, runs: pathlib.Path, calibration,
+                 test_set, board) -> dict:
+  """`deployed` of a trained pair, converted as `deploy --format tflite` converts it."""
+  from micronas_jax.deploy import tflite
+
+  ops = space.arch_at(pairs.split(index)[1])
+  variables, config, _ = export.cell_variables(
+      ops, checkpoint=str(run_folder(pairs, index, task_name, runs)))
+  return deployed(tflite.convert(variables, ops, config, calibration), test_set, board)
+
+
+def int8_of_resnet8(variables, calibration, test_set, board) -> dict:
+  """`deployed` of the trained ResNet-8, through the same converter settings."""
+  from micronas_jax.deploy import tflite
+
+  forward = resnet8.forward_function(variables)
+  # Names stripped as for the searched networks: TFLM never reads them.
+  model_bytes = tflite.without_names(tflite.convert_function(forward, calibration.shape[1:],
+                                                             calibration))
+  return deployed(model_bytes, test_set, board)
+
+
+class Study:
+  """One task of the study: its data, its searches and its rows (kept in `done` and appended
+  to the rows file as they are made, so the study resumes)."""
+
+  def __init__(self, task_name: str, args, recipe: train.TrainConfig, board: latency.LUT,
+               rows_path: pathlib.Path, runs: pathlib.Path, done: dict):
+    resolution, channels = TASKS[task_name]
+    shape = (resolution, resolution, channels)
+    self.name, self.args, self.recipe, self.board = task_name, args, recipe, board
+    self.rows_path, self.runs, self.done = rows_path, runs, done
+    self.task = data.infer_task(args.data, resolution, channels)
+    self.train_set = data.load_split(args.data, "train", max_images=args.train_images,
+                                     shape=shape)
+    self.test_set = data.load_split(args.data, "test", max_images=args.test_images, shape=shape)
+    self.images = data.load_images(args.data, data.INDICATOR_IMAGES, shape)
+    self.calibration = data.normalize(self.train_set[0][:CALIBRATION_IMAGES])
+    self.network = self.task.network(NB201_CIFAR10)
+    self.skeletons = joint.skeletons(self.network)
+
+  def _keep(self, row: dict) -> dict:
+    self.done[(self.name, row["role"])] = row
+    self.rows_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(self.rows_path, "a") as f:  # a later line takes the place of an earlier one
+      f.write(json.dumps(row) + "\n")
+    return row
+
+  def pick(self, limits: objective.Limits) -> int:
+    """The default search's pick under `limits` (seed `--seed`), as a pair index of the
+    task's skeletons."""
+    report = search_run.run(search_run.SearchRequest(
+        shapes.at_network(self.board, self.network), limits, seed=self.args.seed,
+        images=self.images, data_path=self.args.data, task=self.task,
+        skeletons=self.skeletons))
+    k = next(k for k, n in enumerate(self.skeletons)
+             if search_run.network_fields(n) == report["network"])
+    return k * space.NUM_CELLS + report["index"]
+
+  def trained(self, pairs: joint.JointSpace, role: str, index: int,
+              fitness: float | None = None) -> dict:
+    """The row of pair `index` trained with the recipe (trained once; resumed if stopped)."""
+    if (self.name, role) in self.done and self.done[(self.name, role)]["index"] == index:
+      return self.done[(self.name, role)]
+    k, cell = pairs.split(index)
+    config = pairs.networks[k]
+    print(f"{self.name}: training {role}: C={config.channels}, N={config.cells_per_stage}, "
+          f"cell {cell}", flush=True)
+    accuracy = train_pair(pairs, index, self.name, self.train_set, self.test_set, self.recipe,
+                          self.runs, lambda line: print(line, flush=True))
+    sram, flash = pairs.memory(index)
+    return self._keep({
+        "task": self.name, "role": role, "index": int(index), "cell": cell,
+        "channels": config.channels, "cells_per_stage": config.cells_per_stage,
+        "fitness": fitness, "test_accuracy": accuracy,
+        "latency_ms": float(pairs.latency_ms[index]), "flops_m": float(pairs.flops_m[index]),
+        "sram_kb": sram / costs.KB, "flash_kb": flash / costs.KB})
+
+  def with_int8(self, pairs: joint.JointSpace, role: str, index: int) -> dict:
+    """The role's row with its int8 run in TFLite Micro (`int8_of_pair`)."""
+    row = self.done[(self.name, role)]
+    if "int8_accuracy" in row:
+      return row
+    return self._keep({**row, **int8_of_pair(pairs, index, self.name, self.runs,
+                                             self.calibration, self.test_set, self.board)})
+
+  def resnet8(self) -> dict:
+    """ResNet-8's row: trained with the recipe, then run in int8 by TFLite Micro."""
+    row = self.done.get((self.name, "ResNet-8"), {})
+    if "int8_accuracy" in row:
+      return row
+    result = resnet8.train_resnet8(self.train_set, self.test_set, self.recipe, log=print,
+                                   out=self.runs / self.name / "resnet-8")
+    return self._keep({
+        "task": self.name, "role": "ResNet-8", "test_accuracy": result["test_accuracy"],
+        "latency_ms": BUDGET_MS, "flops_m": resnet8.MACS / 1e6,  # NB201 counts MACs
+        "params": result["params"], "seconds": result["seconds"],
+        **int8_of_resnet8(result["variables"], self.calibration, self.test_set, self.board)})
 
 
 def main():
@@ -128,100 +253,109 @@ def main():
       row = json.loads(line)
       done[(row["task"], row["role"])] = row
   board = latency.board("stm32f746")
-  limits = objective.Limits(max_latency_ms=BUDGET_MS)
   best_cell = nb201_best_cell()
   summaries = {}
   for task_name in args.tasks.split(","):
-    resolution, channels = TASKS[task_name]
-    shape = (resolution, resolution, channels)
-    task = data.infer_task(args.data, resolution, channels)
-    train_set = data.load_split(args.data, "train", max_images=args.train_images, shape=shape)
-    test_set = data.load_split(args.data, "test", max_images=args.test_images, shape=shape)
-    images = data.load_images(args.data, data.INDICATOR_IMAGES, shape)
-    network = task.network(NB201_CIFAR10)
-    skeletons = joint.skeletons(network)
-    report = search_run.run(search_run.SearchRequest(
-        shapes.at_network(board, network), limits,
-        seed=args.seed, images=images, data_path=args.data, task=task, skeletons=skeletons))
-    pairs = joint.JointSpace.build(board, skeletons, limits)
-    pick_k = next(k for k, n in enumerate(skeletons)
-                  if search_run.network_fields(n) == report["network"])
-    pick = pick_k * space.NUM_CELLS + report["index"]
-    chosen = study_networks(pairs, args.networks, args.seed, pick, best_cell)
-    values = indicators(pairs, list(chosen.values()), images, args.seed)
+    study = Study(task_name, args, recipe, board, rows_path, runs, done)
+    limits = objective.Limits(max_latency_ms=BUDGET_MS)
+    pairs = joint.JointSpace.build(board, study.skeletons, limits)
+    chosen = study_networks(pairs, args.networks, args.seed, study.pick(limits), best_cell)
+    values = indicators(pairs, list(chosen.values()), study.images, args.seed)
     fitness = evolution.log_rank_fitness({n: v for n, (v, _) in values.items()},
                                          {n: ok for n, (_, ok) in values.items()},
                                          evolution.INDICATORS)
     for (role, index), fit in zip(chosen.items(), fitness):
-      if (task_name, role) in done:
-        continue
-      k, cell = pairs.split(index)
-      config = pairs.networks[k]
-      print(f"{task_name}: training {role}: C={config.channels}, N={config.cells_per_stage}, "
-            f"cell {cell}", flush=True)
-      accuracy = train_pair(pairs, index, task_name, train_set, test_set, recipe, runs,
-                            lambda line: print(line, flush=True))
-      sram, flash = pairs.memory(index)
-      row = {"task": task_name, "role": role, "index": int(index), "cell": cell,
-             "channels": config.channels, "cells_per_stage": config.cells_per_stage,
-             "fitness": float(fit), "test_accuracy": accuracy,
-             "latency_ms": float(pairs.latency_ms[index]), "flops_m": float(pairs.flops_m[index]),
-             "sram_kb": sram / 1024, "flash_kb": flash / 1024}
-      done[(task_name, role)] = row
-      rows_path.parent.mkdir(parents=True, exist_ok=True)
-      with open(rows_path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-    if task_name == "cifar10-32-rgb" and (task_name, "ResNet-8") not in done:
-      result = resnet8.train_resnet8(train_set, test_set, recipe, log=print)
-      row = {"task": task_name, "role": "ResNet-8", "test_accuracy": result["test_accuracy"],
-             "latency_ms": BUDGET_MS, "flops_m": resnet8.MACS / 1e6,  # NB201 counts MACs
-             "params": result["params"], "seconds": result["seconds"]}
-      done[(task_name, "ResNet-8")] = row
-      with open(rows_path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-    summaries[task_name] = [done[(task_name, role)] for role in chosen] + (
-        [done[(task_name, "ResNet-8")]] if (task_name, "ResNet-8") in done else [])
+      study.trained(pairs, role, index, fitness=float(fit))
+    for role in INT8_ROLES:
+      study.with_int8(pairs, role, chosen[role])
+    rows, anchors = [done[(task_name, role)] for role in chosen], []
+    if task_name == ANCHOR_TASK:
+      anchor = study.resnet8()
+      # The anchor's own budget: its latency, and its SRAM and flash as TFLM measures them.
+      anchor_limits = objective.Limits(max_latency_ms=BUDGET_MS,
+                                       max_sram_kb=anchor["tflm_sram_kb"],
+                                       max_flash_kb=anchor["tflm_flash_kb"])
+      anchor_pairs = joint.JointSpace.build(board, study.skeletons, anchor_limits)
+      study.trained(anchor_pairs, ANCHOR_PICK, study.pick(anchor_limits))
+      study.with_int8(anchor_pairs, ANCHOR_PICK, done[(task_name, ANCHOR_PICK)]["index"])
+      anchors = [done[(task_name, ANCHOR_PICK)], anchor]
+    # Rows of earlier searches kept for the record (shown, not in tau).
+    shown = {row["role"] for row in rows + anchors}
+    summaries[task_name] = (rows, anchors, [row for (name, role), row in done.items()
+                                            if name == task_name and role not in shown])
   body = _section(summaries, args, time.perf_counter() - start)
   print(body)
   if not args.no_write:
     _results.write_section(SECTION, body)
 
 
+def _comparison(rows: list[dict]) -> list[str]:
+  """The int8 table of `rows` that were run in TFLite Micro, and the ResNet-8 goal's line."""
+  shown = [r for r in rows if "int8_accuracy" in r]
+  lines = [("| network | float top-1 % | int8 top-1 % (TFLM) | latency ms | SRAM KB (TFLM) "
+            "| flash KB | MFLOPs (MACs) |"), "|---|---:|---:|---:|---:|---:|---:|"]
+  for r in shown:
+    lines.append(f"| {r['role']} | {100 * r['test_accuracy']:.2f} | "
+                 f"{100 * r['int8_accuracy']:.2f} | {r['latency_ms']:.1f} | "
+                 f"{r['tflm_sram_kb']:.1f} | {r['tflm_flash_kb']:.1f} | {r['flops_m']:.2f} |")
+  pick = next((r for r in shown if r["role"] == ANCHOR_PICK), None)
+  anchor = next((r for r in shown if r["role"] == "ResNet-8"), None)
+  if pick and anchor:
+    lead = [100 * (pick[k] - anchor[k]) for k in ("test_accuracy", "int8_accuracy")]
+    over = [name for name, key in (("latency", "latency_ms"), ("SRAM", "tflm_sram_kb"),
+                                   ("flash", "tflm_flash_kb")) if pick[key] > anchor[key]]
+    verdict = "met" if min(lead) >= RESNET8_GOAL else "missed"
+    lines += ["", (f"The search's pick under ResNet-8's budget against ResNet-8: "
+                   f"**{lead[0]:+.2f} points** float, **{lead[1]:+.2f}** int8 (goal >= "
+                   f"+{RESNET8_GOAL}: {verdict}), at "
+                   + (f"MORE {' and '.join(over)}" if over else
+                      "no more latency, SRAM or flash") + ".")]
+  return lines
+
+
+def _row_line(r: dict, in_tau: bool) -> str:
+  if r["role"] == "ResNet-8":
+    return (f"| ResNet-8 | | | | | {100 * r['test_accuracy']:.2f} | {r['latency_ms']:.1f} | "
+            f"{r['flops_m']:.1f} | {r['tflm_sram_kb']:.1f} | {r['tflm_flash_kb']:.1f} |")
+  fitness = f"{r['fitness']:.2f}" if in_tau else "(not in tau)"
+  return (f"| {r['role']} | {r['channels']} | {r['cells_per_stage']} | {r['cell']} | "
+          f"{fitness} | {100 * r['test_accuracy']:.2f} | {r['latency_ms']:.1f} | "
+          f"{r['flops_m']:.1f} | {r['sram_kb']:.1f} | {r['flash_kb']:.1f} |")
+
+
 def _section(summaries: dict, args, seconds: float) -> str:
   lines = []
-  for task_name, rows in summaries.items():
-    nets = [r for r in rows if r["role"] != "ResNet-8"]
-    acc = np.array([100 * r["test_accuracy"] for r in nets])
-    tau = float(stats.kendalltau([r["fitness"] for r in nets], acc)[0])
-    pick = next(100 * r["test_accuracy"] for r in nets if r["role"] == "search pick")
+  for task_name, (rows, anchors, earlier) in summaries.items():
+    acc = np.array([100 * r["test_accuracy"] for r in rows])
+    tau = float(stats.kendalltau([r["fitness"] for r in rows], acc)[0])
+    pick = next(100 * r["test_accuracy"] for r in rows if r["role"] == "search pick")
     gap = float(acc.max()) - pick
-    lines += [f"**{task_name}** ({len(nets)} networks): Kendall tau of the fitness against "
-              f"trained accuracy **{tau:.3f}** (goal >= {TAU_GOAL}); the pick {pick:.2f} %, "
-              f"the best trained {acc.max():.2f} %: **{gap:.2f} points** below (goal <= "
-              f"{PICK_GOAL}).", "",
-              "| network | C | N | cell | fitness | test acc. % | latency ms | FLOPs M | SRAM KB "
-              "| flash KB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: -r["test_accuracy"]):
-      if r["role"] == "ResNet-8":
-        lines.append(f"| ResNet-8 | | | | | {100 * r['test_accuracy']:.2f} | "
-                     f"{r['latency_ms']:.1f} | {r['flops_m']:.1f} | | |")
-        continue
-      lines.append(f"| {r['role']} | {r['channels']} | {r['cells_per_stage']} | {r['cell']} | "
-                   f"{r['fitness']:.2f} | {100 * r['test_accuracy']:.2f} | "
-                   f"{r['latency_ms']:.1f} | {r['flops_m']:.1f} | {r['sram_kb']:.1f} | "
-                   f"{r['flash_kb']:.1f} |")
-    lines.append("")
+    lines += [(f"**{task_name}** ({len(rows)} networks): Kendall tau of the fitness against "
+               f"trained accuracy **{tau:.3f}** (goal >= {TAU_GOAL}); the pick {pick:.2f} %, "
+               f"the best trained {acc.max():.2f} %: **{gap:.2f} points** below (goal <= "
+               f"{PICK_GOAL})."), "",
+              ("| network | C | N | cell | fitness | test acc. % | latency ms | FLOPs M "
+               "| SRAM KB | flash KB |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    everything = [(r, True) for r in rows] + [(r, False) for r in anchors + earlier]
+    lines += [_row_line(r, in_tau)
+              for r, in_tau in sorted(everything, key=lambda pair: -pair[0]["test_accuracy"])]
+    lines += ["", *_comparison(rows + anchors), ""]
   return f"""Command: `{_results.command()}`
 Machine: {_results.machine()}; {seconds:.0f} s in this run (rows in
 `{_results.shown_path(args.rows)}` are reused).
 
-Recipe for every network: the package's (`train.TrainConfig`: SGD, Nesterov momentum 0.9,
-weight decay 5e-4, cosine from 0.1, random crops and flips), {args.epochs} epochs at batch
-{args.batch_size} on the first {args.train_images:,} CIFAR-10 training images (class-balanced),
-tested on {args.test_images:,} test images. Budget: the default `stm32f746` table at each
-skeleton, latency <= {BUDGET_MS} ms (ResNet-8's), the board's 320 KB SRAM and 1 MB flash
-(TFLM's arena, exact). Far shorter than the 200 epochs of NB201: the ranks, not the
-accuracies, carry over.
+Recipe for every network, ResNet-8 included: the package's (`train.TrainConfig`: SGD, Nesterov
+momentum 0.9, weight decay 5e-4, cosine from 0.1, random crops and flips), {args.epochs} epochs
+at batch {args.batch_size} on the first {args.train_images:,} CIFAR-10 training images
+(class-balanced), tested on {args.test_images:,} test images. Budget: the default `stm32f746`
+table at each skeleton, latency <= {BUDGET_MS} ms (ResNet-8's), the board's 320 KB SRAM and 1 MB
+flash (TFLM's arena, exact). Far shorter than the 200 epochs of NB201: the ranks, not the
+accuracies, carry over. "fitness" is the search's log-rank fitness over the trained networks
+of the task. int8: TensorFlow's converter (`deploy --format tflite`'s settings, scales from the
+first {CALIBRATION_IMAGES} training images), run by TFLite Micro's own interpreter on the same
+test images; SRAM is the arena TFLM reports plus the board's runtime, flash the `.tflite` plus
+the runtime. ResNet-8's latency is the default table's anchor (MLPerf Tiny's v1.0 result on the
+F746); SRAM and flash in the first table are TFLM's plan as the search computes it.
 
 {chr(10).join(lines)}"""
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from micronas_jax import cli, data, scoring, space, store
 from micronas_jax.hardware import latency
-from micronas_jax.search import evolution, objective, prune
+from micronas_jax.search import evolution, joint, objective, prune
 from micronas_jax.search import run as search_run
 
 
@@ -208,17 +208,23 @@ def toy_evolution(toy, monkeypatch):
   monkeypatch.setattr(search_run, "_SESSIONS", {})
 
 
-def test_evolution_is_the_default_and_reports_its_cell(tmp_path, toy, toy_evolution):
+def test_evolution_is_the_default_and_reports_its_cell(tmp_path, toy, toy_evolution, monkeypatch):
+  # FLOPs that grow with the skeleton only, and C=4, where every network fits the board's
+  # memory: each cell's largest network is N=5 with the same FLOPs, so the fitness peaks at the
+  # toy optimum.
+  skeleton_flops = lambda archs, config: np.full(np.shape(archs)[:-1], config.channels**2 *
+                                                 config.cells_per_stage * 1e3)
+  monkeypatch.setattr(joint.complexity, "flops", skeleton_flops)
   out = tmp_path / "r.json"
-  result = invoke("--population", 20, "--tournament", 20, "--budget", 300, "--out", out,
-                  "--no-progress")
+  result = invoke("--channels", 4, "--population", 20, "--tournament", 20, "--budget", 300,
+                  "--out", out, "--no-progress")
   assert result.exit_code == 0, result.output
   report = json.loads(out.read_text())
-  # All four indicators equal the toy value, so the fitness peaks at the toy optimum.
   assert report["method"] == "evolution" and report["index"] == toy.best
-  # The default searches the skeleton with the cell: 300 networks, fewer distinct cells.
+  assert (report["network"]["channels"], report["network"]["cells_per_stage"]) == (4, 5)
+  # The default searches the skeleton with the cell: 300 cells, each on its largest network.
   assert report["evaluated_networks"] == 300 and report["exhaustive"] is False
-  assert report["evaluated_cells"] <= 300 and report["skeletons"]["channels"][0] == 4
+  assert report["skeletons"]["cells_per_stage"] == [1, 2, 3, 4, 5]
   assert report["compilations"] == 1 and "1 compilations" in result.output
   assert report["score_config"]["proxies"] == list(evolution.INDICATORS)
   assert report["score_config"]["zc_cells"] == search_run.EVOLUTION_ZC_CELLS

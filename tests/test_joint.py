@@ -1,5 +1,6 @@
-"""search.joint: the (skeleton, cell) space of the default search, its exact memory check, the
-evolution over it on a toy indicator with a known optimum, and limits met at other skeletons."""
+"""search.joint: the (skeleton, cell) space of the default search, its exact memory check, each
+cell's largest network, the evolution over it on a toy indicator with a known optimum, and
+limits met at other skeletons."""
 import numpy as np
 import pytest
 
@@ -11,31 +12,45 @@ from micronas_jax.search import evolution, joint, objective
 SMALL = joint.skeletons(NB201_CIFAR10, channels=(4, 8), cells=(1, 2))
 
 
-def test_the_grid_and_its_neighbours():
+def test_the_grid():
   assert [(n.channels, n.cells_per_stage) for n in SMALL] == [(4, 1), (4, 2), (8, 1), (8, 2)]
   assert len(joint.skeletons(NB201_CIFAR10)) == len(joint.CHANNELS) * len(joint.CELLS)
-  pairs = joint.JointSpace.build(latency.board("stm32f746"), SMALL, objective.Limits())
-  cell = 1462
-  moves = pairs.neighbours(1 * space.NUM_CELLS + cell)  # (C=4, N=2)
-  assert len(moves) == 24 + 2  # 24 one-edge neighbours; C=8 at N=2, and N=1 at C=4
-  assert set(moves[-2:]) == {0 * space.NUM_CELLS + cell, 3 * space.NUM_CELLS + cell}
-  assert all(m // space.NUM_CELLS == 1 for m in moves[:24])
 
 
-def test_the_evolution_finds_a_known_joint_optimum_and_repeats_it(toy):
-  pairs = joint.JointSpace.build(latency.board("stm32f746"), SMALL, objective.Limits())
-  bonus = np.array([0.0, 3.0, 40.0, 1.0])  # skeleton (8, 1) is worth the most
+def test_each_cell_gets_its_largest_network_within_the_limits():
+  # 30 KB of SRAM: the exact plan rejects every screened skeleton of some cells, and the larger
+  # skeletons of others.
+  limits = objective.Limits(max_latency_ms=30, max_sram_kb=30, max_flash_kb=120)
+  pairs = joint.JointSpace.build(latency.board("stm32f746"), SMALL, limits)
+  cells = np.flatnonzero(pairs.cells())[::1531][:12]
+  found = [pairs.largest(int(cell)) for cell in cells]
+  assert any(f is None for f in found) and any(f is not None for f in found)
+  for cell, pair in zip(cells, found):
+    fitting = [k * space.NUM_CELLS + cell for k in range(len(SMALL))
+               if pairs.screened[k * space.NUM_CELLS + cell]
+               and pairs.admit(np.asarray([k * space.NUM_CELLS + cell]))[0]]
+    if pair is None:
+      assert not fitting
+    else:
+      assert pair % space.NUM_CELLS == cell and pair in fitting
+      assert pairs.flops_m[pair] == max(pairs.flops_m[fitting])
+  np.testing.assert_array_equal(pairs.admit_cells(cells), [f is not None for f in found])
 
-  def evaluate(indices):
-    skeleton, cell = np.divmod(np.asarray(indices), space.NUM_CELLS)
-    return {"toy": (toy.value(cell) + bonus[skeleton], np.ones(len(indices), bool))}
 
+def test_the_evolution_finds_a_known_optimum_on_its_largest_network_and_repeats_it(toy):
+  limits = objective.Limits(max_latency_ms=40)
+  pairs = joint.JointSpace.build(latency.board("stm32f746"), SMALL, limits)
   config = evolution.EvolutionConfig(population=20, tournament=10, budget=300)
-  found = [evolution.evolve(evaluate, pairs.screened, 0, config, {"toy": True},
-                            neighbours=pairs.neighbours, admit=pairs.admit) for _ in range(2)]
-  assert found[0].index == 2 * space.NUM_CELLS + toy.best
-  assert found[1].index == found[0].index
+  found = [evolution.evolve(toy.evaluator(), pairs.cells(), 0, config, {"toy": True},
+                            admit=pairs.admit_cells) for _ in range(2)]
+  assert found[0].index == toy.best
   np.testing.assert_array_equal(found[0].evaluated, found[1].evaluated)
+  pair = pairs.largest(toy.best)
+  assert pairs.latency_ms[pair] <= 40
+  # The largest network of the toy's best cell: the widest and deepest that meets 40 ms.
+  meeting = [k for k in range(len(SMALL)) if pairs.latency_ms[k * space.NUM_CELLS + toy.best] <= 40]
+  assert pair // space.NUM_CELLS == max(meeting, key=lambda k: pairs.flops_m[
+      k * space.NUM_CELLS + toy.best])
 
 
 def test_limits_hold_exactly_at_other_skeletons():

@@ -74,15 +74,24 @@ def convert(variables: model.Variables, ops, config: model.NetworkConfig,
             calibration: np.ndarray) -> bytes:
   """The int8 `.tflite` (bytes) of the network of cell `ops: [6]` with float `variables`, its
   activation scales calibrated on normalized images `calibration [N, r, r, c]`."""
+  weights = export.folded_weights(variables, ops, config)
+  forward = export.inference_function(weights, ops, config, layout="NHWC", dead_code=True)
+  converted = convert_function(forward, config.input_shape, calibration)
+  return without_names(in_graph_order(converted, ops, config))
+
+
+def convert_function(forward, input_shape: tuple[int, ...], calibration: np.ndarray) -> bytes:
+  """The full-integer int8 `.tflite` (bytes) of a JAX function `forward: [1, *input_shape] ->
+  [1, K]` float logits, its activation scales calibrated on `calibration [N, *input_shape]`:
+  int8 input and output, per-channel int8 weights, int32 biases, operators as the converter
+  orders them."""
   _require()
   with _quiet_tensorflow():
     import tensorflow as tf
     from jax.experimental import jax2tf
 
-    weights = export.folded_weights(variables, ops, config)
-    forward = export.inference_function(weights, ops, config, layout="NHWC", dead_code=True)
     function = tf.function(jax2tf.convert(forward, with_gradient=False), autograph=False,
-                           input_signature=[tf.TensorSpec((1, *config.input_shape), tf.float32)])
+                           input_signature=[tf.TensorSpec((1, *input_shape), tf.float32)])
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [function.get_concrete_function()], function)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -111,7 +120,7 @@ def convert(variables: model.Variables, ops, config: model.NetworkConfig,
                  if "error" in line.lower() and line.strip()]
       raise TFLiteError("TFLiteConverter failed: "
                         + (reasons[0] if reasons else type(error).__name__)) from None
-    return without_names(in_graph_order(outcome["model"], ops, config))
+    return outcome["model"]
 
 
 def in_graph_order(tflite: bytes, ops, config: model.NetworkConfig) -> bytes:

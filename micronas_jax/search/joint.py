@@ -6,13 +6,19 @@ are vectorized; memory is screened with lower bounds and checked exactly (`costs
 TFLM's arena) only for the pairs the evolution draws (`JointSpace.admit`), since the exact plan
 costs milliseconds per network and the whole joint space holds hundreds of thousands.
 
-Why FLOPs of the whole network rank skeletons: the indicators other than FLOPs (MeCo, linear
-regions, skip span) describe the cell on fixed proxy networks, so within one budget the
-skeleton is told apart by capacity. MCUNet's TinyNAS (Lin et al., NeurIPS 2020, sec. 3.1)
-chooses the width and resolution whose networks have the most FLOPs under the memory
-constraint, on the observation that more computation under the same constraint gives more
-accuracy; here FLOPs enter as one of the log-rank terms (`search.evolution`), so a skeleton
-that leaves room only for poor cells is pulled down by the cell's indicators.
+How the two parts are chosen: each cell gets the skeleton where it computes the most (FLOPs)
+within every limit (`JointSpace.largest`), and the evolution searches cells, each with its
+largest network. The indicators other than FLOPs (MeCo, linear regions, skip span) describe the
+cell on fixed proxy networks and are validated as cell rankers at one skeleton; they say
+nothing about width or depth. MCUNet's TinyNAS (Lin et al., NeurIPS 2020, sec. 3.1) chooses
+the width and resolution whose networks have the most FLOPs under the constraint, on the
+observation that more computation under the same constraint gives more accuracy. On a
+microcontroller a narrow network spends its latency on per-layer overhead, so the most FLOPs
+under a latency limit is also the skeleton the hardware runs best. A free (skeleton, cell)
+evolution with FLOPs as one log-rank term of four was tried first: it picked narrow deep
+networks (C=4, N=3) for a top cell whose trained accuracy was 11.5 points below the best trained
+network of its budget (RESULTS.md, "Your task: networks of the joint space trained on two
+tasks").
 
 Constant networks (a cell whose output does not depend on its input) are left out of the joint
 space: every skeleton of theirs is the same useless network.
@@ -69,6 +75,7 @@ class JointSpace:
   flops_m: np.ndarray
   latency_ms: np.ndarray
   checked: dict = dataclasses.field(default_factory=dict)
+  chosen: dict = dataclasses.field(default_factory=dict)
 
   @classmethod
   def build(cls, board: latency.LUT, networks, limits: objective.Limits) -> JointSpace:
@@ -97,29 +104,6 @@ class JointSpace:
     """(skeleton, cell) of a pair's index."""
     return divmod(int(index), space.NUM_CELLS)
 
-  def neighbours(self, index: int) -> np.ndarray:
-    """A pair's mutations: the cell's one-edge neighbours in the same skeleton, and the same
-    cell in each skeleton one grid step away in C, N or resolution."""
-    from micronas_jax.search import evolution
-
-    k, cell = self.split(index)
-    here = self.networks[k]
-    steps = []
-    for j, other in enumerate(self.networks):
-      changed = [(getattr(other, f), getattr(here, f))
-                 for f in ("channels", "cells_per_stage", "resolution")]
-      if sum(a != b for a, b in changed) == 1 and self._adjacent(here, other):
-        steps.append(j * space.NUM_CELLS + cell)
-    return np.concatenate([k * space.NUM_CELLS + evolution.cell_neighbours(cell),
-                           np.asarray(steps, np.int64)])
-
-  def _adjacent(self, a: NetworkConfig, b: NetworkConfig) -> bool:
-    for field in ("channels", "cells_per_stage", "resolution"):
-      values = sorted({getattr(n, field) for n in self.networks})
-      if getattr(a, field) != getattr(b, field):
-        return abs(values.index(getattr(a, field)) - values.index(getattr(b, field))) == 1
-    return False
-
   def memory(self, index: int) -> tuple[int, int]:
     """(SRAM, flash) bytes of a pair, exact (`costs.exact_memory`); kept once computed."""
     if index not in self.checked:
@@ -136,3 +120,22 @@ class JointSpace:
         if column in self.bounds and value / costs.KB > self.bounds[column][0]:
           ok[row] = False
     return ok
+
+
+  def cells(self) -> np.ndarray:
+    """`[15625]` bool: cells with at least one screened skeleton."""
+    return self.screened.reshape(len(self.networks), space.NUM_CELLS).any(axis=0)
+
+  def largest(self, cell: int) -> int | None:
+    """The pair of `cell` with the most FLOPs that meets every limit, memory checked exactly
+    (ties: the lower latency, then the lower index); None when no skeleton of it does. Kept once
+    found."""
+    if cell not in self.chosen:
+      pairs = np.flatnonzero(self.screened[cell::space.NUM_CELLS]) * space.NUM_CELLS + cell
+      order = pairs[np.lexsort((pairs, self.latency_ms[pairs], -self.flops_m[pairs]))]
+      self.chosen[cell] = next((int(i) for i in order if self.admit(np.asarray([i]))[0]), None)
+    return self.chosen[cell]
+
+  def admit_cells(self, cells: np.ndarray) -> np.ndarray:
+    """`[n]` bool: the cells with a skeleton that meets every limit (`largest`)."""
+    return np.array([self.largest(int(cell)) is not None for cell in cells], bool)

@@ -346,8 +346,9 @@ def _run_evolution(request: SearchRequest, progress: Callable[[int, int], None] 
 
 
 def _run_joint_evolution(request: SearchRequest, progress, log, names: Names) -> dict:
-  """The evolution over (skeleton, cell) pairs (`search.joint`): the cell indicators measured
-  once per cell, FLOPs those of each pair's whole network."""
+  """The evolution over cells, each on its largest network within the limits
+  (`search.joint.JointSpace.largest`): the cell indicators measured once per cell on the proxy
+  networks, FLOPs those of the cell's largest network."""
   import jax
 
   from micronas_jax.search import joint
@@ -358,33 +359,35 @@ def _run_joint_evolution(request: SearchRequest, progress, log, names: Names) ->
     raise SearchError(error) from None
   config = evolution_config(request.images)
   screened = int(pairs.screened.sum())
-  log(f"joint evolution search ({'+'.join(evolution.INDICATORS)}) over "
-      f"{len(pairs.networks)} skeletons x cells: {screened:,} networks pass the screened "
-      f"limits, memory checked exactly as drawn, budget {request.method.budget}; on "
+  log(f"joint evolution search ({'+'.join(evolution.INDICATORS)}) over cells, each on its "
+      f"largest network of {len(pairs.networks)} skeletons: {screened:,} networks pass the "
+      f"screened limits, memory checked exactly as drawn, budget {request.method.budget}; on "
       f"{jax.default_backend()}, compiling first (about 30 s on a CPU)")
   cell_evaluate = cell_evaluator(config, request.images, request.seed)
 
-  def evaluate(indices: np.ndarray) -> dict:
-    results = cell_evaluate(np.asarray(indices) % space.NUM_CELLS)
-    results["flops"] = (pairs.flops_m[indices], np.ones(len(indices), bool))
+  def evaluate(cells: np.ndarray) -> dict:
+    results = cell_evaluate(np.asarray(cells))
+    largest = [pairs.largest(int(cell)) for cell in cells]
+    results["flops"] = (pairs.flops_m[largest], np.ones(len(cells), bool))
     return results
 
-  tick = _progress_ticker(progress, min(request.method.budget, screened))
+  cells = pairs.cells()
+  tick = _progress_ticker(progress, min(request.method.budget, int(cells.sum())))
   try:
-    result = evolution.evolve(evaluate, pairs.screened, request.seed, request.method,
-                              on_evaluate=tick, neighbours=pairs.neighbours, admit=pairs.admit)
+    result = evolution.evolve(evaluate, cells, request.seed, request.method, on_evaluate=tick,
+                              admit=pairs.admit_cells)
   except ValueError:
     raise SearchError("no network meets the limits: every skeleton and cell drawn is over ",
                       joined([source for _, source in pairs.bounds.values()], " or "),
                       " once its memory is planned exactly") from None
-  skeleton, _ = pairs.split(result.index)
+  skeleton, _ = pairs.split(pairs.largest(result.index))
   rejected = sum(1 for index in pairs.checked if not pairs.admit(np.asarray([index]))[0])
   grid = {field: sorted({getattr(n, field) for n in pairs.networks})
           for field in ("channels", "cells_per_stage", "resolution")}
   details = {"seed": request.seed,
              "limits": [render(source, names) for _, source in pairs.bounds.values()],
              "fitness": result.fitness, "evaluated_networks": len(result.evaluated),
-             "evaluated_cells": len({int(i) % space.NUM_CELLS for i in result.evaluated}),
+             "evaluated_cells": len(result.evaluated),
              "skeletons": grid, "screened_networks": screened,
              "memory_checked": len(pairs.checked), "memory_rejected": rejected,
              # The indicators run on fixed proxy networks: one program per distinct shape,
