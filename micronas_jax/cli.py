@@ -24,9 +24,13 @@ from micronas_jax.commands.common import (
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="micronas-jax")
-def cli():
+@click.option("--no-xla-cache", is_flag=True,
+              help="Compile every XLA program again instead of reading it from the persistent "
+                   "cache (default: on, in ~/.cache/micronas-jax/xla; MICRONAS_JAX_CACHE=DIR "
+                   "moves it, MICRONAS_JAX_CACHE=off turns it off).")
+def cli(no_xla_cache):
   """Zero-shot, hardware-aware NAS for microcontrollers on the NAS-Bench-201 space."""
-  compilation_cache.enable()
+  compilation_cache.enable(on=not no_xla_cache)
 
 
 @cli.group("space")

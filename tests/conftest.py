@@ -4,6 +4,7 @@ import csv
 import gc
 import os
 import pathlib
+import tempfile
 
 import numpy as np
 import pytest
@@ -16,6 +17,17 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              " --xla_backend_optimization_level=0").strip()
+
+# The suite runs with JAX's persistent compilation cache on, as the command line has it by
+# default, in a folder of its own that the xdist workers share (so concurrent processes reading
+# and writing one cache are exercised too). MICRONAS_JAX_CACHE=off runs it without.
+os.environ.setdefault("MICRONAS_JAX_CACHE", os.path.join(
+    tempfile.gettempdir(), f"micronas-jax-tests-{os.getuid()}", "xla"))
+
+
+def pytest_configure(config):
+  from micronas_jax import compilation_cache
+  compilation_cache.enable()
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -1,6 +1,8 @@
 import csv
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -56,16 +58,47 @@ def test_space_list_writes_all_cells(tmp_path):
   assert rows[1462]["arch"] == ALL_CONV3X3 and rows[1462]["params_m"] == "1.531546"
 
 
-def test_compilation_cache_is_opt_in_and_follows_the_environment(monkeypatch, tmp_path):
+def test_compilation_cache_is_on_by_default_and_follows_the_environment(monkeypatch, tmp_path):
   monkeypatch.delenv("MICRONAS_JAX_CACHE", raising=False)
-  assert compilation_cache.cache_dir() is None
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  assert compilation_cache.cache_dir() == tmp_path / "micronas-jax" / "xla"
   monkeypatch.setenv("MICRONAS_JAX_CACHE", "off")
   assert compilation_cache.cache_dir() is None
   monkeypatch.setenv("MICRONAS_JAX_CACHE", str(tmp_path / "xla"))
   assert compilation_cache.cache_dir() == tmp_path / "xla"
   monkeypatch.setenv("MICRONAS_JAX_CACHE", "on")
-  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
   assert compilation_cache.cache_dir() == tmp_path / "micronas-jax" / "xla"
+
+
+# A process that compiles one program with the cache in `sys.argv[1]` (every program kept) and
+# prints its result's bits and the cache's use.
+CACHED_PROGRAM = """
+import json, os, sys
+os.environ.update(MICRONAS_JAX_CACHE=sys.argv[1], MICRONAS_JAX_CACHE_MIN_SECONDS="0")
+os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+import jax, jax.numpy as jnp
+from micronas_jax import compilation_cache
+compilation_cache.enable(on=sys.argv[2] == "on")
+x = jnp.linspace(0.0, 1.0, 4096).reshape(64, 64)
+y = jax.jit(lambda a: jnp.tanh(a @ a.T).sum(axis=0))(x)
+print(json.dumps({"bits": y.tobytes().hex(), "usage": compilation_cache.usage()}))
+"""
+
+
+def _cached_run(folder, on="on") -> dict:
+  done = subprocess.run([sys.executable, "-c", CACHED_PROGRAM, str(folder), on],
+                        capture_output=True, text=True, check=True)
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_second_process_reads_the_compiled_program_back(tmp_path):
+  cold, warm = _cached_run(tmp_path / "xla"), _cached_run(tmp_path / "xla")
+  assert cold["usage"]["read"] == 0 and cold["usage"]["compiled"] >= 1
+  assert warm["usage"]["read"] >= 1 and warm["usage"]["compiled"] < cold["usage"]["compiled"]
+  assert warm["bits"] == cold["bits"]  # the program read back computes the same bits
+  assert any((tmp_path / "xla").iterdir())
+  off = _cached_run(tmp_path / "xla", on="off")
+  assert off["usage"] is None and off["bits"] == cold["bits"]
 
 
 # --- train (issue 9) ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from micronas_jax import data, graph, scoring, space
+from micronas_jax import compilation_cache, data, graph, scoring, space
 from micronas_jax.errors import LIBRARY, Names, Param, ParamError, joined, render
 from micronas_jax.hardware import costs as hardware_costs
 from micronas_jax.hardware import latency
@@ -532,6 +532,9 @@ def run(request: SearchRequest, progress: Callable[[int, int], None] | None = No
         "limits or pick another cell"]
   if request.data_path:
     report["data"] = str(request.data_path)
+  cache = compilation_cache.usage()
+  if cache is not None:  # this process's use of the persistent cache so far
+    report["xla_cache"] = cache
   if request.task is not None:
     report["task"] = request.task.to_dict()
   if request.accuracy is not None:
@@ -569,11 +572,15 @@ def format_report(report: dict) -> str:
                  if report["test_acc"] is not None
                  else f"accuracy  none: {report['benchmark']} has no value for this cell")
   if "skeletons" in report:
-    lines.append(f"searched {report['evaluated_networks']} networks ({report['evaluated_cells']} "
-                 f"cells) of {report['screened_networks']:,} screened, over C "
+    lines.append(f"searched {report['evaluated_cells']} cells, each on its largest network, of "
+                 f"{report['screened_networks']:,} networks screened, over C "
                  f"{report['skeletons']['channels']} x N {report['skeletons']['cells_per_stage']}"
                  f"; memory planned exactly for {report['memory_checked']}; "
                  f"{report['compilations']} compilations")
+  if "xla_cache" in report:
+    cache = report["xla_cache"]
+    lines.append(f"XLA      {cache['read']} programs read from the cache, {cache['compiled']} "
+                 f"compiled ({cache['folder']}; --no-xla-cache to compile all)")
   lines += [f"WARNING  {warning}" for warning in report.get("warnings", [])]
   return "\n".join(lines)
 
