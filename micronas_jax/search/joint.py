@@ -3,8 +3,9 @@
 A candidate is a (skeleton, cell) pair, numbered `skeleton * 15625 + cell`. Every skeleton has
 its own latency table (`hardware.shapes.at_network`), so latency, FLOPs and params of all pairs
 are vectorized; memory is screened with lower bounds and checked exactly (`costs.exact_memory`,
-TFLM's arena) only for the pairs the evolution draws (`JointSpace.admit`), since the exact plan
-costs milliseconds per network and the whole joint space holds hundreds of thousands.
+TFLM's arena) only for the pairs tried while a drawn cell's largest network is sought
+(`JointSpace.admit`), since the exact plan costs milliseconds per network and the whole joint
+space holds hundreds of thousands.
 
 How the two parts are chosen: each cell gets the skeleton where it computes the most (FLOPs)
 within every limit (`JointSpace.largest`), and the evolution searches cells, each with its
