@@ -364,8 +364,10 @@ at batch {args.batch_size} on the first {args.train_images:,} CIFAR-10 training 
 (class-balanced), tested on {args.test_images:,} test images. Budget: the default `stm32f746`
 table at each skeleton, latency <= {BUDGET_MS} ms (ResNet-8's), the board's 320 KB SRAM and 1 MB
 flash (TFLM's arena, exact). Far shorter than the 200 epochs of NB201: the ranks, not the
-accuracies, carry over. "fitness" is the search's log-rank fitness over the trained networks
-of the task. int8: TensorFlow's converter (`deploy --format tflite`'s settings, scales from the
+accuracies, carry over. One accuracy on {args.test_images:,} test images has a standard error
+of about {100 * (0.25 / args.test_images) ** 0.5:.1f} points (binomial, at 50 %): closer results
+than that are not told apart. "fitness" is the search's log-rank fitness over the trained
+networks of the task. int8: TensorFlow's converter (`deploy --format tflite`'s settings, scales from the
 first {CALIBRATION_IMAGES} training images), run by TFLite Micro's own interpreter on the same
 test images; SRAM is the arena TFLM reports plus the board's runtime, flash the `.tflite` plus
 the runtime. ResNet-8's latency is the default table's anchor (MLPerf Tiny's v1.0 result on the
