@@ -20,6 +20,10 @@ Rows are kept in benchmarks/data/task_study.jsonl and training runs checkpoint e
 defaults (8,000 training images, 4 epochs, 2,000 test images).
     python3 -m benchmarks task-study --data ../shared/data/cifar10/cifar10-jpeg.zip
     python3 -m benchmarks task-study --data ... --networks 4 --epochs 1 --no-write   # a smoke run
+The ResNet-8 comparison alone with a longer recipe (its own section, rows and runs):
+    python3 -m benchmarks task-study --data ... --anchor-only --epochs 10 --train-images 50000 \
+        --test-images 10000 --rows benchmarks/data/task_anchor.jsonl \
+        --runs ~/.cache/micronas-jax/task-anchor
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ from micronas_jax.search import evolution, joint, objective
 from micronas_jax.search import run as search_run
 
 SECTION = "Your task: networks of the joint space trained on two tasks"
+ANCHOR_SECTION = "Your task: the searched network against ResNet-8, a longer recipe"
 ROWS = _results.REPO / "benchmarks/data/task_study.jsonl"
 RUNS = pathlib.Path.home() / ".cache/micronas-jax/task-study"
 NB201_CSV = _results.REPO.parent / "shared/data/nb201/cifar10.csv"
@@ -237,6 +242,19 @@ class Study:
         **int8_of_resnet8(result["variables"], self.calibration, self.test_set, self.board)})
 
 
+def anchor_comparison(study: Study) -> list[dict]:
+  """[the search's pick under ResNet-8's budget, ResNet-8]: both trained with the study's
+  recipe and run in int8 by TFLite Micro."""
+  anchor = study.resnet8()
+  # The anchor's own budget: its latency, and its SRAM and flash as TFLM measures them.
+  limits = objective.Limits(max_latency_ms=BUDGET_MS, max_sram_kb=anchor["tflm_sram_kb"],
+                            max_flash_kb=anchor["tflm_flash_kb"])
+  pairs = joint.JointSpace.build(study.board, study.skeletons, limits)
+  study.trained(pairs, ANCHOR_PICK, study.pick(limits))
+  return [study.with_int8(pairs, ANCHOR_PICK, study.done[(study.name, ANCHOR_PICK)]["index"]),
+          anchor]
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--data", required=True, help="CIFAR-10 with train and test splits")
@@ -249,6 +267,9 @@ def main():
   parser.add_argument("--tasks", default=",".join(TASKS))
   parser.add_argument("--rows", default=str(ROWS), help="JSON lines kept between runs")
   parser.add_argument("--runs", default=str(RUNS), help="training run folders (resumable)")
+  parser.add_argument("--anchor-only", action="store_true",
+                      help="only the ResNet-8 comparison (its own section; give it its own "
+                           "--rows and --runs when the recipe differs)")
   parser.add_argument("--no-write", action="store_true", help="print only")
   args = parser.parse_args()
   start = time.perf_counter()
@@ -260,6 +281,13 @@ def main():
       row = json.loads(line)
       done[(row["task"], row["role"])] = row
   board = latency.board("stm32f746")
+  if args.anchor_only:
+    study = Study(ANCHOR_TASK, args, recipe, board, rows_path, runs, done)
+    body = _anchor_section(anchor_comparison(study), args, time.perf_counter() - start)
+    print(body)
+    if not args.no_write:
+      _results.write_section(ANCHOR_SECTION, body)
+    return
   best_cell = nb201_best_cell()
   summaries = {}
   for task_name in args.tasks.split(","):
@@ -277,15 +305,7 @@ def main():
       study.with_int8(pairs, role, chosen[role])
     rows, anchors = [done[(task_name, role)] for role in chosen], []
     if task_name == ANCHOR_TASK:
-      anchor = study.resnet8()
-      # The anchor's own budget: its latency, and its SRAM and flash as TFLM measures them.
-      anchor_limits = objective.Limits(max_latency_ms=BUDGET_MS,
-                                       max_sram_kb=anchor["tflm_sram_kb"],
-                                       max_flash_kb=anchor["tflm_flash_kb"])
-      anchor_pairs = joint.JointSpace.build(board, study.skeletons, anchor_limits)
-      study.trained(anchor_pairs, ANCHOR_PICK, study.pick(anchor_limits))
-      study.with_int8(anchor_pairs, ANCHOR_PICK, done[(task_name, ANCHOR_PICK)]["index"])
-      anchors = [done[(task_name, ANCHOR_PICK)], anchor]
+      anchors = anchor_comparison(study)
     # Rows of earlier searches kept for the record (shown, not in tau).
     shown = {row["role"] for row in rows + anchors}
     summaries[task_name] = (rows, anchors, [row for (name, role), row in done.items()
@@ -330,6 +350,28 @@ def _row_line(r: dict, in_tau: bool) -> str:
           f"{r['flops_m']:.1f} | {r['sram_kb']:.1f} | {r['flash_kb']:.1f} |")
 
 
+def _recipe(args, seconds: float) -> str:
+  return f"""Command: `{_results.command()}`
+Machine: {_results.machine()}; {seconds:.0f} s in this run (rows in
+`{_results.shown_path(args.rows)}` are reused).
+
+Recipe for every network, ResNet-8 included: the package's (`train.TrainConfig`: SGD, Nesterov
+momentum 0.9, weight decay 5e-4, cosine from 0.1, random crops and flips), {args.epochs} epochs
+at batch {args.batch_size} on the first {args.train_images:,} CIFAR-10 training images
+(class-balanced), tested on {args.test_images:,} test images (standard error about
+{100 * (0.25 / args.test_images) ** 0.5:.1f} points per accuracy, binomial at 50 %)."""
+
+
+def _anchor_section(rows: list[dict], args, seconds: float) -> str:
+  return f"""{_recipe(args, seconds)} The search runs as `micronas-jax search --data ...
+--max-latency-ms {BUDGET_MS} --max-sram-kb S --max-flash-kb F` would, with S and F ResNet-8's
+own SRAM and flash: the arena TFLite Micro reports for its int8 `.tflite` plus the board's
+runtime, and the file plus the runtime. int8 as in the training study's section.
+
+{chr(10).join(_comparison(rows))}
+"""
+
+
 def _section(summaries: dict, args, seconds: float) -> str:
   lines = []
   for task_name, (rows, anchors, earlier) in summaries.items():
@@ -354,19 +396,10 @@ def _section(summaries: dict, args, seconds: float) -> str:
                      "pairs with the whole network's FLOPs one log-rank term of four. Kept for "
                      "the record; it is not in tau.")]
     lines += ["", *_comparison(rows + anchors), ""]
-  return f"""Command: `{_results.command()}`
-Machine: {_results.machine()}; {seconds:.0f} s in this run (rows in
-`{_results.shown_path(args.rows)}` are reused).
-
-Recipe for every network, ResNet-8 included: the package's (`train.TrainConfig`: SGD, Nesterov
-momentum 0.9, weight decay 5e-4, cosine from 0.1, random crops and flips), {args.epochs} epochs
-at batch {args.batch_size} on the first {args.train_images:,} CIFAR-10 training images
-(class-balanced), tested on {args.test_images:,} test images. Budget: the default `stm32f746`
+  return f"""{_recipe(args, seconds)} Budget: the default `stm32f746`
 table at each skeleton, latency <= {BUDGET_MS} ms (ResNet-8's), the board's 320 KB SRAM and 1 MB
 flash (TFLM's arena, exact). Far shorter than the 200 epochs of NB201: the ranks, not the
-accuracies, carry over. One accuracy on {args.test_images:,} test images has a standard error
-of about {100 * (0.25 / args.test_images) ** 0.5:.1f} points (binomial, at 50 %): closer results
-than that are not told apart. "fitness" is the search's log-rank fitness over the trained
+accuracies, carry over; results closer than the standard error are not told apart. "fitness" is the search's log-rank fitness over the trained
 networks of the task. int8: TensorFlow's converter (`deploy --format tflite`'s settings, scales from the
 first {CALIBRATION_IMAGES} training images), run by TFLite Micro's own interpreter on the same
 test images; SRAM is the arena TFLM reports plus the board's runtime, flash the `.tflite` plus
