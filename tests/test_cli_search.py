@@ -244,6 +244,19 @@ def test_a_fixed_skeleton_is_nb201s_cell_search(tmp_path, toy, toy_evolution):
   assert "network  C=16, N=5, input 32x32x3, 10 classes" in result.output
 
 
+def test_a_cell_search_plans_each_drawn_cells_memory_exactly(tmp_path, toy, toy_evolution):
+  # The toy optimum's SRAM is 85 KB by the vectorized estimate and 98.9 KB planned exactly:
+  # under 95 KB the screen lets it through and the exact check must not.
+  out = tmp_path / "r.json"
+  result = invoke("--channels", 16, "--cells", 5, "--max-sram-kb", 95, "--population", 20,
+                  "--tournament", 20, "--budget", 300, "--out", out, "--no-progress")
+  assert result.exit_code == 0, result.output
+  report = json.loads(out.read_text())
+  assert report["index"] != toy.best and report["sram_kb"] <= 95
+  assert report["memory_rejected"] > 0 and report["memory_checked"] >= 300
+  assert "warnings" not in report
+
+
 def test_evolution_meets_the_limits_and_is_reproducible(tmp_path, toy_evolution):
   args = ("--max-latency-ms", 200, "--max-sram-kb", 200, "--seed", 3, "--no-progress")
   reports = []
@@ -340,20 +353,21 @@ def test_a_report_carries_the_network_through_train_and_deploy(tmp_path, toy_evo
   assert f"C={network['channels']}, N={network['cells_per_stage']}" in deployed.output
 
 
-def test_a_cell_over_a_memory_limit_once_planned_exactly_is_warned(tmp_path, toy_evolution,
-                                                                   monkeypatch):
+def test_no_cell_within_memory_once_planned_exactly_is_one_line(tmp_path, toy_evolution,
+                                                               monkeypatch):
   from micronas_jax.hardware import costs
 
-  # Stand in for a cell the vectorized screen let through but TFLM's exact plan puts over.
+  # Every cell the vectorized screen lets through, TFLM's exact plan puts over the limit.
   monkeypatch.setattr(costs, "exact_memory", lambda ops, lut, dead_code=None:
                       (250 * 1024, 100 * 1024, None))
-  out = tmp_path / "r.json"
   result = invoke("--channels", 16, "--cells", 5, "--max-sram-kb", 200, "--population", 20,
-                  "--tournament", 20, "--budget", 20, "--out", out, "--no-progress")
-  assert result.exit_code == 0, result.output
-  warnings = json.loads(out.read_text())["warnings"]
-  assert any("SRAM is 250.0 KB, over --max-sram-kb 200" in w for w in warnings)
-  assert "WARNING  planned exactly" in result.output
+                  "--tournament", 20, "--budget", 20, "--no-progress")
+  # After the search's status line, one error line.
+  assert result.exit_code == 2, result.output
+  status, error = result.output.strip().splitlines()
+  assert status.startswith("evolution search") and error.startswith(
+      "Error: no cell meets the limits once its memory is planned exactly: every one drawn is "
+      "over --max-sram-kb 200")
 
 
 def test_a_list_of_resolutions_is_searched_with_the_skeleton(tmp_path, toy_evolution):

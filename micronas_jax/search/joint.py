@@ -51,6 +51,18 @@ def skeletons(base: NetworkConfig, channels=None, cells=None,
 
 
 
+def meets_memory(indices: np.ndarray, memory, bounds: dict) -> np.ndarray:
+  """`[n]` bool: the candidates whose exact `memory(index) -> (SRAM, flash)` bytes meet the
+  "sram_kb" and "flash_kb" bounds (`Limits.bounds`)."""
+  ok = np.ones(len(indices), bool)
+  for row, index in enumerate(map(int, indices)):
+    sram, flash = memory(index)
+    for column, value in (("sram_kb", sram), ("flash_kb", flash)):
+      if column in bounds and value / costs.KB > bounds[column][0]:
+        ok[row] = False
+  return ok
+
+
 def _live_cells() -> np.ndarray:
   """`[15625]` bool: cells whose output depends on their input."""
   return np.array([graph.reachability(ops).output for ops in space.all_archs()])
@@ -114,13 +126,7 @@ class JointSpace:
 
   def admit(self, indices: np.ndarray) -> np.ndarray:
     """`[n]` bool: the pairs whose exact SRAM and flash meet the bounds."""
-    ok = np.ones(len(indices), bool)
-    for row, index in enumerate(map(int, indices)):
-      sram, flash = self.memory(index)
-      for column, value in (("sram_kb", sram), ("flash_kb", flash)):
-        if column in self.bounds and value / costs.KB > self.bounds[column][0]:
-          ok[row] = False
-    return ok
+    return meets_memory(indices, self.memory, self.bounds)
 
 
   def cells(self) -> np.ndarray:

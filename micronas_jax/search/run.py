@@ -333,16 +333,43 @@ def _run_evolution(request: SearchRequest, progress: Callable[[int, int], None] 
       "compiling first (about 30 s on a CPU)")
   evaluate = cell_evaluator(config, request.images, request.seed)
   tick = _progress_ticker(progress, min(request.method.budget, int(feasible.sum())))
-  result = evolution.evolve(evaluate, feasible, request.seed, request.method,
-                            on_evaluate=tick)
+  memory, admit = _exact_memory_check(request.lut, bounds)
+  try:
+    result = evolution.evolve(evaluate, feasible, request.seed, request.method,
+                              on_evaluate=tick, admit=admit)
+  except ValueError:
+    raise SearchError("no cell meets the limits once its memory is planned exactly: every one "
+                      "drawn is over ", joined([source for _, source in bounds.values()],
+                                               " or ")) from None
+  rejected = int(sum(not admit(np.asarray([cell]))[0] for cell in memory)) if admit else 0
   details = {"seed": request.seed,
              "limits": [render(source, names) for _, source in bounds.values()],
              "fitness": result.fitness, "evaluated_cells": len(result.evaluated),
-             "feasible_cells": int(feasible.sum()), "exhaustive": result.exhaustive,
+             "feasible_cells": int(feasible.sum()), "memory_checked": len(memory),
+             "memory_rejected": rejected, "exhaustive": result.exhaustive,
              "evolution": dataclasses.asdict(request.method),
              "score_config": config.to_dict()}
   return search_report(result.ops, request.lut, "evolution", result.indicators, result.seconds,
                        details)
+
+
+def _exact_memory_check(lut: latency.LUT, bounds: dict):
+  """({cell: (SRAM, flash) bytes} filled as checked, `evolve`'s admit: cells whose exact memory
+  (`costs.exact_memory`, TFLM's arena) meets the SRAM and flash bounds; None without them).
+  The vectorized screen's SRAM estimate can be up to 18 % low, so the evolution checks each
+  cell it draws exactly, as the joint search does."""
+  from micronas_jax.search import joint
+
+  memory: dict[int, tuple[int, int]] = {}
+  if not any(column in bounds for column in ("sram_kb", "flash_kb")):
+    return memory, None
+
+  def exact(cell: int) -> tuple[int, int]:
+    if cell not in memory:
+      memory[cell] = hardware_costs.exact_memory(space.arch_at(cell), lut)[:2]
+    return memory[cell]
+
+  return memory, lambda cells: joint.meets_memory(cells, exact, bounds)
 
 
 def _run_joint_evolution(request: SearchRequest, progress, log, names: Names) -> dict:
@@ -519,12 +546,13 @@ def run(request: SearchRequest, progress: Callable[[int, int], None] | None = No
   report = runners[request.method_name]()
   for column, (bound, source) in request.limits.bounds(request.lut).items():
     if column in ("sram_kb", "flash_kb") and report[column] > bound:
-      # Cell searches screen memory with the vectorized estimate (up to 18 % below TFLM's
-      # plan); the report's figure is the exact one. The joint search checks it exactly.
+      # prune, table and exhaustive screen memory with the vectorized estimate (up to 18 %
+      # below TFLM's plan); the report's figure is the exact one. The evolution checks it
+      # exactly.
       report["warnings"] = report.get("warnings", []) + [
           f"planned exactly, the cell's {column[:-3].upper()} is {report[column]:.1f} KB, over "
           f"{render(source, names)}: the search screened it with an estimate; add a margin "
-          "or use the default joint search, which plans memory exactly"]
+          "or use the evolution (the default), which plans memory exactly"]
   if not graph.reachability(space.arch_at(report["index"])).output:
     report["warnings"] = report.get("warnings", []) + [
         "the cell's output does not depend on its input (no path of non-none ops from the input "
