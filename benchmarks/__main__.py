@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "search-quality": "search_quality",
     "search-evolution": "search_evolution",
     "fitness-ablation": "fitness_ablation",
+    "search-budget": "search_budget",
     "table1": "table1",
     "latency-fit": "latency_fit",
     "lut-agreement": "lut_agreement",
