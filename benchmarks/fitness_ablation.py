@@ -22,9 +22,10 @@ import time
 import numpy as np
 
 try:
-  from benchmarks import _results
+  from benchmarks import _results, search_evolution
 except ImportError:  # run as a file: its folder is on the path
   import _results
+  import search_evolution
 from micronas_jax import ground_truth, space, store, topology
 from micronas_jax.hardware import latency
 from micronas_jax.search import evolution
@@ -44,24 +45,37 @@ SETS = (
 )
 
 
+def by_fitness(columns: dict, names: dict, candidates) -> np.ndarray:
+  """Benchmark indices `candidates` ordered fittest first by the log-rank fitness of `names`
+  among them (ties: lower index first)."""
+  candidates = np.asarray(candidates)
+  fitness = evolution.log_rank_fitness({k: columns[k][candidates] for k in names},
+                                       {k: np.ones(len(candidates), bool) for k in names}, names)
+  return candidates[np.lexsort((candidates, -fitness))]
+
+
 def pick(columns: dict, names: dict, mask: np.ndarray) -> int:
   """Benchmark index of the fittest cell among `mask` by the log-rank fitness of `names`."""
-  fitness = evolution.log_rank_fitness({k: columns[k][mask] for k in names},
-                                       {k: np.ones(mask.sum(), bool) for k in names}, names)
-  candidates = np.flatnonzero(mask)
-  return int(candidates[np.lexsort((candidates, -fitness))[0]])
+  return int(by_fitness(columns, names, np.flatnonzero(mask))[0])
 
 
-def ablation(accuracy: np.ndarray, sweep: int) -> list[dict]:
+def table_columns() -> dict[str, np.ndarray]:
+  """{indicator: [15625]} in benchmark order: the table's MeCo, ntk_fast, LR and FLOPs, and skip
+  span from the graph."""
   raw, _ = store.read_table(TABLE)
   order = np.argsort(raw["index"])
   if not np.array_equal(raw["index"][order], np.arange(space.NUM_CELLS)):
     raise SystemExit(f"{TABLE}: expected one row per cell")
   columns = {name: np.asarray(raw[name], np.float64)[order]
              for name in ("meco", "ntk_fast", "lr", "flops")}
-  columns["skip_span"] = topology.skip_span(space.all_archs())
+  columns["skip_span"] = topology.skip_span(space.all_archs()).astype(np.float64)
+  return columns
+
+
+def ablation(accuracy: np.ndarray, sweep: int) -> list[dict]:
+  columns = table_columns()
   all_latency = latency.estimate(space.all_archs(), latency.board("stm32f746"))
-  limits = np.quantile(all_latency, np.linspace(0.02, 0.98, sweep))
+  limits = search_evolution.sweep_limits(all_latency, sweep)
   rows = []
   for label, names in SETS:
     free = pick(columns, names, np.ones(space.NUM_CELLS, bool))

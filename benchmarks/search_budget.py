@@ -27,35 +27,18 @@ import time
 import numpy as np
 
 try:
-  from benchmarks import _results
+  from benchmarks import _results, fitness_ablation, search_evolution
 except ImportError:  # run as a file: its folder is on the path
   import _results
-from micronas_jax import ground_truth, space, store, topology
+  import fitness_ablation
+  import search_evolution
+from micronas_jax import ground_truth, space
 from micronas_jax.hardware import latency
 from micronas_jax.search import evolution
 
 SECTION = "Budgeted search: the evolution against its ideal on the whole-space table"
-TABLE = _results.REPO / "benchmarks/data/nb201_scores_cpu_meco_seed0_r1.csv.gz"
 NB201_CSV = _results.REPO.parent / "shared/data/nb201/cifar10.csv"
 PASS_TOP = 3
-
-
-def table_columns() -> dict[str, np.ndarray]:
-  """{indicator: [15625]} of the evolution's indicators from the stored table."""
-  raw, _ = store.read_table(TABLE)
-  order = np.argsort(raw["index"])
-  columns = {name: np.asarray(raw[name], np.float64)[order] for name in ("meco", "lr", "flops")}
-  columns["skip_span"] = topology.skip_span(space.all_archs()).astype(np.float64)
-  return columns
-
-
-def fittest(columns: dict, indices) -> int:
-  """The fittest of `indices` by the default log-rank fitness among them (ties: lower index)."""
-  indices = np.asarray(indices)
-  names = evolution.INDICATORS
-  fitness = evolution.log_rank_fitness({k: columns[k][indices] for k in names},
-                                       {k: np.ones(len(indices), bool) for k in names}, names)
-  return int(indices[np.lexsort((indices, -fitness))[0]])
 
 
 def with_final_pass(columns: dict, result: evolution.EvolutionResult, feasible: np.ndarray,
@@ -64,17 +47,14 @@ def with_final_pass(columns: dict, result: evolution.EvolutionResult, feasible: 
   evaluated cells measured, then the fittest of all."""
   evaluated = [int(i) for i in result.evaluated]
   seen = set(evaluated)
-  order = np.asarray(evaluated)
-  names = evolution.INDICATORS
-  fitness = evolution.log_rank_fitness({k: columns[k][order] for k in names},
-                                       {k: np.ones(len(order), bool) for k in names}, names)
   added = []
-  for cell in order[np.lexsort((order, -fitness))[:top]]:
+  for cell in fitness_ablation.by_fitness(columns, evolution.INDICATORS, evaluated)[:top]:
     for neighbour in map(int, evolution.cell_neighbours(int(cell))):
       if feasible[neighbour] and neighbour not in seen:
         seen.add(neighbour)
         added.append(neighbour)
-  return fittest(columns, evaluated + added), len(added)
+  return int(fitness_ablation.by_fitness(columns, evolution.INDICATORS,
+                                         evaluated + added)[0]), len(added)
 
 
 def main():
@@ -84,10 +64,10 @@ def main():
   parser.add_argument("--no-write", action="store_true", help="print only")
   args = parser.parse_args()
   start = time.perf_counter()
-  columns = table_columns()
+  columns = fitness_ablation.table_columns()
   accuracy = ground_truth.read_accuracy(NB201_CSV)
   all_latency = latency.estimate(space.all_archs(), latency.board("stm32f746"))
-  limits = np.quantile(all_latency, np.linspace(0.02, 0.98, args.sweep))
+  limits = search_evolution.sweep_limits(all_latency, args.sweep)
 
   def evaluate(indices):
     return {k: (columns[k][np.asarray(indices)], np.ones(len(indices), bool))
@@ -99,7 +79,7 @@ def main():
   for limit in limits:
     feasible = all_latency <= limit
     best = float(np.nanmax(np.where(feasible, accuracy, np.nan)))
-    ideal = fittest(columns, np.flatnonzero(feasible))
+    ideal = fitness_ablation.pick(columns, evolution.INDICATORS, feasible)
     gaps, held = [], 0
     for seed in range(args.seeds):
       result = evolution.evolve(evaluate, feasible, seed)
@@ -118,7 +98,7 @@ def main():
                          for limit, count, gap, ideal, held in per_limit)
   body = f"""Command: `{_results.command()}`
 Machine: {_results.machine()}; {time.perf_counter() - start:.0f} s. Indicators from
-`{_results.shown_path(TABLE)}` (one draw, seed 0, for every seed); {args.sweep} latency limits
+`{_results.shown_path(fitness_ablation.TABLE)}` (one draw, seed 0, for every seed); {args.sweep} latency limits
 (2-98 % quantiles of the default `stm32f746` table) x {args.seeds} seeds; gap = the most accurate
 feasible cell's NB201 CIFAR-10 accuracy minus the pick's, in points. The final pass measured
 {np.mean(added):.1f} cells more on average.

@@ -88,12 +88,9 @@ def study_networks(pairs: joint.JointSpace, count: int, seed: int, pick: int,
     if pairs.admit(np.asarray([index]))[0]:
       chosen["largest that fits"] = int(index)
       break
-  best = [k * space.NUM_CELLS + best_cell for k in range(len(pairs.networks))
-          if pairs.screened[k * space.NUM_CELLS + best_cell]]
-  for index in sorted(best, key=lambda i: -pairs.flops_m[i]):
-    if pairs.admit(np.asarray([index]))[0]:
-      chosen["NB201's best cell, scaled"] = int(index)
-      break
+  scaled = pairs.largest(best_cell)  # on the largest skeleton where it fits
+  if scaled is not None:
+    chosen["NB201's best cell, scaled"] = scaled
   return chosen
 
 

@@ -128,7 +128,6 @@ class JointSpace:
     """`[n]` bool: the pairs whose exact SRAM and flash meet the bounds."""
     return meets_memory(indices, self.memory, self.bounds)
 
-
   def cells(self) -> np.ndarray:
     """`[15625]` bool: cells with at least one screened skeleton."""
     return self.screened.reshape(len(self.networks), space.NUM_CELLS).any(axis=0)

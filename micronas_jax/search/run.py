@@ -341,7 +341,7 @@ def _run_evolution(request: SearchRequest, progress: Callable[[int, int], None] 
     raise SearchError("no cell meets the limits once its memory is planned exactly: every one "
                       "drawn is over ", joined([source for _, source in bounds.values()],
                                                " or ")) from None
-  rejected = int(sum(not admit(np.asarray([cell]))[0] for cell in memory)) if admit else 0
+  rejected = int((~admit(np.fromiter(memory, np.int64))).sum()) if admit else 0
   details = {"seed": request.seed,
              "limits": [render(source, names) for _, source in bounds.values()],
              "fitness": result.fitness, "evaluated_cells": len(result.evaluated),
