@@ -198,7 +198,9 @@ class ToyEvolutionScorer:
 
   def __call__(self, archs, seed):
     value = self.toy.value_of(archs[0])
-    return {name: (np.array([value]), np.array([True])) for name in self.config.proxies}
+    # Every indicator agrees with the toy: its sign follows the indicator's direction.
+    return {name: (np.array([value if evolution.INDICATORS.get(name, True) else -value]),
+                   np.array([True])) for name in self.config.proxies}
 
 
 @pytest.fixture

@@ -92,3 +92,62 @@ def test_an_evaluator_without_an_indicator_is_refused(toy):
 def test_bad_evolution_sizes_are_refused(sizes, message):
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
     evolution.EvolutionConfig(*sizes)
+
+
+SCREENED = {"toy": True, "cheap": True}
+
+
+def test_the_screen_measures_the_cells_the_free_indicator_ranks_highest(toy):
+  # A free indicator that agrees with the toy: after 5 random cells, the screen's 20 are the
+  # top 20 of its ranking among the rest, so a 25-cell search finds the optimum, which the
+  # evolution alone, with the same 25 cells, does not.
+  free = {"cheap": toy.value(np.arange(space.NUM_CELLS))}
+  feasible = np.ones(space.NUM_CELLS, bool)
+  config = evolution.EvolutionConfig(population=5, tournament=5, budget=25, screened=20)
+  for seed in range(3):
+    calls = []
+
+    def evaluate(indices, calls=calls):
+      values = toy.evaluator(calls)(indices)["toy"]
+      return {"toy": values, "cheap": values}
+
+    result = evolution.evolve(evaluate, feasible, seed, config, SCREENED, free=free)
+    order = evolution.screen_order(free, np.arange(space.NUM_CELLS), SCREENED)
+    expected = [i for i in order if i not in set(calls[:5])][:20]
+    assert calls[5:] == [int(i) for i in expected] and result.index == toy.best
+    alone = evolution.evolve(evaluate, feasible, seed, config, SCREENED)
+    assert alone.index != toy.best
+
+
+def test_the_screen_skips_cells_the_exact_check_rejects(toy):
+  free = {"cheap": toy.value(np.arange(space.NUM_CELLS))}
+  rejected = {toy.best}
+  calls = []
+
+  def evaluate(indices):
+    values = toy.evaluator(calls)(indices)["toy"]
+    return {"toy": values, "cheap": values}
+
+  admit = lambda cells: np.array([int(c) not in rejected for c in cells])
+  config = evolution.EvolutionConfig(population=5, tournament=5, budget=25, screened=20)
+  result = evolution.evolve(evaluate, np.ones(space.NUM_CELLS, bool), 0, config, SCREENED,
+                            admit=admit, free=free)
+  assert toy.best not in calls and len(calls) == 25
+  second = evolution.screen_order(free, np.arange(space.NUM_CELLS), SCREENED)[1]
+  assert result.index == second
+
+
+def test_a_free_indicator_outside_the_fitness_is_refused(toy):
+  with pytest.raises(ValueError, match=r"free indicators \['flops'\]"):
+    evolution.evolve(toy.evaluator(), np.ones(space.NUM_CELLS, bool), 0,
+                     evolution.EvolutionConfig(2, 2, 4), TOY,
+                     free={"flops": np.zeros(space.NUM_CELLS)})
+  with pytest.raises(ValueError, match="screened must be at least 0"):
+    evolution.EvolutionConfig(screened=-1)
+
+
+def test_free_columns_are_what_the_scorer_computes():
+  columns = evolution.free_columns()
+  assert set(columns) == set(evolution.FREE_INDICATORS) == {"flops", "skip_span"}
+  np.testing.assert_allclose(columns["skip_span"], topology.skip_span(space.all_archs()))
+  assert columns["flops"].shape == (space.NUM_CELLS,)

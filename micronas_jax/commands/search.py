@@ -81,7 +81,8 @@ pruning search minutes (measure with --fast first), seconds on a GPU.
 @click.option("--max-flops-m", type=float, default=None, help="FLOPs limit (M, NB201 rules).")
 @click.option("--method", type=click.Choice(list(search_run.METHODS)), default="evolution",
               show_default=True,
-              help="evolution: aging evolution, fitness = log-rank sum of MeCo, linear regions, "
+              help="evolution: aging evolution (at a fixed network: random cells and a screen "
+                   "by FLOPs and skip span first); fitness = log-rank sum of MeCo, NTK condition, linear regions, "
                    "FLOPs and skip span (beyond the paper); prune: the TE-NAS/MicroNAS pruning "
                    "search; table: the best cell of a score table; exhaustive: score every cell "
                    "meeting the limits into --scores, then search that (resumable).")
@@ -91,6 +92,11 @@ pruning search minutes (measure with --fast first), seconds on a GPU.
               show_default=True, help="Evolution's population.")
 @click.option("--tournament", type=int, default=evolution.EvolutionConfig.tournament,
               show_default=True, help="Evolution's tournament size.")
+@click.option("--screened", type=int, default=evolution.EvolutionConfig.screened,
+              show_default=True,
+              help="Cells the evolution takes, after its random population, from the ranking by "
+                   "FLOPs and skip span (0: none); cell searches at a fixed network (--channels "
+                   "and --cells) only.")
 @click.option("--w-flops", type=float, default=0.0, show_default=True,
               help="prune/table/exhaustive: weight of the FLOPs rank; NTK and LR share "
                    "1 - w_flops - w_latency.")
@@ -136,7 +142,7 @@ pruning search minutes (measure with --fast first), seconds on a GPU.
               help="CSV with index,test_acc: also report the chosen cell's accuracy.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m, method,
-           budget, population, tournament, w_flops, w_latency, scores_path, fast, meco, seed,
+           budget, population, tournament, screened, w_flops, w_latency, scores_path, fast, meco, seed,
            repeats, batch_size, data_path, channels, cells, resolution_text, gray, out, plot_path,
            benchmark_path, progress):
   """Finds the best network (width, depth and cell; your task's input with --data) for a board
@@ -172,7 +178,7 @@ def search(board, lut_path, max_latency_ms, max_sram_kb, max_flash_kb, max_flops
     options = search_run.method_options(
         method, weights=objective.Weights.micronas(w_flops, w_latency, meco), fast=fast,
         repeats=repeats, ntk_batch=batch_size, scores_path=scores_path, plot_path=plot_path,
-        population=population, tournament=tournament, budget=budget)
+        population=population, tournament=tournament, budget=budget, screened=screened)
     request = search_run.SearchRequest(
         lut, objective.Limits(max_latency_ms, max_sram_kb, max_flash_kb, max_flops_m), options,
         seed, load_images(data_path, network.input_shape) if data_path else None, data_path,

@@ -13,19 +13,37 @@ Indicators (`INDICATORS`), each with its rationale in its own module:
   meco       MeCo, minimum eigenvalue of feature-map correlations (Jiang et al., NeurIPS 2023):
              how well the features separate, at initialization; the strongest single indicator
              measured here (Spearman 0.919 over the whole space, benchmarks/RESULTS.md).
+  ntk_fast   condition number of the NTK (TE-NAS, its fast mode with frozen BN statistics),
+             lower is better: trainability, which the other indicators do not measure. Added for
+             budgeted search: ranking every feasible cell under the 25 latency limits of the
+             default table, it lowers the mean gap to the best cell from 0.44 to 0.32 points and
+             the max from 3.04 to 1.38 ("Evolution fitness: indicator ablation"); it changes
+             nothing unconstrained.
   lr         linear regions (TE-NAS): the expressivity of the cell's ReLU partition.
   flops      FLOPs of the network, higher is better: capacity (AZ-NAS's "complexity"). Hard
              limits, never this rank, keep a cell within a budget.
   skip_span  nodes bypassed per identity edge (FreeREA; `micronas_jax.topology`): the topology,
-             which the other three do not see (they reward size: the top-1 of each is the
-             biggest cell).
+             which the others do not see (MeCo, LR and FLOPs reward size: the top-1 of each is
+             the biggest cell).
+FLOPs and skip span are functions of the architecture alone (`FREE_INDICATORS`): known for every
+cell without measuring, which the screen below uses.
 
-Search (regularized / aging evolution, Real et al., AAAI 2019, as FreeREA uses it): a population
-of `population` random feasible cells; then, until `budget` cells are evaluated, a tournament of
-`tournament` random members picks the fittest as parent, a child differs from it on one edge
-(a random op among the unevaluated feasible one-edge neighbours; a random unevaluated feasible cell
-when there is none), joins the population, and the oldest member leaves. Fitness is recomputed
-over all evaluated cells after every child, so ranks stay comparable. The answer is the fittest
+Search, in three phases over the feasible cells, until `budget` cells are evaluated:
+  1. `population` random feasible cells: an unbiased sample, so the measured indicators' ranks
+     are taken against more than the screen's picks.
+  2. The screen (when the caller gives the free indicators, `evolve(free=)`): the next `screened`
+     cells are the unevaluated feasible ones that the free indicators rank highest (their
+     log-rank sum over every feasible cell). FLOPs and skip span cost nothing to compute for the
+     whole space, and a cell that ranks low on them cannot win a log-rank sum, which is pulled down
+     hard by any one poor rank: under the 25 latency limits of benchmarks/RESULTS.md ("Budgeted
+     search"), the fittest feasible cell was always among the top 64 of the free ranking, while the
+     aging evolution alone, drawing its children at random, often never met it.
+  3. Regularized / aging evolution (Real et al., AAAI 2019, as FreeREA uses it) for any budget
+     left: the population is then the `population` fittest cells evaluated so far; a tournament
+     of `tournament` random members picks the fittest as parent, a child differs from it on one
+     edge (a random op among the unevaluated feasible one-edge neighbours; a random unevaluated
+     feasible cell when there is none), joins the population, and the oldest member leaves.
+Fitness is computed over all evaluated cells, so ranks stay comparable. The answer is the fittest
 evaluated cell (ties: lower benchmark index). When no more than `budget` cells meet the limits,
 all are evaluated: the search is then exhaustive. Only feasible cells are ever evaluated, so the
 answer meets every limit. Same seed, same evaluator: same cell.
@@ -47,9 +65,22 @@ from micronas_jax.proxies import draws
 # Indicator -> higher is better, from the proxies' registry and the analytic columns' directions
 # as accuracy indicators (`draws.ANALYTIC_HIGHER_IS_BETTER`: FLOPs count as capacity here).
 INDICATORS = {"meco": proxies.get("meco").higher_is_better,
+              "ntk_fast": proxies.get("ntk_fast").higher_is_better,
               "lr": proxies.get("lr").higher_is_better,
               "flops": draws.ANALYTIC_HIGHER_IS_BETTER["flops"],
               "skip_span": draws.ANALYTIC_HIGHER_IS_BETTER["skip_span"]}
+
+# The indicators computed from the architecture alone (`proxies.draws.ANALYTIC`).
+FREE_INDICATORS = tuple(name for name in INDICATORS if name in draws.ANALYTIC)
+
+
+def free_columns(names=INDICATORS, archs=None) -> dict[str, np.ndarray]:
+  """{name: [M]} of the free indicators among `names` for `archs: [M, 6]` (default: every cell
+  of the space), as the scorer computes them."""
+  archs = space.all_archs() if archs is None else np.asarray(archs)
+  return {name: np.asarray(draws.ANALYTIC[name](archs), np.float64)
+          for name in names if name in draws.ANALYTIC}
+
 
 # `evaluate(indices: [n] int) -> {name: (values [n] float64, valid [n] bool)}` for every indicator.
 Evaluator = Callable[[np.ndarray], dict]
@@ -63,15 +94,20 @@ class EvolutionConfig:
     population: cells kept alive (the first ones are random feasible cells).
     tournament: members drawn per step; the fittest is the parent.
     budget: cells evaluated in all (each indicator is measured once per cell).
+    screened: cells taken from the free indicators' ranking after the first population (at most
+      what the budget leaves); 0 turns the screen off.
   """
   population: int = 50
   tournament: int = 10
   budget: int = 300
+  screened: int = 250
 
   def __post_init__(self):
     for name in ("population", "tournament", "budget"):
       if getattr(self, name) < 1:
         raise ParamError(Param(name), f" must be at least 1, got {getattr(self, name)}")
+    if self.screened < 0:
+      raise ParamError(Param("screened"), f" must be at least 0, got {self.screened}")
     if self.tournament > self.population:
       raise ParamError(Param("tournament"), f" ({self.tournament}) is larger than ",
                        Param("population"), f" ({self.population})")
@@ -176,13 +212,16 @@ def _child(parent: int, rng: np.random.Generator, feasible: np.ndarray, seen: np
   return int(rng.choice(open_))
 
 
-def _admitted_first(candidates: np.ndarray, count: int, rng: np.random.Generator,
-                    admit: Callable[[np.ndarray], np.ndarray], feasible: np.ndarray) -> np.ndarray:
-  """Up to `count` random candidates that `admit` accepts, checked a population at a time in a
-  random order; rejected ones are cleared from `feasible`."""
-  order, first = rng.permutation(candidates), []
+def _admitted_first(order: np.ndarray, count: int,
+                    admit: Callable[[np.ndarray], np.ndarray] | None,
+                    feasible: np.ndarray) -> np.ndarray:
+  """The first `count` candidates of `order` that `admit` accepts (all of them without it),
+  checked `count` at a time; rejected ones are cleared from `feasible`."""
+  if admit is None:
+    return np.asarray(order[:count], np.int64)
+  first = []
   for start_at in range(0, len(order), count):
-    chunk = order[start_at:start_at + count]
+    chunk = np.asarray(order[start_at:start_at + count], np.int64)
     accepted = np.asarray(admit(chunk), bool)
     feasible[chunk[~accepted]] = False
     first.extend(chunk[accepted][:count - len(first)].tolist())
@@ -191,22 +230,39 @@ def _admitted_first(candidates: np.ndarray, count: int, rng: np.random.Generator
   return np.asarray(first, np.int64)
 
 
+def screen_order(free: dict[str, np.ndarray], candidates: np.ndarray,
+                 higher_is_better: dict[str, bool]) -> np.ndarray:
+  """`candidates` `[n]` ordered by the log-rank sum of the free indicators `free: {name: [M]}`
+  among them, best first (ties: lower index first)."""
+  candidates = np.asarray(candidates, np.int64)
+  columns = {name: np.asarray(values)[candidates] for name, values in free.items()}
+  fitness = log_rank_fitness(columns, {name: np.ones(len(candidates), bool) for name in free},
+                             {name: higher_is_better[name] for name in free})
+  return candidates[np.lexsort((candidates, -fitness))]
+
+
 def evolve(evaluate: Evaluator, feasible: np.ndarray, seed: int,
            config: EvolutionConfig = EvolutionConfig(),
            higher_is_better: dict[str, bool] = INDICATORS,
            on_evaluate: Callable[[int], None] | None = None,
            neighbours: Callable[[int], np.ndarray] = cell_neighbours,
-           admit: Callable[[np.ndarray], np.ndarray] | None = None) -> EvolutionResult:
-  """Aging evolution over the candidates with `feasible: [M]` True (M = 15625 cells by default);
-  returns the fittest evaluated one. `evaluate` measures the indicators of `higher_is_better`;
-  `on_evaluate(count)` is called after each batch of evaluations (progress). `neighbours(i)`
-  gives a candidate's mutations (default: one edge changed). `admit(indices) -> [n] bool` is an
-  exact check run before a candidate is evaluated (e.g. memory too costly to screen the whole
-  space with): a rejected candidate is never evaluated and counts as infeasible."""
+           admit: Callable[[np.ndarray], np.ndarray] | None = None,
+           free: dict[str, np.ndarray] | None = None) -> EvolutionResult:
+  """The search of the module docstring over the candidates with `feasible: [M]` True (M = 15625
+  cells by default); returns the fittest evaluated one. `evaluate` measures the indicators of
+  `higher_is_better`; `on_evaluate(count)` is called after each batch of evaluations (progress).
+  `neighbours(i)` gives a candidate's mutations (default: one edge changed). `admit(indices) ->
+  [n] bool` is an exact check run before a candidate is evaluated (e.g. memory too costly to
+  screen the whole space with): a rejected candidate is never evaluated and counts as infeasible.
+  `free: {name: [M]}` are indicators known for every candidate without measuring (e.g. FLOPs,
+  skip span; names of `higher_is_better`): the screen ranks by them; None skips the screen."""
   start = time.perf_counter()
   feasible = np.array(feasible, bool)
   if (admit is None and feasible.shape != (space.NUM_CELLS,)) or not feasible.any():
     raise ValueError(f"feasible must be [{space.NUM_CELLS}] bool with at least one True")
+  unknown = set(free or ()) - set(higher_is_better)
+  if unknown:
+    raise ValueError(f"free indicators {sorted(unknown)} are not among {list(higher_is_better)}")
   rng = np.random.default_rng(seed)
   history = _History(evaluate, tuple(higher_is_better))
   candidates = np.flatnonzero(feasible)
@@ -221,15 +277,25 @@ def evolve(evaluate: Evaluator, feasible: np.ndarray, seed: int,
   elif admit is None:
     first = rng.choice(candidates, config.population, replace=False)
   else:
-    first = _admitted_first(candidates, config.population, rng, admit, feasible)
+    first = _admitted_first(rng.permutation(candidates), config.population, admit, feasible)
   if len(first) == 0:
     raise ValueError("no candidate passes the exact check")
-  for start_at in range(0, len(first), PROGRESS_CHUNK):  # progress from the first cells on
-    history.add(first[start_at:start_at + PROGRESS_CHUNK])
-    if on_evaluate:
-      on_evaluate(len(first[start_at:start_at + PROGRESS_CHUNK]))
   seen[first] = True
-  population = collections.deque(range(len(first)))  # positions in the history
+  screened = np.zeros(0, np.int64)
+  count = min(config.screened, config.budget - len(first))
+  if free and not exhaustive and count > 0:
+    order = screen_order(free, candidates, higher_is_better)
+    screened = _admitted_first(order[~seen[order]], count, admit, feasible)
+    seen[screened] = True
+  batch = np.concatenate([first, screened]).astype(np.int64)
+  for start_at in range(0, len(batch), PROGRESS_CHUNK):  # progress from the first cells on
+    history.add(batch[start_at:start_at + PROGRESS_CHUNK])
+    if on_evaluate:
+      on_evaluate(len(batch[start_at:start_at + PROGRESS_CHUNK]))
+  # Aging phase: the fittest `population` so far, oldest first.
+  fitness = history.fitness(higher_is_better)
+  fittest = np.sort(np.lexsort((np.arange(len(fitness)), -fitness))[:config.population])
+  population = collections.deque(int(i) for i in fittest)  # positions in the history
   while (len(history.indices) < config.budget and not exhaustive
          and (feasible & ~seen).any()):
     fitness = history.fitness(higher_is_better)
